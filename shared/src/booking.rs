@@ -1,0 +1,396 @@
+//! Bookings and their state machine (DESIGN section 5), as pure functions.
+//!
+//! ```text
+//! requested --> held | confirmed | rejected | expired
+//! held      --> confirmed | cancelled | expired
+//! confirmed --> fulfilled | cancelled | expired (*)
+//! rejected  --> expired (*)
+//! ```
+//! (*) only when the requester of a remote booking gave up before the owner's
+//! decision reached it: [`Action::RequesterGaveUp`].
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::PoolId;
+use crate::limits::{
+    BOOKING_LINES_MAX, CUSTOMER_EMAIL_MAX_CHARS, CUSTOMER_NAME_MAX_CHARS, CUSTOMER_PHONE_MAX_CHARS,
+    LINE_QUANTITY_MAX,
+};
+
+/// Where a booking is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BookingState {
+    Requested,
+    Held,
+    Confirmed,
+    Rejected,
+    Cancelled,
+    Fulfilled,
+    Expired,
+}
+
+impl BookingState {
+    pub const ALL: [Self; 7] = [
+        Self::Requested,
+        Self::Held,
+        Self::Confirmed,
+        Self::Rejected,
+        Self::Cancelled,
+        Self::Fulfilled,
+        Self::Expired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requested => "requested",
+            Self::Held => "held",
+            Self::Confirmed => "confirmed",
+            Self::Rejected => "rejected",
+            Self::Cancelled => "cancelled",
+            Self::Fulfilled => "fulfilled",
+            Self::Expired => "expired",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+
+    /// Whether a booking in this state consumes units of its pools (the
+    /// states invariant I1 counts).
+    pub fn consumes_units(self) -> bool {
+        matches!(self, Self::Held | Self::Confirmed | Self::Fulfilled)
+    }
+
+    /// Whether nothing can happen to the booking any more, not even a
+    /// requester's expiry.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Cancelled | Self::Fulfilled | Self::Expired)
+    }
+}
+
+impl fmt::Display for BookingState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something that moves a booking from one state to another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// The owner accepts a request as a pending hold.
+    Hold,
+    /// The owner (or holder of the allotment) confirms.
+    Confirm,
+    /// The owner refuses a request (no capacity, unknown pool, ...).
+    Reject,
+    /// Staff or the customer cancel.
+    Cancel,
+    /// The goods were handed over or the service took place.
+    Fulfil,
+    /// A pending hold ran out, or a request reached its owner too late.
+    Expire,
+    /// The requester had no decision by `expires_at + skew_margin` and told the
+    /// customer the booking expired; that verdict wins over any decision
+    /// except `fulfilled`.
+    RequesterGaveUp,
+}
+
+impl Action {
+    pub const ALL: [Self; 7] = [
+        Self::Hold,
+        Self::Confirm,
+        Self::Reject,
+        Self::Cancel,
+        Self::Fulfil,
+        Self::Expire,
+        Self::RequesterGaveUp,
+    ];
+
+    pub fn verb(self) -> &'static str {
+        match self {
+            Self::Hold => "hold",
+            Self::Confirm => "confirm",
+            Self::Reject => "reject",
+            Self::Cancel => "cancel",
+            Self::Fulfil => "fulfil",
+            Self::Expire => "expire",
+            Self::RequesterGaveUp => "expire on the requester's word",
+        }
+    }
+}
+
+/// A transition the state machine does not allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("cannot {} a booking that is {from}", action.verb())]
+pub struct TransitionError {
+    pub from: BookingState,
+    pub action: Action,
+}
+
+/// The state after `action`, or why it is not allowed.
+pub fn transition(from: BookingState, action: Action) -> Result<BookingState, TransitionError> {
+    use Action as A;
+    use BookingState as S;
+    let to = match (from, action) {
+        (S::Requested, A::Hold) => S::Held,
+        (S::Requested | S::Held, A::Confirm) => S::Confirmed,
+        (S::Requested, A::Reject) => S::Rejected,
+        (S::Held | S::Confirmed, A::Cancel) => S::Cancelled,
+        (S::Confirmed, A::Fulfil) => S::Fulfilled,
+        (S::Requested | S::Held, A::Expire) => S::Expired,
+        (S::Requested | S::Held | S::Confirmed | S::Rejected, A::RequesterGaveUp) => S::Expired,
+        _ => return Err(TransitionError { from, action }),
+    };
+    Ok(to)
+}
+
+/// How a booking reached us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Kiosk,
+    Staff,
+    Web,
+    Api,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Kiosk => "kiosk",
+            Self::Staff => "staff",
+            Self::Web => "web",
+            Self::Api => "api",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        [Self::Kiosk, Self::Staff, Self::Web, Self::Api]
+            .into_iter()
+            .find(|c| c.as_str() == value)
+    }
+}
+
+/// One line of a booking: some units of one pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Line {
+    pub pool_id: PoolId,
+    pub quantity: i64,
+}
+
+/// Who the booking is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Customer {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+/// Why the lines or the customer of a new booking are not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BookingInputError {
+    #[error("a booking needs at least one line")]
+    NoLines,
+    #[error("a booking has at most {max} lines, this one has {got}")]
+    TooManyLines { max: usize, got: usize },
+    #[error("quantity for pool {pool} must be between 1 and {max}, got {got}")]
+    Quantity { pool: PoolId, got: i64, max: i64 },
+    #[error("pool {0} appears in more than one line; put its units in one line")]
+    DuplicatePool(PoolId),
+    #[error("customer {field} must not be empty")]
+    EmptyField { field: &'static str },
+    #[error("customer {field} is longer than {max} characters")]
+    FieldTooLong { field: &'static str, max: usize },
+    #[error("customer email must look like name@domain")]
+    Email,
+}
+
+/// Checks lines and customer of a new booking; the pools themselves are
+/// checked by whoever knows them.
+pub fn validate_request(lines: &[Line], customer: &Customer) -> Result<(), BookingInputError> {
+    if lines.is_empty() {
+        return Err(BookingInputError::NoLines);
+    }
+    if lines.len() > BOOKING_LINES_MAX {
+        return Err(BookingInputError::TooManyLines {
+            max: BOOKING_LINES_MAX,
+            got: lines.len(),
+        });
+    }
+    let mut seen = std::collections::HashSet::with_capacity(lines.len());
+    for line in lines {
+        if !(1..=LINE_QUANTITY_MAX).contains(&line.quantity) {
+            return Err(BookingInputError::Quantity {
+                pool: line.pool_id.clone(),
+                got: line.quantity,
+                max: LINE_QUANTITY_MAX,
+            });
+        }
+        if !seen.insert(&line.pool_id) {
+            return Err(BookingInputError::DuplicatePool(line.pool_id.clone()));
+        }
+    }
+    check_text("name", Some(&customer.name), CUSTOMER_NAME_MAX_CHARS)?;
+    check_text("phone", customer.phone.as_deref(), CUSTOMER_PHONE_MAX_CHARS)?;
+    check_text("email", customer.email.as_deref(), CUSTOMER_EMAIL_MAX_CHARS)?;
+    if let Some(email) = &customer.email {
+        let ok = email
+            .split_once('@')
+            .is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.'));
+        if !ok {
+            return Err(BookingInputError::Email);
+        }
+    }
+    Ok(())
+}
+
+fn check_text(field: &'static str, value: Option<&str>, max: usize) -> Result<(), BookingInputError> {
+    let Some(value) = value else { return Ok(()) };
+    if value.trim().is_empty() {
+        return Err(BookingInputError::EmptyField { field });
+    }
+    if value.chars().count() > max {
+        return Err(BookingInputError::FieldTooLong { field, max });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Action as A;
+    use BookingState as S;
+
+    /// The whole allowed table, written out once more independently of
+    /// `transition`, so a change to either shows up here.
+    const ALLOWED: &[(BookingState, Action, BookingState)] = &[
+        (S::Requested, A::Hold, S::Held),
+        (S::Requested, A::Confirm, S::Confirmed),
+        (S::Requested, A::Reject, S::Rejected),
+        (S::Requested, A::Expire, S::Expired),
+        (S::Requested, A::RequesterGaveUp, S::Expired),
+        (S::Held, A::Confirm, S::Confirmed),
+        (S::Held, A::Cancel, S::Cancelled),
+        (S::Held, A::Expire, S::Expired),
+        (S::Held, A::RequesterGaveUp, S::Expired),
+        (S::Confirmed, A::Fulfil, S::Fulfilled),
+        (S::Confirmed, A::Cancel, S::Cancelled),
+        (S::Confirmed, A::RequesterGaveUp, S::Expired),
+        (S::Rejected, A::RequesterGaveUp, S::Expired),
+    ];
+
+    #[test]
+    fn every_allowed_transition_reaches_its_state() {
+        for &(from, action, to) in ALLOWED {
+            assert_eq!(transition(from, action), Ok(to), "{from} --{action:?}-->");
+        }
+    }
+
+    #[test]
+    fn every_other_transition_is_refused_with_a_typed_error() {
+        let mut refused = 0;
+        for from in S::ALL {
+            for action in A::ALL {
+                if ALLOWED.iter().any(|&(f, a, _)| f == from && a == action) {
+                    continue;
+                }
+                assert_eq!(
+                    transition(from, action),
+                    Err(TransitionError { from, action }),
+                    "{from} --{action:?}--> must be refused"
+                );
+                refused += 1;
+            }
+        }
+        assert_eq!(refused, S::ALL.len() * A::ALL.len() - ALLOWED.len());
+    }
+
+    #[test]
+    fn a_fulfilled_booking_survives_the_requesters_expiry() {
+        assert!(transition(S::Fulfilled, A::RequesterGaveUp).is_err());
+    }
+
+    #[test]
+    fn only_held_confirmed_and_fulfilled_consume_units() {
+        let consuming: Vec<_> = S::ALL.into_iter().filter(|s| s.consumes_units()).collect();
+        assert_eq!(consuming, vec![S::Held, S::Confirmed, S::Fulfilled]);
+    }
+
+    #[test]
+    fn refusals_read_as_sentences() {
+        let err = transition(S::Cancelled, A::Confirm).expect_err("refused");
+        assert_eq!(err.to_string(), "cannot confirm a booking that is cancelled");
+    }
+
+    #[test]
+    fn states_round_trip_through_their_names() {
+        for s in S::ALL {
+            assert_eq!(S::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_string(&s).expect("json"), format!("\"{s}\""));
+        }
+    }
+
+    fn line(pool: &str, quantity: i64) -> Line {
+        Line {
+            pool_id: PoolId::parse(pool).expect("pool id"),
+            quantity,
+        }
+    }
+
+    fn customer(name: &str) -> Customer {
+        Customer {
+            name: name.into(),
+            phone: None,
+            email: None,
+        }
+    }
+
+    #[test]
+    fn booking_input_is_checked_before_any_pool_is_looked_at() {
+        let ok = validate_request(&[line("p", 2)], &customer("Ada"));
+        assert_eq!(ok, Ok(()));
+        assert_eq!(
+            validate_request(&[], &customer("Ada")),
+            Err(BookingInputError::NoLines)
+        );
+        assert!(matches!(
+            validate_request(&[line("p", 0)], &customer("Ada")),
+            Err(BookingInputError::Quantity { got: 0, .. })
+        ));
+        assert!(matches!(
+            validate_request(&[line("p", -3)], &customer("Ada")),
+            Err(BookingInputError::Quantity { got: -3, .. })
+        ));
+        assert!(matches!(
+            validate_request(&[line("p", 1), line("p", 1)], &customer("Ada")),
+            Err(BookingInputError::DuplicatePool(_))
+        ));
+        let many: Vec<_> = (0..101).map(|i| line(&format!("p{i}"), 1)).collect();
+        assert!(matches!(
+            validate_request(&many, &customer("Ada")),
+            Err(BookingInputError::TooManyLines { got: 101, .. })
+        ));
+        assert!(matches!(
+            validate_request(&[line("p", 1)], &customer(&"x".repeat(201))),
+            Err(BookingInputError::FieldTooLong { field: "name", .. })
+        ));
+        assert!(matches!(
+            validate_request(&[line("p", 1)], &customer("  ")),
+            Err(BookingInputError::EmptyField { field: "name" })
+        ));
+        let mut bad_email = customer("Ada");
+        bad_email.email = Some("nope".into());
+        assert_eq!(
+            validate_request(&[line("p", 1)], &bad_email),
+            Err(BookingInputError::Email)
+        );
+    }
+}

@@ -1,0 +1,520 @@
+//! The event envelope, its canonical byte encoding and the per-origin hash
+//! chain (DESIGN section 6).
+//!
+//! An event is `{origin, epoch, seq, id, prev, at_ms, kind, body}`. The
+//! envelope keeps `body` as JSON so a hub can store and relay events of kinds
+//! newer than itself; [`EventBody`] is the typed view both binaries use.
+//!
+//! The canonical encoding is a domain tag followed by every field as a
+//! big-endian `u32` length and its bytes, with the body as JSON whose object
+//! keys are sorted and which carries no insignificant whitespace. The hash of
+//! an event is the SHA-256 of that encoding; `prev` is the hash of the
+//! previous event of the same origin, so each log is a hash chain.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::booking::{BookingState, Channel, Customer, Line};
+use crate::ids::{BookingId, ParticipantId, PoolId, ResourceId};
+
+/// Separates our event hashes from every other use of SHA-256.
+const DOMAIN_TAG: &[u8] = b"booking-event-v1\0";
+
+/// A SHA-256 digest, written as 64 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Hash(pub [u8; 32]);
+
+impl Hash {
+    /// The `prev` of the first event of every log.
+    pub const GENESIS: Self = Self([0; 32]);
+
+    pub fn of(bytes: &[u8]) -> Self {
+        let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+        let mut out = [0; 32];
+        out.copy_from_slice(digest.as_ref());
+        Self(out)
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn parse_hex(value: &str) -> Option<Self> {
+        let mut out = [0; 32];
+        hex::decode_to_slice(value, &mut out).ok()?;
+        Some(Self(out))
+    }
+}
+
+impl fmt::Debug for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Hash({})", self.to_hex())
+    }
+}
+
+impl fmt::Display for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl Serialize for Hash {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for Hash {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        Self::parse_hex(&raw).ok_or_else(|| serde::de::Error::custom("expected 64 hex digits"))
+    }
+}
+
+/// What kind of thing a resource is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceKind {
+    /// Countable items, one pool (e.g. a SKU for in-store pickup).
+    Stock,
+    /// Time-bound capacity, one pool per slot (a table, a class, a room-night).
+    Slot,
+}
+
+impl ResourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stock => "stock",
+            Self::Slot => "slot",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "stock" => Some(Self::Stock),
+            "slot" => Some(Self::Slot),
+            _ => None,
+        }
+    }
+}
+
+/// The typed content of an event. Times are UTC milliseconds since the epoch
+/// so the encoding has one spelling for each instant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "body", rename_all = "snake_case")]
+pub enum EventBody {
+    ResourceCreated {
+        id: ResourceId,
+        owner: ParticipantId,
+        name: String,
+        kind: ResourceKind,
+    },
+    PoolCreated {
+        id: PoolId,
+        resource_id: ResourceId,
+        owner: ParticipantId,
+        capacity: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        starts_at_ms: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ends_at_ms: Option<i64>,
+    },
+    PoolAdjusted {
+        pool: PoolId,
+        delta: i64,
+    },
+    AllotmentGranted {
+        pool: PoolId,
+        to: ParticipantId,
+        units: i64,
+    },
+    AllotmentReturned {
+        pool: PoolId,
+        units: i64,
+    },
+    BookingCreated {
+        id: BookingId,
+        owner: ParticipantId,
+        charged_to: ParticipantId,
+        channel: Channel,
+        lines: Vec<Line>,
+        customer: Customer,
+        state: BookingState,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at_ms: Option<i64>,
+    },
+    BookingConfirmed {
+        id: BookingId,
+    },
+    BookingCancelled {
+        id: BookingId,
+    },
+    BookingFulfilled {
+        id: BookingId,
+    },
+    BookingExpired {
+        id: BookingId,
+        reason: String,
+    },
+}
+
+impl EventBody {
+    /// Splits into the envelope's `kind` and `body`.
+    pub fn into_parts(self) -> (String, Value) {
+        let tagged = serde_json::to_value(self).expect("event bodies always serialize");
+        let Value::Object(mut map) = tagged else {
+            unreachable!("adjacently tagged enums serialize as objects")
+        };
+        let kind = match map.remove("kind") {
+            Some(Value::String(kind)) => kind,
+            other => unreachable!("adjacent tag is a string, got {other:?}"),
+        };
+        (kind, map.remove("body").unwrap_or(Value::Null))
+    }
+
+    /// The typed view of an envelope's `kind` and `body`.
+    pub fn from_parts(kind: &str, body: &Value) -> Result<Self, serde_json::Error> {
+        let mut map = serde_json::Map::with_capacity(2);
+        map.insert("kind".into(), Value::String(kind.to_owned()));
+        map.insert("body".into(), body.clone());
+        serde_json::from_value(Value::Object(map))
+    }
+}
+
+/// One event of one participant's log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    pub origin: ParticipantId,
+    pub epoch: u32,
+    pub seq: u64,
+    pub id: Uuid,
+    pub prev: Hash,
+    pub at_ms: i64,
+    pub kind: String,
+    pub body: Value,
+}
+
+/// The last event of a log: what the next one must follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChainHead {
+    /// 0 for an empty log; the first event has `seq` 1.
+    pub seq: u64,
+    pub hash: Hash,
+}
+
+impl ChainHead {
+    pub const EMPTY: Self = Self {
+        seq: 0,
+        hash: Hash::GENESIS,
+    };
+}
+
+impl Event {
+    /// The event that follows `head` in `origin`'s log.
+    pub fn next(
+        head: ChainHead,
+        origin: ParticipantId,
+        epoch: u32,
+        at_ms: i64,
+        body: EventBody,
+    ) -> Self {
+        let (kind, body) = body.into_parts();
+        Self {
+            origin,
+            epoch,
+            seq: head.seq + 1,
+            id: Uuid::now_v7(),
+            prev: head.hash,
+            at_ms,
+            kind,
+            body,
+        }
+    }
+
+    /// The canonical bytes the hash and signatures cover.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let body = canonical_json(&self.body);
+        let mut out = Vec::with_capacity(DOMAIN_TAG.len() + body.len() + 200);
+        out.extend_from_slice(DOMAIN_TAG);
+        let fields: [Vec<u8>; 8] = [
+            self.origin.as_str().as_bytes().to_vec(),
+            self.epoch.to_string().into_bytes(),
+            self.seq.to_string().into_bytes(),
+            self.id.hyphenated().to_string().into_bytes(),
+            self.prev.to_hex().into_bytes(),
+            self.at_ms.to_string().into_bytes(),
+            self.kind.as_bytes().to_vec(),
+            body.into_bytes(),
+        ];
+        for field in fields {
+            let len = u32::try_from(field.len()).expect("event fields are far below 4 GiB");
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(&field);
+        }
+        out
+    }
+
+    pub fn hash(&self) -> Hash {
+        Hash::of(&self.canonical_bytes())
+    }
+
+    pub fn head(&self) -> ChainHead {
+        ChainHead {
+            seq: self.seq,
+            hash: self.hash(),
+        }
+    }
+
+    pub fn typed(&self) -> Result<EventBody, serde_json::Error> {
+        EventBody::from_parts(&self.kind, &self.body)
+    }
+}
+
+/// JSON with object keys sorted and no insignificant whitespace. Written out
+/// here rather than relying on `serde_json`'s map order, which a feature flag
+/// anywhere in the dependency tree could change.
+pub fn canonical_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (key, value)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(value, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// What a receiver does with an event of an origin whose log it holds up to
+/// some head (DESIGN section 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainVerdict {
+    /// `seq == last + 1` with a matching `prev`: apply it.
+    Apply,
+    /// Already held with the same hash: acknowledge again, no effect.
+    Duplicate,
+    /// Same `seq` with another hash, or a `prev` that does not match: the
+    /// sender's log diverged from what we hold. Refuse and quarantine.
+    Fork { seq: u64 },
+    /// Events are missing before this one: refuse and ask for `expected`.
+    Gap { expected: u64 },
+    /// Authored under an epoch older than the one the device now has.
+    Fenced { epoch: u32, current: u32 },
+}
+
+/// Classifies `event` against the receiver's `head` of its origin's log.
+///
+/// `stored_at_seq` is the hash the receiver holds at `event.seq` when that
+/// is not beyond the head. New events must carry at least `epoch_floor`, the
+/// epoch the device was last given.
+pub fn check_next(
+    head: ChainHead,
+    event: &Event,
+    stored_at_seq: Option<Hash>,
+    epoch_floor: u32,
+) -> ChainVerdict {
+    if event.seq == 0 {
+        return ChainVerdict::Gap { expected: head.seq + 1 };
+    }
+    if event.seq <= head.seq {
+        return match stored_at_seq {
+            Some(hash) if hash == event.hash() => ChainVerdict::Duplicate,
+            _ => ChainVerdict::Fork { seq: event.seq },
+        };
+    }
+    if event.seq > head.seq + 1 {
+        return ChainVerdict::Gap { expected: head.seq + 1 };
+    }
+    if event.epoch < epoch_floor {
+        return ChainVerdict::Fenced {
+            epoch: event.epoch,
+            current: epoch_floor,
+        };
+    }
+    if event.prev != head.hash {
+        return ChainVerdict::Fork { seq: event.seq };
+    }
+    ChainVerdict::Apply
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> ParticipantId {
+        ParticipantId::parse("store-1").expect("valid")
+    }
+
+    fn body(n: i64) -> EventBody {
+        EventBody::PoolAdjusted {
+            pool: PoolId::parse("p").expect("valid"),
+            delta: n,
+        }
+    }
+
+    fn chain(len: usize) -> Vec<Event> {
+        let mut head = ChainHead::EMPTY;
+        (0..len)
+            .map(|i| {
+                let e = Event::next(head, store(), 1, 1_000 + i as i64, body(i as i64));
+                head = e.head();
+                e
+            })
+            .collect()
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_depth_and_drops_whitespace() {
+        let v: Value = serde_json::from_str(r#"{ "b": 1, "a": {"z": [1, {"y": 2, "x": "é"}], "c": null} }"#)
+            .expect("json");
+        assert_eq!(
+            canonical_json(&v),
+            r#"{"a":{"c":null,"z":[1,{"x":"é","y":2}]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn the_hash_covers_every_field_of_the_envelope() {
+        let e = chain(1).remove(0);
+        let base = e.hash();
+        let mut variants = Vec::new();
+        let mut v = e.clone();
+        v.origin = ParticipantId::Hub;
+        variants.push(v);
+        let mut v = e.clone();
+        v.epoch += 1;
+        variants.push(v);
+        let mut v = e.clone();
+        v.seq += 1;
+        variants.push(v);
+        let mut v = e.clone();
+        v.id = Uuid::now_v7();
+        variants.push(v);
+        let mut v = e.clone();
+        v.prev = Hash::of(b"x");
+        variants.push(v);
+        let mut v = e.clone();
+        v.at_ms += 1;
+        variants.push(v);
+        let mut v = e.clone();
+        v.kind = "pool_created".into();
+        variants.push(v);
+        let mut v = e.clone();
+        v.body["delta"] = Value::from(99);
+        variants.push(v);
+        for v in variants {
+            assert_ne!(v.hash(), base, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn the_hash_does_not_depend_on_how_the_body_was_spelled() {
+        let e = chain(1).remove(0);
+        let respelled: Value =
+            serde_json::from_str(r#"{ "delta" : 0, "pool" : "p" }"#).expect("json");
+        let mut same = e.clone();
+        same.body = respelled;
+        assert_eq!(same.hash(), e.hash());
+    }
+
+    #[test]
+    fn events_round_trip_through_json_with_the_same_hash() {
+        for e in chain(3) {
+            let json = serde_json::to_string(&e).expect("serialize");
+            let back: Event = serde_json::from_str(&json).expect("deserialize");
+            assert_eq!(back.hash(), e.hash());
+            assert_eq!(back.typed().expect("typed"), e.typed().expect("typed"));
+        }
+    }
+
+    #[test]
+    fn each_event_points_at_the_hash_of_the_one_before() {
+        let events = chain(4);
+        assert_eq!(events[0].prev, Hash::GENESIS);
+        for pair in events.windows(2) {
+            assert_eq!(pair[1].prev, pair[0].hash());
+            assert_eq!(pair[1].seq, pair[0].seq + 1);
+        }
+    }
+
+    #[test]
+    fn receivers_apply_the_next_event_and_nothing_else() {
+        let events = chain(3);
+        let head = events[1].head();
+        let hash_at = |seq: u64| Some(events[seq as usize - 1].hash());
+        assert_eq!(check_next(head, &events[2], None, 1), ChainVerdict::Apply);
+        assert_eq!(
+            check_next(head, &events[0], hash_at(1), 1),
+            ChainVerdict::Duplicate
+        );
+
+        let mut forked = events[1].clone();
+        forked.at_ms += 5;
+        assert_eq!(
+            check_next(head, &forked, hash_at(2), 1),
+            ChainVerdict::Fork { seq: 2 }
+        );
+
+        let mut wrong_prev = events[2].clone();
+        wrong_prev.prev = Hash::of(b"elsewhere");
+        assert_eq!(
+            check_next(head, &wrong_prev, None, 1),
+            ChainVerdict::Fork { seq: 3 }
+        );
+
+        let mut ahead = events[2].clone();
+        ahead.seq = 5;
+        assert_eq!(
+            check_next(head, &ahead, None, 1),
+            ChainVerdict::Gap { expected: 3 }
+        );
+
+        assert_eq!(
+            check_next(head, &events[2], None, 2),
+            ChainVerdict::Fenced {
+                epoch: 1,
+                current: 2
+            }
+        );
+    }
+
+    #[test]
+    fn typed_bodies_split_into_kind_and_body_and_back() {
+        let b = EventBody::BookingExpired {
+            id: crate::ids::BookingId::generate(),
+            reason: "hold ran out".into(),
+        };
+        let (kind, json) = b.clone().into_parts();
+        assert_eq!(kind, "booking_expired");
+        assert_eq!(EventBody::from_parts(&kind, &json).expect("typed"), b);
+        assert!(EventBody::from_parts("no_such_kind", &json).is_err());
+    }
+}

@@ -1,0 +1,43 @@
+//! Every limit the system enforces, named once, with the reason for its value.
+
+/// Largest request body either server accepts. A booking with the maximum
+/// number of lines and long customer fields stays well under 16 KiB; 64 KiB
+/// leaves room for growth while keeping a hostile client from making us buffer
+/// megabytes.
+pub const REQUEST_BODY_MAX_BYTES: usize = 64 * 1024;
+
+/// Lines in one booking. A basket larger than this is not a booking a person
+/// makes at a counter, and it bounds the work one request can ask of the
+/// single writer.
+pub const BOOKING_LINES_MAX: usize = 100;
+
+/// Units in one line. Bounds the arithmetic and refuses typos like 1e9.
+pub const LINE_QUANTITY_MAX: i64 = 1_000_000;
+
+/// Capacity of one pool. Large enough for any warehouse count, small enough
+/// that sums over many pools stay far from `i64` overflow.
+pub const POOL_CAPACITY_MAX: i64 = 1_000_000_000;
+
+/// Display names of resources.
+pub const RESOURCE_NAME_MAX_CHARS: usize = 200;
+
+/// Customer fields. 254 is the longest address RFC 5321 lets through.
+pub const CUSTOMER_NAME_MAX_CHARS: usize = 200;
+pub const CUSTOMER_PHONE_MAX_CHARS: usize = 40;
+pub const CUSTOMER_EMAIL_MAX_CHARS: usize = 254;
+
+/// Longest pending hold: a week covers "keep it for me until Saturday".
+pub const HOLD_SECONDS_MAX: i64 = 7 * 24 * 3600;
+
+/// Idempotency keys as payment APIs accept them.
+pub const IDEMPOTENCY_KEY_MAX_CHARS: usize = 255;
+
+/// How long an idempotency key is remembered. The contract promises at least
+/// 24 hours; records are purged only after this.
+pub const IDEMPOTENCY_RETENTION_MS: i64 = 24 * 3600 * 1000;
+
+/// Ids chosen by clients (resource, pool) and the participant ids.
+pub const ID_MAX_CHARS: usize = 128;
+
+/// Bookings returned by one list call.
+pub const BOOKING_LIST_MAX: usize = 500;
