@@ -1,0 +1,103 @@
+//! Extractors whose every rejection is the JSON error shape with the right
+//! status, instead of axum's plain-text defaults.
+
+use std::str::FromStr;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::error::ApiError;
+use shared::limits::REQUEST_BODY_MAX_BYTES;
+
+/// The raw JSON of a request body, bounded by the body limit.
+#[derive(Debug)]
+pub struct RawJson(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for RawJson {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::too_large(format!(
+                    "request bodies are limited to {REQUEST_BODY_MAX_BYTES} bytes"
+                ))
+            } else {
+                ApiError::bad_request(format!("could not read the request body: {rejection}"))
+            }
+        })?;
+        if bytes.is_empty() {
+            return Err(ApiError::bad_request("the request body must be a JSON object"));
+        }
+        serde_json::from_slice(&bytes)
+            .map(RawJson)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("malformed JSON: {e}")))
+    }
+}
+
+/// A JSON body parsed into `T`: unknown fields, wrong types and missing
+/// fields are 400s that name the field.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let RawJson(value) = RawJson::from_request(req, state).await?;
+        parse_value(value).map(JsonBody)
+    }
+}
+
+pub fn parse_value<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            ApiError::bad_request(format!("invalid request: {}", e.inner()))
+        } else {
+            ApiError::bad_request(format!("invalid request at {path}: {}", e.inner()))
+        }
+    })
+}
+
+/// A single path parameter parsed into an id type; a malformed id is a 400,
+/// an unknown one is the handler's 404.
+#[derive(Debug)]
+pub struct IdPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for IdPath<T>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("bad path: {e}")))?;
+        raw.parse()
+            .map(IdPath)
+            .map_err(|e| ApiError::bad_request(format!("bad id in path: {e}")))
+    }
+}
+
+/// Query parameters; unknown or malformed ones are 400s.
+#[derive(Debug)]
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| QueryParams(q))
+            .map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))
+    }
+}

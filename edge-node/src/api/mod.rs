@@ -1,0 +1,483 @@
+//! The LAN JSON API under `/api/v1` (DESIGN section 8, edge part).
+
+pub mod error;
+pub mod extract;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use shared::booking::Action;
+use shared::event::{ResourceKind, canonical_json};
+use shared::limits::{BOOKING_LIST_MAX, IDEMPOTENCY_KEY_MAX_CHARS};
+use shared::protocol::CreateBooking;
+use shared::{BookingId, BookingState, Channel, ParticipantId, PoolId, ResourceId};
+
+use crate::auth::{Role, TokenCache, hash_token, role_of_hash};
+use crate::store::ops::{self, NewBooking, NewPool, NewResource};
+use crate::store::queries::{self, BookingFilter, BookingView, PoolFilter, PoolView, ResourceView};
+use crate::store::{Store, StoreError};
+use error::{ApiError, ApiResult};
+use extract::{IdPath, JsonBody, QueryParams, RawJson, parse_value};
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Store,
+    tokens: Arc<TokenCache>,
+    /// Idempotency keys of requests being processed right now.
+    in_flight: Arc<Mutex<HashSet<String>>>,
+}
+
+impl AppState {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            tokens: Arc::default(),
+            in_flight: Arc::default(),
+        }
+    }
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone, Copy)]
+pub struct Principal {
+    pub role: Role,
+}
+
+impl Principal {
+    pub fn require(&self, role: Role) -> ApiResult<()> {
+        if self.role < role {
+            return Err(ApiError::forbidden(format!(
+                "this needs the {} role; this device is signed in as {}",
+                role.as_str(),
+                self.role.as_str()
+            )));
+        }
+        Ok(())
+    }
+
+    fn channel(&self) -> Channel {
+        match self.role {
+            Role::Kiosk => Channel::Kiosk,
+            Role::Staff | Role::Manager => Channel::Staff,
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer TOKEN"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be Bearer TOKEN"))?;
+        let hash = hash_token(token);
+        if let Some(role) = state.tokens.get(&hash) {
+            return Ok(Self { role });
+        }
+        let lookup = hash.clone();
+        let role = state
+            .store
+            .read(move |conn| role_of_hash(conn, &lookup))
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("unknown token"))?;
+        state.tokens.put(hash, role);
+        Ok(Self { role })
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/resources", post(create_resource).get(list_resources))
+        .route("/pools", post(create_pool).get(list_pools))
+        .route("/pools/{id}", get(get_pool))
+        .route("/pools/{id}/adjust", post(adjust_pool))
+        .route("/pools/{id}/allotments", post(grant_allotment))
+        .route("/bookings", post(create_booking).get(list_bookings))
+        .route("/bookings/{id}", get(get_booking))
+        .route("/bookings/{id}/confirm", post(confirm_booking))
+        .route("/bookings/{id}/cancel", post(cancel_booking))
+        .route("/bookings/{id}/fulfil", post(fulfil_booking))
+        .route("/sync/status", get(sync_status))
+        .with_state(state)
+}
+
+#[derive(Debug, Serialize)]
+struct ResourceList {
+    resources: Vec<ResourceView>,
+}
+
+#[derive(Debug, Serialize)]
+struct PoolList {
+    pools: Vec<PoolView>,
+}
+
+#[derive(Debug, Serialize)]
+struct BookingList {
+    bookings: Vec<BookingView>,
+}
+
+fn created<T: Serialize>(body: T) -> Response {
+    (StatusCode::CREATED, Json(body)).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateResourceBody {
+    name: String,
+    kind: ResourceKind,
+    #[serde(default)]
+    id: Option<ResourceId>,
+}
+
+async fn create_resource(
+    principal: Principal,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<CreateResourceBody>,
+) -> ApiResult<Response> {
+    principal.require(Role::Manager)?;
+    let new = NewResource {
+        id: body.id,
+        name: body.name,
+        kind: body.kind,
+    };
+    let view = state.store.write(move |ctx| ops::create_resource(ctx, new)).await?;
+    Ok(created(view))
+}
+
+async fn list_resources(principal: Principal, State(state): State<AppState>) -> ApiResult<Response> {
+    principal.require(Role::Kiosk)?;
+    let resources = state.store.read(|conn| queries::resources(conn)).await?;
+    Ok(Json(ResourceList { resources }).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreatePoolBody {
+    resource_id: ResourceId,
+    capacity: i64,
+    #[serde(default)]
+    starts_at: Option<jiff::Timestamp>,
+    #[serde(default)]
+    ends_at: Option<jiff::Timestamp>,
+    #[serde(default)]
+    id: Option<PoolId>,
+}
+
+async fn create_pool(
+    principal: Principal,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<CreatePoolBody>,
+) -> ApiResult<Response> {
+    principal.require(Role::Manager)?;
+    let new = NewPool {
+        id: body.id,
+        resource_id: body.resource_id,
+        capacity: body.capacity,
+        starts_at_ms: body.starts_at.map(|t| t.as_millisecond()),
+        ends_at_ms: body.ends_at.map(|t| t.as_millisecond()),
+    };
+    let view = state.store.write(move |ctx| ops::create_pool(ctx, new)).await?;
+    Ok(created(view))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PoolQuery {
+    #[serde(default)]
+    resource_id: Option<ResourceId>,
+    #[serde(default)]
+    from: Option<jiff::Timestamp>,
+    #[serde(default)]
+    to: Option<jiff::Timestamp>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// Pools listed by one call at most.
+const POOL_LIST_MAX: usize = 1000;
+
+async fn list_pools(
+    principal: Principal,
+    State(state): State<AppState>,
+    QueryParams(q): QueryParams<PoolQuery>,
+) -> ApiResult<Response> {
+    principal.require(Role::Kiosk)?;
+    let filter = PoolFilter {
+        resource_id: q.resource_id,
+        from_ms: q.from.map(|t| t.as_millisecond()),
+        to_ms: q.to.map(|t| t.as_millisecond()),
+        limit: q.limit.unwrap_or(POOL_LIST_MAX).min(POOL_LIST_MAX),
+    };
+    let pools = state.store.read(move |conn| queries::pools(conn, &filter)).await?;
+    Ok(Json(PoolList { pools }).into_response())
+}
+
+async fn get_pool(
+    principal: Principal,
+    State(state): State<AppState>,
+    IdPath(id): IdPath<PoolId>,
+) -> ApiResult<Response> {
+    principal.require(Role::Kiosk)?;
+    let lookup = id.clone();
+    let pool = state.store.read(move |conn| queries::pool(conn, &lookup)).await?;
+    let pool = pool.ok_or_else(|| ApiError::from(StoreError::not_found("pool", &id)))?;
+    Ok(Json(pool).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdjustBody {
+    delta: i64,
+}
+
+async fn adjust_pool(
+    principal: Principal,
+    State(state): State<AppState>,
+    IdPath(id): IdPath<PoolId>,
+    JsonBody(body): JsonBody<AdjustBody>,
+) -> ApiResult<Response> {
+    principal.require(Role::Manager)?;
+    let view = state
+        .store
+        .write(move |ctx| ops::adjust_pool(ctx, &id, body.delta))
+        .await?;
+    Ok(Json(view).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AllotmentBody {
+    to: ParticipantId,
+    units: i64,
+}
+
+async fn grant_allotment(
+    principal: Principal,
+    State(state): State<AppState>,
+    IdPath(id): IdPath<PoolId>,
+    JsonBody(body): JsonBody<AllotmentBody>,
+) -> ApiResult<Response> {
+    principal.require(Role::Manager)?;
+    let view = state
+        .store
+        .write(move |ctx| ops::grant_allotment(ctx, &id, &body.to, body.units))
+        .await?;
+    Ok(created(view))
+}
+
+/// The `Idempotency-Key` header, if any, checked for shape.
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| ApiError::bad_request("Idempotency-Key must be printable ASCII"))?;
+    if key.is_empty() || key.len() > IDEMPOTENCY_KEY_MAX_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX_CHARS} characters"
+        )));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// Marks an idempotency key as in flight for as long as it lives.
+struct InFlight {
+    keys: Arc<Mutex<HashSet<String>>>,
+    key: String,
+}
+
+impl InFlight {
+    fn claim(keys: &Arc<Mutex<HashSet<String>>>, key: &str) -> Option<Self> {
+        let mut held = keys.lock().unwrap_or_else(|p| p.into_inner());
+        held.insert(key.to_owned()).then(|| Self {
+            keys: keys.clone(),
+            key: key.to_owned(),
+        })
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
+    }
+}
+
+async fn create_booking(
+    principal: Principal,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawJson(raw): RawJson,
+) -> ApiResult<Response> {
+    principal.require(Role::Kiosk)?;
+    let key = idempotency_key(&headers)?;
+    let request_hash = hash_token(&canonical_json(&raw));
+    let request: CreateBooking = parse_value(raw)?;
+    let new = NewBooking {
+        request,
+        channel: principal.channel(),
+    };
+    let Some(key) = key else {
+        let view = state.store.write(move |ctx| ops::create_booking(ctx, new)).await?;
+        return Ok(created(view));
+    };
+    let _claim = InFlight::claim(&state.in_flight, &key).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_in_flight",
+            "a request with this Idempotency-Key is still being processed; retry shortly",
+        )
+    })?;
+    let recorded = state
+        .store
+        .write(move |ctx| ops::create_booking_idempotent(ctx, &key, &request_hash, new))
+        .await?;
+    let status = StatusCode::from_u16(recorded.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        recorded.body,
+    )
+        .into_response();
+    if recorded.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BookingQuery {
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+async fn list_bookings(
+    principal: Principal,
+    State(state): State<AppState>,
+    QueryParams(q): QueryParams<BookingQuery>,
+) -> ApiResult<Response> {
+    principal.require(Role::Staff)?;
+    let booking_state = q
+        .state
+        .map(|s| {
+            BookingState::parse(&s)
+                .ok_or_else(|| ApiError::bad_request(format!("unknown booking state {s:?}")))
+        })
+        .transpose()?;
+    let filter = BookingFilter {
+        state: booking_state,
+        limit: q.limit.unwrap_or(BOOKING_LIST_MAX).min(BOOKING_LIST_MAX),
+    };
+    let bookings = state
+        .store
+        .read(move |conn| queries::bookings(conn, &filter))
+        .await?;
+    Ok(Json(BookingList { bookings }).into_response())
+}
+
+async fn get_booking(
+    principal: Principal,
+    State(state): State<AppState>,
+    IdPath(id): IdPath<BookingId>,
+) -> ApiResult<Response> {
+    // Booking ids are unguessable, so a kiosk may show the one it just made.
+    principal.require(Role::Kiosk)?;
+    let booking = state
+        .store
+        .read(move |conn| queries::booking(conn, &id))
+        .await?
+        .ok_or_else(|| ApiError::from(StoreError::not_found("booking", id)))?;
+    Ok(Json(booking).into_response())
+}
+
+async fn act_on_booking(
+    principal: Principal,
+    state: AppState,
+    id: BookingId,
+    action: Action,
+) -> ApiResult<Response> {
+    principal.require(Role::Staff)?;
+    let view = state
+        .store
+        .write(move |ctx| ops::transition(ctx, &id, action))
+        .await?;
+    Ok(Json(view).into_response())
+}
+
+async fn confirm_booking(
+    principal: Principal,
+    State(state): State<AppState>,
+    IdPath(id): IdPath<BookingId>,
+) -> ApiResult<Response> {
+    act_on_booking(principal, state, id, Action::Confirm).await
+}
+
+async fn cancel_booking(
+    principal: Principal,
+    State(state): State<AppState>,
+    IdPath(id): IdPath<BookingId>,
+) -> ApiResult<Response> {
+    act_on_booking(principal, state, id, Action::Cancel).await
+}
+
+async fn fulfil_booking(
+    principal: Principal,
+    State(state): State<AppState>,
+    IdPath(id): IdPath<BookingId>,
+) -> ApiResult<Response> {
+    act_on_booking(principal, state, id, Action::Fulfil).await
+}
+
+/// Sync health as staff and the manager see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncStatus {
+    pub enrolled: bool,
+    pub state: &'static str,
+    pub backlog_events: u64,
+    pub last_push_at: Option<jiff::Timestamp>,
+    pub last_pull_at: Option<jiff::Timestamp>,
+    pub clock_offset_ms: Option<i64>,
+}
+
+/// A node that is not enrolled has no hub to reach: it is `offline`, and
+/// every event of its log waits to be replayed once it enrolls.
+pub fn standalone_status(events: u64) -> SyncStatus {
+    SyncStatus {
+        enrolled: false,
+        state: "offline",
+        backlog_events: events,
+        last_push_at: None,
+        last_pull_at: None,
+        clock_offset_ms: None,
+    }
+}
+
+async fn sync_status(principal: Principal, State(state): State<AppState>) -> ApiResult<Response> {
+    principal.require(Role::Kiosk)?;
+    let stats = state.store.read(|conn| queries::log_stats(conn)).await?;
+    Ok(Json(standalone_status(stats.events)).into_response())
+}

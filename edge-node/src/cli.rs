@@ -1,0 +1,247 @@
+//! The `edge-node` command line, kept in the library so the binary is a
+//! one-line `main` and tests can drive the same code.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use crate::api::standalone_status;
+use crate::auth::{Role, create_token};
+use crate::store::{self, Clock, Store, SystemClock, queries};
+
+#[derive(Debug, Parser)]
+#[command(name = "edge-node", version, about = "The booking node of one location")]
+struct Cli {
+    /// Where this node keeps its database (default: $STATE_DIRECTORY under
+    /// systemd, else the platform data directory).
+    #[arg(long, global = true, env = "EDGE_NODE_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Make this data directory a standalone, offline-only node.
+    Init {
+        #[arg(long, value_name = "ID")]
+        location: String,
+        /// IANA time zone of the location, e.g. Europe/Berlin.
+        #[arg(long, value_name = "TZ")]
+        timezone: String,
+    },
+    /// Serve the LAN API.
+    Serve {
+        #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR")]
+        listen: SocketAddr,
+        /// Shift this node's clock (testing clock skew).
+        #[arg(long, hide = true, env = "EDGE_NODE_CLOCK_OFFSET_MS", default_value_t = 0)]
+        clock_offset_ms: i64,
+    },
+    /// Manage LAN API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Show sync state, backlog and clock offset.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a store with a sample catalog in a temporary directory.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Print a new bearer token for ROLE (kiosk, staff or manager).
+    Create {
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+    },
+}
+
+fn parse_role(value: &str) -> Result<Role, String> {
+    Role::parse(value).ok_or_else(|| format!("unknown role {value:?}: use kiosk, staff or manager"))
+}
+
+fn default_data_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("STATE_DIRECTORY") {
+        return Ok(PathBuf::from(dir));
+    }
+    directories::ProjectDirs::from("", "", "edge-node")
+        .map(|dirs| dirs.data_dir().to_path_buf())
+        .context("cannot find a data directory for this user; pass --data-dir")
+}
+
+/// Parses the command line, runs the command, and reports errors on stderr
+/// with a non-zero exit code.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let data_dir = match cli.data_dir {
+        Some(dir) => dir,
+        None => default_data_dir()?,
+    };
+    let clock = SystemClock::default();
+    match cli.command {
+        Command::Init { location, timezone } => {
+            let location = shared::LocationId::parse(&location)?;
+            let node = store::init(&data_dir, &location, &timezone, clock.now_ms())?;
+            println!(
+                "initialized location {} ({}) in {}",
+                node.location,
+                node.timezone,
+                data_dir.display()
+            );
+            Ok(())
+        }
+        Command::Serve {
+            listen,
+            clock_offset_ms,
+        } => {
+            let clock = SystemClock {
+                offset_ms: clock_offset_ms,
+            };
+            let store = Store::open(&data_dir, Arc::new(clock))?;
+            serve(store, listen, false)
+        }
+        Command::Token {
+            command: TokenCommand::Create { role },
+        } => {
+            let (conn, _node) = store::open_admin(&data_dir)?;
+            let token = create_token(&conn, role, clock.now_ms())?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Status { json } => status(&data_dir, json),
+        Command::Demo { listen } => demo(listen),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Binds `listen` (or, for the demo, any free port when it is taken),
+/// announces the address and serves until a shutdown signal.
+fn serve(store: Store, listen: SocketAddr, fall_back_to_any_port: bool) -> Result<()> {
+    runtime()?.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(listener) => listener,
+            Err(_) if fall_back_to_any_port => {
+                tokio::net::TcpListener::bind(SocketAddr::new(listen.ip(), 0)).await?
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot listen on {listen}")),
+        };
+        let addr = listener.local_addr()?;
+        println!("listening on http://{addr}");
+        std::io::stdout().flush()?;
+        tracing::info!(node.location = %store.node().location, %addr, "serving");
+        crate::run(store, listener, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+fn status(data_dir: &Path, json: bool) -> Result<()> {
+    let (conn, node) = store::open_admin(data_dir)?;
+    let stats = queries::log_stats(&conn)?;
+    let status = standalone_status(stats.events);
+    if json {
+        let mut value = serde_json::to_value(&status)?;
+        value["location"] = serde_json::Value::from(node.location.as_str());
+        value["epoch"] = serde_json::Value::from(node.epoch);
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    let never = || "never".to_owned();
+    println!("location:        {} ({})", node.location, node.timezone);
+    println!("epoch:           {}", node.epoch);
+    println!("enrolled:        {}", if status.enrolled { "yes" } else { "no" });
+    println!("state:           {}", status.state);
+    println!("backlog_events:  {}", status.backlog_events);
+    println!("last_push_at:    {}", status.last_push_at.map_or_else(never, |t| t.to_string()));
+    println!("last_pull_at:    {}", status.last_pull_at.map_or_else(never, |t| t.to_string()));
+    println!(
+        "clock_offset_ms: {}",
+        status.clock_offset_ms.map_or_else(|| "unknown".into(), |o| o.to_string())
+    );
+    Ok(())
+}
+
+fn demo(listen: SocketAddr) -> Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("edge-node-demo-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    let clock = SystemClock::default();
+    let location = shared::LocationId::parse("demo-store")?;
+    store::init(dir.path(), &location, "Europe/Berlin", clock.now_ms())?;
+    let (conn, _) = store::open_admin(dir.path())?;
+    let tokens: Vec<(Role, String)> = [Role::Kiosk, Role::Staff, Role::Manager]
+        .into_iter()
+        .map(|role| Ok((role, create_token(&conn, role, clock.now_ms())?)))
+        .collect::<Result<_>>()?;
+    drop(conn);
+    let store = Store::open(dir.path(), Arc::new(clock))?;
+    runtime()?.block_on(crate::demo::seed_catalog(&store))?;
+    println!("edge-node demo: location demo-store (Europe/Berlin), data in {}", dir.path().display());
+    for (role, token) in &tokens {
+        println!("  {:<8} token: {token}", role.as_str());
+    }
+    let Some((_, manager)) = tokens.last() else {
+        bail!("no manager token was made");
+    };
+    println!("try: curl -H 'Authorization: Bearer {manager}' http://ADDR/api/v1/pools");
+    serve(store, listen, true)
+}

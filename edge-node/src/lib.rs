@@ -1,0 +1,15 @@
+//! The edge node: one per location. It takes bookings into a durable local
+//! SQLite store, serves the LAN JSON API, and keeps working with the
+//! internet down.
+//!
+//! [`router`] and [`run`] are what the binary and the tests start.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod demo;
+pub mod server;
+pub mod store;
+pub mod sweeper;
+
+pub use server::{router, run};

@@ -1,0 +1,332 @@
+//! The edge node's durable local store: one SQLite file in WAL mode with
+//! `synchronous = FULL`, one writer thread that commits concurrent requests
+//! together (group commit), and a small pool of read connections.
+//!
+//! Handlers never touch SQL: they call the operations in [`ops`] through
+//! [`Store::write`] and the queries in [`queries`] through [`Store::read`].
+
+pub mod error;
+pub mod ops;
+pub mod queries;
+mod writer;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite_migration::{M, Migrations};
+use shared::{LocationId, ParticipantId};
+use tokio::sync::{Notify, watch};
+
+pub use error::{StoreError, StoreResult};
+pub use writer::WriteCtx;
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "edge.db";
+
+/// Read connections kept open. Reads are short indexed lookups; four lets
+/// the LAN UI, the API and the sweeper read at once on a two-core box without
+/// holding many WAL read marks.
+const READERS: usize = 4;
+
+/// How long a connection waits for a lock held by another process (the
+/// admin commands) before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The schema, oldest first. Append-only: a shipped migration is never edited.
+const MIGRATIONS: &[M<'static>] = &[M::up(include_str!(
+    "../../../migrations/edge-node/0001_initial.sql"
+))];
+
+/// A source of wall-clock time. Injectable so tests can run a node whose
+/// clock is off, as real store PCs sometimes are.
+pub trait Clock: Send + Sync + fmt::Debug {
+    fn now_ms(&self) -> i64;
+}
+
+/// The system clock, shifted by a fixed offset (zero in production).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock {
+    pub offset_ms: i64,
+}
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        jiff::Timestamp::now().as_millisecond() + self.offset_ms
+    }
+}
+
+/// Who this node is, read from the `node` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub location: LocationId,
+    pub timezone: String,
+    pub epoch: u32,
+}
+
+impl NodeInfo {
+    pub fn participant(&self) -> ParticipantId {
+        ParticipantId::Location(self.location.clone())
+    }
+}
+
+/// Opens a connection with the pragmas every connection needs, and reads
+/// each back: a pragma SQLite silently ignores would otherwise weaken
+/// durability without anyone noticing.
+pub(crate) fn open_connection(path: &Path, flags: OpenFlags) -> StoreResult<Connection> {
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // WAL: readers never block the writer and the writer never blocks readers.
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Setup(format!(
+            "SQLite refused WAL mode (journal_mode is {mode})"
+        )));
+    }
+    // FULL: the WAL is fsynced at every commit, so an acknowledged booking
+    // survives power loss, not only a process crash.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+    if sync != 2 {
+        return Err(StoreError::Setup(format!(
+            "SQLite refused synchronous = FULL (it is {sync})"
+        )));
+    }
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    let fk: i64 = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+    if fk != 1 {
+        return Err(StoreError::Setup("SQLite refused foreign_keys = ON".into()));
+    }
+    Ok(conn)
+}
+
+fn migrations() -> Migrations<'static> {
+    Migrations::from_slice(MIGRATIONS)
+}
+
+/// Brings the schema up to date, refusing a database written by a newer
+/// binary: running old code on a newer schema could corrupt it.
+pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::Setup(format!(
+            "this database has schema version {version}, but this edge-node binary only knows \
+             versions up to {known}: it was written by a newer edge-node. Install that version \
+             or newer; the database was left untouched"
+        )));
+    }
+    migrations()
+        .to_latest(conn)
+        .map_err(|e| StoreError::Setup(format!("migrating the database failed: {e}")))
+}
+
+fn read_node(conn: &Connection) -> StoreResult<Option<NodeInfo>> {
+    conn.query_row(
+        "SELECT location_id, timezone, epoch FROM node WHERE id = 1",
+        [],
+        |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .optional()?
+    .map(|(location, timezone, epoch)| {
+        Ok(NodeInfo {
+            location: LocationId::parse(&location)
+                .map_err(|e| StoreError::Corrupt(format!("node location: {e}")))?,
+            timezone,
+            epoch,
+        })
+    })
+    .transpose()
+}
+
+/// Makes `data_dir` an edge node for `location`. Refuses a directory that
+/// already holds one.
+pub fn init(data_dir: &Path, location: &LocationId, timezone: &str, now_ms: i64) -> StoreResult<NodeInfo> {
+    jiff::tz::TimeZone::get(timezone)
+        .map_err(|_| StoreError::Invalid(format!("unknown IANA time zone {timezone:?}")))?;
+    create_private_dir(data_dir)?;
+    let path = data_dir.join(DB_FILE);
+    let mut conn = open_connection(
+        &path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+    )?;
+    migrate(&mut conn)?;
+    if let Some(existing) = read_node(&conn)? {
+        return Err(StoreError::Conflict(format!(
+            "{} already holds the edge node of location {}",
+            data_dir.display(),
+            existing.location
+        )));
+    }
+    conn.execute(
+        "INSERT INTO node (id, location_id, timezone, epoch, created_at_ms) VALUES (1, ?1, ?2, 0, ?3)",
+        rusqlite::params![location.as_str(), timezone, now_ms],
+    )?;
+    Ok(NodeInfo {
+        location: location.clone(),
+        timezone: timezone.to_owned(),
+        epoch: 0,
+    })
+}
+
+/// Creates the data directory readable by its owner only: it holds customer
+/// data and, once enrolled, the device's private key.
+pub fn create_private_dir(dir: &Path) -> StoreResult<()> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| StoreError::Setup(format!("cannot create {}: {e}", dir.display())))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| StoreError::Setup(format!("cannot restrict {}: {e}", dir.display())))?;
+    }
+    Ok(())
+}
+
+/// Opens the database of an initialized data directory for a one-off admin
+/// command, while a server may be running on it.
+pub fn open_admin(data_dir: &Path) -> StoreResult<(Connection, NodeInfo)> {
+    let path = data_dir.join(DB_FILE);
+    if !path.exists() {
+        return Err(StoreError::NotInitialized(data_dir.display().to_string()));
+    }
+    let mut conn = open_connection(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    migrate(&mut conn)?;
+    let node = read_node(&conn)?.ok_or_else(|| StoreError::NotInitialized(data_dir.display().to_string()))?;
+    Ok((conn, node))
+}
+
+/// A handle on the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: writer::WriterHandle,
+    readers: Mutex<Vec<Connection>>,
+    path: PathBuf,
+    node: NodeInfo,
+    clock: Arc<dyn Clock>,
+    /// Woken after a commit that created or moved a hold's expiry.
+    holds_changed: Arc<Notify>,
+    /// The seq of the newest committed event of this node's log.
+    head_seq: watch::Receiver<u64>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .field("node", &self.inner.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the store of an initialized data directory and starts its
+    /// writer thread.
+    pub fn open(data_dir: &Path, clock: Arc<dyn Clock>) -> StoreResult<Self> {
+        let path = data_dir.join(DB_FILE);
+        if !path.exists() {
+            return Err(StoreError::NotInitialized(data_dir.display().to_string()));
+        }
+        let mut conn = open_connection(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        migrate(&mut conn)?;
+        let node = read_node(&conn)?
+            .ok_or_else(|| StoreError::NotInitialized(data_dir.display().to_string()))?;
+        let readers = (0..READERS)
+            .map(|_| open_connection(&path, OpenFlags::SQLITE_OPEN_READ_ONLY))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let holds_changed = Arc::new(Notify::new());
+        let (writer, head_seq) =
+            writer::spawn(conn, node.clone(), clock.clone(), holds_changed.clone())?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                writer,
+                readers: Mutex::new(readers),
+                path,
+                node,
+                clock,
+                holds_changed,
+                head_seq,
+            }),
+        })
+    }
+
+    pub fn node(&self) -> &NodeInfo {
+        &self.inner.node
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// Resolves when a hold was created or its expiry moved.
+    pub fn holds_changed(&self) -> Arc<Notify> {
+        self.inner.holds_changed.clone()
+    }
+
+    /// Follows the head of this node's committed log.
+    pub fn head_seq(&self) -> watch::Receiver<u64> {
+        self.inner.head_seq.clone()
+    }
+
+    /// Runs `work` in the writer's next group commit and answers once the
+    /// transaction holding it has committed. A failing `work` is rolled back
+    /// to its own savepoint without touching the other requests of the batch.
+    pub async fn write<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut WriteCtx<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        self.inner.writer.submit(work).await
+    }
+
+    /// Runs `query` on a read connection, off the async threads.
+    pub async fn read<T, F>(&self, query: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read_blocking(query))
+            .await
+            .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
+    }
+
+    /// Runs `query` on a read connection on the calling thread.
+    pub fn read_blocking<T>(&self, query: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let conn = self.take_reader()?;
+        let result = query(&conn);
+        let mut pool = self
+            .inner
+            .readers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if pool.len() < READERS {
+            pool.push(conn);
+        }
+        result
+    }
+
+    fn take_reader(&self) -> StoreResult<Connection> {
+        let pooled = self
+            .inner
+            .readers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop();
+        match pooled {
+            Some(conn) => Ok(conn),
+            // All busy: a short-lived extra connection beats waiting.
+            None => open_connection(&self.inner.path, OpenFlags::SQLITE_OPEN_READ_ONLY),
+        }
+    }
+}

@@ -1,0 +1,538 @@
+//! Write operations. Each runs inside the writer's transaction through
+//! [`super::Store::write`], changes state and appends the matching event in
+//! the same transaction (the outbox), or fails and leaves nothing behind.
+
+use rusqlite::{OptionalExtension, params};
+use shared::booking::{self, Action, validate_request};
+use shared::event::ResourceKind;
+use shared::limits::{
+    HOLD_SECONDS_MAX, IDEMPOTENCY_RETENTION_MS, POOL_CAPACITY_MAX, RESOURCE_NAME_MAX_CHARS,
+};
+use shared::protocol::{CreateBooking, ErrorBody};
+use shared::{BookingId, BookingState, Channel, EventBody, ParticipantId, PoolId, ResourceId};
+
+use super::queries::{self, BookingView, PoolRow, PoolView, ResourceView};
+use super::{StoreError, StoreResult, WriteCtx};
+
+fn pool_row(ctx: &WriteCtx<'_>, id: &PoolId) -> StoreResult<PoolRow> {
+    queries::pool_row_of(ctx.conn(), id)?.ok_or_else(|| StoreError::not_found("pool", id))
+}
+
+fn save_holding(ctx: &WriteCtx<'_>, row: &PoolRow) -> StoreResult<()> {
+    ctx.conn()
+        .prepare_cached(
+            "UPDATE pools SET capacity = ?2, allotted = ?3, used = ?4, updated_at_ms = ?5 WHERE id = ?1",
+        )?
+        .execute(params![
+            row.id.as_str(),
+            row.capacity,
+            row.allotted,
+            row.used,
+            ctx.now_ms()
+        ])?;
+    Ok(())
+}
+
+fn require_owner(ctx: &WriteCtx<'_>, row: &PoolRow, what: &str) -> StoreResult<()> {
+    if row.owner != ctx.node().participant() {
+        return Err(StoreError::Conflict(format!(
+            "pool {} is owned by {}; only its owner can {what}",
+            row.id, row.owner
+        )));
+    }
+    Ok(())
+}
+
+/// `POST /resources`.
+#[derive(Debug, Clone)]
+pub struct NewResource {
+    pub id: Option<ResourceId>,
+    pub name: String,
+    pub kind: ResourceKind,
+}
+
+pub fn create_resource(ctx: &mut WriteCtx<'_>, new: NewResource) -> StoreResult<ResourceView> {
+    let name = new.name.trim().to_owned();
+    if name.is_empty() {
+        return Err(StoreError::Invalid("name must not be empty".into()));
+    }
+    if name.chars().count() > RESOURCE_NAME_MAX_CHARS {
+        return Err(StoreError::Invalid(format!(
+            "name is longer than {RESOURCE_NAME_MAX_CHARS} characters"
+        )));
+    }
+    let id = new.id.unwrap_or_else(ResourceId::generate);
+    if queries::resource(ctx.conn(), &id)?.is_some() {
+        return Err(StoreError::Conflict(format!("resource {id} already exists")));
+    }
+    let owner = ctx.node().participant();
+    ctx.conn()
+        .prepare_cached(
+            "INSERT INTO resources (id, owner, name, kind, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            id.as_str(),
+            owner.as_str(),
+            name,
+            new.kind.as_str(),
+            ctx.now_ms()
+        ])?;
+    ctx.append(EventBody::ResourceCreated {
+        id: id.clone(),
+        owner,
+        name,
+        kind: new.kind,
+    })?;
+    queries::resource(ctx.conn(), &id)?.ok_or_else(|| StoreError::Internal("resource vanished".into()))
+}
+
+/// `POST /pools`.
+#[derive(Debug, Clone)]
+pub struct NewPool {
+    pub id: Option<PoolId>,
+    pub resource_id: ResourceId,
+    pub capacity: i64,
+    pub starts_at_ms: Option<i64>,
+    pub ends_at_ms: Option<i64>,
+}
+
+pub fn create_pool(ctx: &mut WriteCtx<'_>, new: NewPool) -> StoreResult<PoolView> {
+    if !(0..=POOL_CAPACITY_MAX).contains(&new.capacity) {
+        return Err(StoreError::Invalid(format!(
+            "capacity must be between 0 and {POOL_CAPACITY_MAX}"
+        )));
+    }
+    let resource = queries::resource(ctx.conn(), &new.resource_id)?
+        .ok_or_else(|| StoreError::not_found("resource", &new.resource_id))?;
+    let me = ctx.node().participant();
+    if resource.owner != me {
+        return Err(StoreError::Conflict(format!(
+            "resource {} is owned by {}; only its owner can add pools",
+            resource.id, resource.owner
+        )));
+    }
+    match (resource.kind, new.starts_at_ms, new.ends_at_ms) {
+        (ResourceKind::Stock, None, None) => {
+            let existing: i64 = ctx.conn().query_row(
+                "SELECT count(*) FROM pools WHERE resource_id = ?1",
+                [resource.id.as_str()],
+                |r| r.get(0),
+            )?;
+            if existing > 0 {
+                return Err(StoreError::Conflict(format!(
+                    "stock resource {} already has its pool; adjust it instead",
+                    resource.id
+                )));
+            }
+        }
+        (ResourceKind::Stock, _, _) => {
+            return Err(StoreError::Invalid(
+                "a stock pool has no starts_at or ends_at".into(),
+            ));
+        }
+        (ResourceKind::Slot, Some(starts), Some(ends)) if starts < ends => {}
+        (ResourceKind::Slot, Some(_), Some(_)) => {
+            return Err(StoreError::Invalid("starts_at must be before ends_at".into()));
+        }
+        (ResourceKind::Slot, _, _) => {
+            return Err(StoreError::Invalid(
+                "a slot pool needs both starts_at and ends_at".into(),
+            ));
+        }
+    }
+    let id = new.id.unwrap_or_else(PoolId::generate);
+    if queries::pool_row_of(ctx.conn(), &id)?.is_some() {
+        return Err(StoreError::Conflict(format!("pool {id} already exists")));
+    }
+    let now = ctx.now_ms();
+    ctx.conn()
+        .prepare_cached(
+            "INSERT INTO pools (id, resource_id, owner, capacity, starts_at_ms, ends_at_ms,
+                                allotted, used, created_at_ms, updated_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?4, 0, ?7, ?7)",
+        )?
+        .execute(params![
+            id.as_str(),
+            resource.id.as_str(),
+            me.as_str(),
+            new.capacity,
+            new.starts_at_ms,
+            new.ends_at_ms,
+            now
+        ])?;
+    ctx.append(EventBody::PoolCreated {
+        id: id.clone(),
+        resource_id: resource.id,
+        owner: me,
+        capacity: new.capacity,
+        starts_at_ms: new.starts_at_ms,
+        ends_at_ms: new.ends_at_ms,
+    })?;
+    pool_view(ctx, &id)
+}
+
+fn pool_view(ctx: &WriteCtx<'_>, id: &PoolId) -> StoreResult<PoolView> {
+    queries::pool(ctx.conn(), id)?.ok_or_else(|| StoreError::not_found("pool", id))
+}
+
+/// `POST /pools/{id}/adjust`: restock or shrinkage, by the owner only. A
+/// decrease below what is booked is allowed (it is what happened) and shows
+/// as `overbooked`.
+pub fn adjust_pool(ctx: &mut WriteCtx<'_>, id: &PoolId, delta: i64) -> StoreResult<PoolView> {
+    let mut row = pool_row(ctx, id)?;
+    require_owner(ctx, &row, "adjust its stock")?;
+    if delta == 0 {
+        return Err(StoreError::Invalid("delta must not be 0".into()));
+    }
+    let capacity = row.capacity.checked_add(delta).unwrap_or(-1);
+    if !(0..=POOL_CAPACITY_MAX).contains(&capacity) {
+        return Err(StoreError::Invalid(format!(
+            "capacity {} {delta:+} would leave the range 0..={POOL_CAPACITY_MAX}",
+            row.capacity
+        )));
+    }
+    let mut holding = row.holding();
+    holding.adjust(delta);
+    row.capacity = capacity;
+    row.allotted = holding.allotted;
+    save_holding(ctx, &row)?;
+    ctx.append(EventBody::PoolAdjusted {
+        pool: id.clone(),
+        delta,
+    })?;
+    if holding.overbooked() {
+        tracing::warn!(pool = %id, available = holding.available(), "pool is overbooked after a stock decrease");
+    }
+    pool_view(ctx, id)
+}
+
+/// `POST /pools/{id}/allotments`: the owner escrows `units` to another
+/// participant, debited here at once.
+pub fn grant_allotment(
+    ctx: &mut WriteCtx<'_>,
+    id: &PoolId,
+    to: &ParticipantId,
+    units: i64,
+) -> StoreResult<PoolView> {
+    let mut row = pool_row(ctx, id)?;
+    require_owner(ctx, &row, "grant allotments")?;
+    if *to == ctx.node().participant() {
+        return Err(StoreError::Invalid("an owner cannot grant units to itself".into()));
+    }
+    if !(1..=POOL_CAPACITY_MAX).contains(&units) {
+        return Err(StoreError::Invalid(format!(
+            "units must be between 1 and {POOL_CAPACITY_MAX}"
+        )));
+    }
+    let mut holding = row.holding();
+    holding
+        .give(units)
+        .map_err(|e| StoreError::InsufficientCapacity {
+            pool: id.clone(),
+            requested: e.requested,
+            available: e.available,
+        })?;
+    row.allotted = holding.allotted;
+    save_holding(ctx, &row)?;
+    ctx.conn()
+        .prepare_cached(
+            "INSERT INTO allotments (pool_id, grantee, units) VALUES (?1, ?2, ?3)
+             ON CONFLICT (pool_id, grantee) DO UPDATE SET units = units + excluded.units",
+        )?
+        .execute(params![id.as_str(), to.as_str(), units])?;
+    ctx.append(EventBody::AllotmentGranted {
+        pool: id.clone(),
+        to: to.clone(),
+        units,
+    })?;
+    pool_view(ctx, id)
+}
+
+/// A booking to place against this node's own allotments.
+#[derive(Debug, Clone)]
+pub struct NewBooking {
+    pub request: CreateBooking,
+    pub channel: Channel,
+}
+
+/// Places a local booking: `held` with a `hold_seconds` expiry or
+/// `confirmed`, or refused with `insufficient_capacity`.
+pub fn create_booking(ctx: &mut WriteCtx<'_>, new: NewBooking) -> StoreResult<BookingView> {
+    let CreateBooking {
+        lines,
+        customer,
+        hold_seconds,
+    } = new.request;
+    validate_request(&lines, &customer)?;
+    if let Some(seconds) = hold_seconds
+        && !(1..=HOLD_SECONDS_MAX).contains(&seconds)
+    {
+        return Err(StoreError::Invalid(format!(
+            "hold_seconds must be between 1 and {HOLD_SECONDS_MAX}"
+        )));
+    }
+    let me = ctx.node().participant();
+    let now = ctx.now_ms();
+    let mut owner: Option<ParticipantId> = None;
+    let mut rows = Vec::with_capacity(lines.len());
+    for line in &lines {
+        let mut row = pool_row(ctx, &line.pool_id)?;
+        match &owner {
+            None => owner = Some(row.owner.clone()),
+            Some(o) if *o != row.owner => {
+                return Err(StoreError::Invalid(
+                    "a booking's pools must all have one owner".into(),
+                ));
+            }
+            Some(_) => {}
+        }
+        if row.ends_at_ms.is_some_and(|end| end <= now) {
+            return Err(StoreError::Conflict(format!(
+                "slot {} has already ended",
+                row.id
+            )));
+        }
+        let mut holding = row.holding();
+        holding
+            .reserve(line.quantity)
+            .map_err(|e| StoreError::InsufficientCapacity {
+                pool: row.id.clone(),
+                requested: e.requested,
+                available: e.available,
+            })?;
+        row.used = holding.used;
+        rows.push(row);
+    }
+    let owner = owner.ok_or(StoreError::BookingInput(booking::BookingInputError::NoLines))?;
+    for row in &rows {
+        save_holding(ctx, row)?;
+    }
+    let id = BookingId::generate();
+    let (state, expires_at_ms) = match hold_seconds {
+        Some(seconds) => (BookingState::Held, Some(now + seconds * 1000)),
+        None => (BookingState::Confirmed, None),
+    };
+    ctx.conn()
+        .prepare_cached(
+            "INSERT INTO bookings (id, code, owner, requested_by, charged_to, channel, state,
+                customer_name, customer_phone, customer_email, expires_at_ms, reason,
+                created_at_ms, updated_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, ?11, ?11)",
+        )?
+        .execute(params![
+            id.to_string(),
+            id.short_code(),
+            owner.as_str(),
+            me.as_str(),
+            new.channel.as_str(),
+            state.as_str(),
+            customer.name,
+            customer.phone,
+            customer.email,
+            expires_at_ms,
+            now
+        ])?;
+    {
+        let mut insert = ctx.conn().prepare_cached(
+            "INSERT INTO booking_lines (booking_id, pool_id, quantity) VALUES (?1, ?2, ?3)",
+        )?;
+        for line in &lines {
+            insert.execute(params![id.to_string(), line.pool_id.as_str(), line.quantity])?;
+        }
+    }
+    ctx.append(EventBody::BookingCreated {
+        id,
+        owner,
+        charged_to: me,
+        channel: new.channel,
+        lines,
+        customer,
+        state,
+        expires_at_ms,
+    })?;
+    if state == BookingState::Held {
+        ctx.hold_changed();
+    }
+    booking_view(ctx, &id)
+}
+
+fn booking_view(ctx: &WriteCtx<'_>, id: &BookingId) -> StoreResult<BookingView> {
+    queries::booking(ctx.conn(), id)?.ok_or_else(|| StoreError::not_found("booking", id))
+}
+
+/// The answer to a request that carried an `Idempotency-Key`, as first
+/// given: HTTP status and JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub status: u16,
+    pub body: String,
+    /// Whether this is a repeat of an answer given before.
+    pub replayed: bool,
+}
+
+/// [`create_booking`] under an idempotency key: the first request's answer,
+/// success or refusal, is committed with its effect and given again to every
+/// later request with the same key and body.
+pub fn create_booking_idempotent(
+    ctx: &mut WriteCtx<'_>,
+    key: &str,
+    request_hash: &str,
+    new: NewBooking,
+) -> StoreResult<Recorded> {
+    let earlier: Option<(String, i64, String)> = ctx
+        .conn()
+        .prepare_cached("SELECT request_hash, status, response FROM idempotency_keys WHERE key = ?1")?
+        .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    if let Some((hash, status, body)) = earlier {
+        if hash != request_hash {
+            return Err(StoreError::IdempotencyMismatch);
+        }
+        return Ok(Recorded {
+            status: u16::try_from(status).map_err(|_| StoreError::Corrupt("status".into()))?,
+            body,
+            replayed: true,
+        });
+    }
+    ctx.conn().execute_batch("SAVEPOINT booking")?;
+    let (status, body) = match create_booking(ctx, new) {
+        Ok(view) => {
+            ctx.conn().execute_batch("RELEASE booking")?;
+            (201, serde_json::to_string(&view).map_err(|e| StoreError::Internal(e.to_string()))?)
+        }
+        // Our own faults are not answers: nothing is recorded and the whole
+        // job rolls back, so a retry with the key runs afresh.
+        Err(e) if e.is_internal() => return Err(e),
+        Err(e) => {
+            ctx.conn().execute_batch("ROLLBACK TO booking; RELEASE booking")?;
+            let body = ErrorBody::new(e.code(), e.to_string());
+            (
+                e.status(),
+                serde_json::to_string(&body).map_err(|e| StoreError::Internal(e.to_string()))?,
+            )
+        }
+    };
+    ctx.conn()
+        .prepare_cached(
+            "INSERT INTO idempotency_keys (key, request_hash, status, response, created_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![key, request_hash, status, body, ctx.now_ms()])?;
+    Ok(Recorded {
+        status,
+        body,
+        replayed: false,
+    })
+}
+
+/// Confirm, cancel or fulfil a booking charged to this node.
+pub fn transition(ctx: &mut WriteCtx<'_>, id: &BookingId, action: Action) -> StoreResult<BookingView> {
+    let current = booking_view(ctx, id)?;
+    let me = ctx.node().participant();
+    if current.charged_to != me {
+        return Err(StoreError::Conflict(format!(
+            "booking {id} is charged to {}; only it can {} the booking",
+            current.charged_to,
+            action.verb()
+        )));
+    }
+    if current.state == BookingState::Held
+        && current.expires_at_ms().is_some_and(|at| at <= ctx.now_ms())
+    {
+        return Err(StoreError::Conflict(format!(
+            "the hold on booking {id} has expired"
+        )));
+    }
+    let next = booking::transition(current.state, action)
+        .map_err(|source| StoreError::InvalidTransition { id: *id, source })?;
+    let body = match action {
+        Action::Confirm => EventBody::BookingConfirmed { id: *id },
+        Action::Cancel => EventBody::BookingCancelled { id: *id },
+        Action::Fulfil => EventBody::BookingFulfilled { id: *id },
+        other => {
+            return Err(StoreError::Invalid(format!(
+                "{} is not something staff do to a booking",
+                other.verb()
+            )));
+        }
+    };
+    move_booking(ctx, &current, next, None)?;
+    ctx.append(body)?;
+    booking_view(ctx, id)
+}
+
+/// Writes a booking's new state and gives its units back when it stops
+/// consuming them.
+fn move_booking(
+    ctx: &mut WriteCtx<'_>,
+    current: &BookingView,
+    next: BookingState,
+    reason: Option<&str>,
+) -> StoreResult<()> {
+    if current.state.consumes_units() && !next.consumes_units() {
+        for line in &current.lines {
+            let mut row = pool_row(ctx, &line.pool_id)?;
+            let mut holding = row.holding();
+            holding.release(line.quantity);
+            row.used = holding.used;
+            save_holding(ctx, &row)?;
+        }
+    }
+    if current.state == BookingState::Held {
+        ctx.hold_changed();
+    }
+    ctx.conn()
+        .prepare_cached(
+            "UPDATE bookings SET state = ?2, reason = coalesce(?3, reason), updated_at_ms = ?4 WHERE id = ?1",
+        )?
+        .execute(params![
+            current.id.to_string(),
+            next.as_str(),
+            reason,
+            ctx.now_ms()
+        ])?;
+    Ok(())
+}
+
+/// Holds expired in one job at most, so one sweep never stalls the writer.
+pub const EXPIRE_BATCH_MAX: usize = 256;
+
+/// Expires holds charged to this node whose `expires_at` has passed and
+/// frees their units. Returns how many it expired; the sweeper calls again
+/// while that is the batch maximum.
+pub fn expire_due_holds(ctx: &mut WriteCtx<'_>) -> StoreResult<usize> {
+    let me = ctx.node().participant();
+    let ids: Vec<String> = {
+        let mut stmt = ctx.conn().prepare_cached(
+            "SELECT id FROM bookings
+             WHERE state = 'held' AND charged_to = ?1 AND expires_at_ms <= ?2
+             ORDER BY expires_at_ms LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(
+            params![me.as_str(), ctx.now_ms(), EXPIRE_BATCH_MAX as i64],
+            |r| r.get(0),
+        )?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for raw in &ids {
+        let id = BookingId::parse(raw).map_err(|_| StoreError::Corrupt(format!("booking id {raw}")))?;
+        let current = booking_view(ctx, &id)?;
+        let next = booking::transition(current.state, Action::Expire)
+            .map_err(|source| StoreError::InvalidTransition { id, source })?;
+        let reason = "the hold was not confirmed in time";
+        move_booking(ctx, &current, next, Some(reason))?;
+        ctx.append(EventBody::BookingExpired {
+            id,
+            reason: reason.into(),
+        })?;
+    }
+    Ok(ids.len())
+}
+
+/// Forgets idempotency records older than the retention promise.
+pub fn purge_idempotency_keys(ctx: &mut WriteCtx<'_>) -> StoreResult<usize> {
+    Ok(ctx
+        .conn()
+        .prepare_cached("DELETE FROM idempotency_keys WHERE created_at_ms < ?1")?
+        .execute([ctx.now_ms() - IDEMPOTENCY_RETENTION_MS])?)
+}

@@ -1,0 +1,391 @@
+//! Reads, and the views the API returns. Every function here takes a plain
+//! connection, so it runs on a read connection or inside the writer's
+//! transaction alike.
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, Row};
+use serde::Serialize;
+use shared::event::ResourceKind;
+use shared::{BookingId, BookingState, Channel, Customer, Line, ParticipantId, PoolId, ResourceId};
+
+use super::{StoreError, StoreResult};
+
+/// Milliseconds to the timestamp the API shows; out-of-range values (which
+/// the store never writes) are clamped rather than trusted.
+pub fn ts(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::MAX)
+}
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!("stored {what} {value:?} does not parse"))
+}
+
+fn participant(value: &str) -> StoreResult<ParticipantId> {
+    ParticipantId::parse(value).map_err(|_| corrupt("participant", value))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResourceView {
+    pub id: ResourceId,
+    pub owner: ParticipantId,
+    pub name: String,
+    pub kind: ResourceKind,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AllotmentView {
+    pub to: ParticipantId,
+    pub units: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PoolView {
+    pub id: PoolId,
+    pub resource_id: ResourceId,
+    pub owner: ParticipantId,
+    pub capacity: i64,
+    /// Units this node may still book: its allotment minus what its own
+    /// bookings use. Negative only after a stock decrease (see `overbooked`).
+    pub available: i64,
+    /// Units charged to this node.
+    pub allotted: i64,
+    /// Units this node's held, confirmed and fulfilled bookings consume.
+    pub used: i64,
+    pub overbooked: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<Timestamp>,
+    /// Units granted out by this node as owner and not yet returned.
+    pub allotments: Vec<AllotmentView>,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BookingView {
+    pub id: BookingId,
+    pub code: String,
+    pub state: BookingState,
+    pub lines: Vec<Line>,
+    pub customer: Customer,
+    pub channel: Channel,
+    pub owner: ParticipantId,
+    pub requested_by: ParticipantId,
+    pub charged_to: ParticipantId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl BookingView {
+    pub fn expires_at_ms(&self) -> Option<i64> {
+        self.expires_at.map(|t| t.as_millisecond())
+    }
+}
+
+const RESOURCE_COLUMNS: &str = "id, owner, name, kind, created_at_ms";
+
+fn resource_from_row(r: &Row<'_>) -> rusqlite::Result<(String, String, String, String, i64)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn resource_view(raw: (String, String, String, String, i64)) -> StoreResult<ResourceView> {
+    let (id, owner, name, kind, created) = raw;
+    Ok(ResourceView {
+        id: ResourceId::parse(&id).map_err(|_| corrupt("resource id", &id))?,
+        owner: participant(&owner)?,
+        name,
+        kind: ResourceKind::parse(&kind).ok_or_else(|| corrupt("resource kind", &kind))?,
+        created_at: ts(created),
+    })
+}
+
+pub fn resource(conn: &Connection, id: &ResourceId) -> StoreResult<Option<ResourceView>> {
+    conn.prepare_cached(&format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE id = ?1"))?
+        .query_row([id.as_str()], resource_from_row)
+        .optional()?
+        .map(resource_view)
+        .transpose()
+}
+
+pub fn resources(conn: &Connection) -> StoreResult<Vec<ResourceView>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {RESOURCE_COLUMNS} FROM resources ORDER BY name, id"
+    ))?;
+    let rows = stmt.query_map([], resource_from_row)?;
+    rows.map(|r| resource_view(r?)).collect()
+}
+
+/// The stored numbers of a pool, as the writer needs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolRow {
+    pub id: PoolId,
+    pub resource_id: ResourceId,
+    pub owner: ParticipantId,
+    pub capacity: i64,
+    pub allotted: i64,
+    pub used: i64,
+    pub starts_at_ms: Option<i64>,
+    pub ends_at_ms: Option<i64>,
+    pub updated_at_ms: i64,
+}
+
+impl PoolRow {
+    pub fn holding(&self) -> shared::Holding {
+        shared::Holding {
+            allotted: self.allotted,
+            used: self.used,
+        }
+    }
+}
+
+const POOL_COLUMNS: &str =
+    "id, resource_id, owner, capacity, allotted, used, starts_at_ms, ends_at_ms, updated_at_ms";
+
+type RawPool = (String, String, String, i64, i64, i64, Option<i64>, Option<i64>, i64);
+
+fn pool_from_row(r: &Row<'_>) -> rusqlite::Result<RawPool> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+    ))
+}
+
+fn pool_row(raw: RawPool) -> StoreResult<PoolRow> {
+    let (id, resource_id, owner, capacity, allotted, used, starts, ends, updated) = raw;
+    Ok(PoolRow {
+        id: PoolId::parse(&id).map_err(|_| corrupt("pool id", &id))?,
+        resource_id: ResourceId::parse(&resource_id)
+            .map_err(|_| corrupt("resource id", &resource_id))?,
+        owner: participant(&owner)?,
+        capacity,
+        allotted,
+        used,
+        starts_at_ms: starts,
+        ends_at_ms: ends,
+        updated_at_ms: updated,
+    })
+}
+
+pub fn pool_row_of(conn: &Connection, id: &PoolId) -> StoreResult<Option<PoolRow>> {
+    conn.prepare_cached(&format!("SELECT {POOL_COLUMNS} FROM pools WHERE id = ?1"))?
+        .query_row([id.as_str()], pool_from_row)
+        .optional()?
+        .map(pool_row)
+        .transpose()
+}
+
+fn allotments_of(conn: &Connection, id: &PoolId) -> StoreResult<Vec<AllotmentView>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT grantee, units FROM allotments WHERE pool_id = ?1 AND units > 0 ORDER BY grantee",
+    )?;
+    let rows = stmt.query_map([id.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?;
+    rows.map(|r| {
+        let (to, units) = r?;
+        Ok(AllotmentView {
+            to: participant(&to)?,
+            units,
+        })
+    })
+    .collect()
+}
+
+pub fn pool_view_of(conn: &Connection, row: PoolRow) -> StoreResult<PoolView> {
+    let holding = row.holding();
+    Ok(PoolView {
+        allotments: allotments_of(conn, &row.id)?,
+        available: holding.available(),
+        overbooked: holding.overbooked(),
+        id: row.id,
+        resource_id: row.resource_id,
+        owner: row.owner,
+        capacity: row.capacity,
+        allotted: row.allotted,
+        used: row.used,
+        starts_at: row.starts_at_ms.map(ts),
+        ends_at: row.ends_at_ms.map(ts),
+        updated_at: ts(row.updated_at_ms),
+    })
+}
+
+pub fn pool(conn: &Connection, id: &PoolId) -> StoreResult<Option<PoolView>> {
+    pool_row_of(conn, id)?
+        .map(|row| pool_view_of(conn, row))
+        .transpose()
+}
+
+/// Pools, optionally of one resource, optionally only slots overlapping
+/// `[from_ms, to_ms)`; stock pools (no time) always qualify.
+#[derive(Debug, Clone, Default)]
+pub struct PoolFilter {
+    pub resource_id: Option<ResourceId>,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub limit: usize,
+}
+
+pub fn pools(conn: &Connection, filter: &PoolFilter) -> StoreResult<Vec<PoolView>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {POOL_COLUMNS} FROM pools
+         WHERE (?1 IS NULL OR resource_id = ?1)
+           AND (starts_at_ms IS NULL OR ?2 IS NULL OR ends_at_ms > ?2)
+           AND (starts_at_ms IS NULL OR ?3 IS NULL OR starts_at_ms < ?3)
+         ORDER BY resource_id, starts_at_ms, id
+         LIMIT ?4"
+    ))?;
+    let rows = stmt.query_map(
+        rusqlite::params![
+            filter.resource_id.as_ref().map(|r| r.as_str()),
+            filter.from_ms,
+            filter.to_ms,
+            filter.limit as i64
+        ],
+        pool_from_row,
+    )?;
+    let rows: Vec<PoolRow> = rows.map(|r| pool_row(r?)).collect::<StoreResult<_>>()?;
+    rows.into_iter().map(|row| pool_view_of(conn, row)).collect()
+}
+
+const BOOKING_COLUMNS: &str = "id, code, owner, requested_by, charged_to, channel, state, \
+     customer_name, customer_phone, customer_email, expires_at_ms, reason, created_at_ms, updated_at_ms";
+
+struct RawBooking {
+    id: String,
+    code: String,
+    owner: String,
+    requested_by: String,
+    charged_to: String,
+    channel: String,
+    state: String,
+    name: String,
+    phone: Option<String>,
+    email: Option<String>,
+    expires_at_ms: Option<i64>,
+    reason: Option<String>,
+    created_at_ms: i64,
+    updated_at_ms: i64,
+}
+
+fn booking_from_row(r: &Row<'_>) -> rusqlite::Result<RawBooking> {
+    Ok(RawBooking {
+        id: r.get(0)?,
+        code: r.get(1)?,
+        owner: r.get(2)?,
+        requested_by: r.get(3)?,
+        charged_to: r.get(4)?,
+        channel: r.get(5)?,
+        state: r.get(6)?,
+        name: r.get(7)?,
+        phone: r.get(8)?,
+        email: r.get(9)?,
+        expires_at_ms: r.get(10)?,
+        reason: r.get(11)?,
+        created_at_ms: r.get(12)?,
+        updated_at_ms: r.get(13)?,
+    })
+}
+
+fn lines_of(conn: &Connection, id: &str) -> StoreResult<Vec<Line>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT pool_id, quantity FROM booking_lines WHERE booking_id = ?1 ORDER BY pool_id",
+    )?;
+    let rows = stmt.query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?;
+    rows.map(|r| {
+        let (pool, quantity) = r?;
+        Ok(Line {
+            pool_id: PoolId::parse(&pool).map_err(|_| corrupt("pool id", &pool))?,
+            quantity,
+        })
+    })
+    .collect()
+}
+
+fn booking_view(conn: &Connection, raw: RawBooking) -> StoreResult<BookingView> {
+    Ok(BookingView {
+        lines: lines_of(conn, &raw.id)?,
+        id: BookingId::parse(&raw.id).map_err(|_| corrupt("booking id", &raw.id))?,
+        code: raw.code,
+        state: BookingState::parse(&raw.state).ok_or_else(|| corrupt("state", &raw.state))?,
+        customer: Customer {
+            name: raw.name,
+            phone: raw.phone,
+            email: raw.email,
+        },
+        channel: Channel::parse(&raw.channel).ok_or_else(|| corrupt("channel", &raw.channel))?,
+        owner: participant(&raw.owner)?,
+        requested_by: participant(&raw.requested_by)?,
+        charged_to: participant(&raw.charged_to)?,
+        expires_at: raw.expires_at_ms.map(ts),
+        reason: raw.reason,
+        created_at: ts(raw.created_at_ms),
+        updated_at: ts(raw.updated_at_ms),
+    })
+}
+
+pub fn booking(conn: &Connection, id: &BookingId) -> StoreResult<Option<BookingView>> {
+    conn.prepare_cached(&format!("SELECT {BOOKING_COLUMNS} FROM bookings WHERE id = ?1"))?
+        .query_row([id.to_string()], booking_from_row)
+        .optional()?
+        .map(|raw| booking_view(conn, raw))
+        .transpose()
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BookingFilter {
+    pub state: Option<BookingState>,
+    pub limit: usize,
+}
+
+/// Bookings, newest first.
+pub fn bookings(conn: &Connection, filter: &BookingFilter) -> StoreResult<Vec<BookingView>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {BOOKING_COLUMNS} FROM bookings
+         WHERE (?1 IS NULL OR state = ?1)
+         ORDER BY created_at_ms DESC, id DESC
+         LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(
+        rusqlite::params![filter.state.map(|s| s.as_str()), filter.limit as i64],
+        booking_from_row,
+    )?;
+    let raws: Vec<RawBooking> = rows.collect::<rusqlite::Result<_>>()?;
+    raws.into_iter().map(|raw| booking_view(conn, raw)).collect()
+}
+
+/// The earliest expiry among holds this node must expire itself.
+pub fn next_hold_expiry_ms(conn: &Connection, me: &ParticipantId) -> StoreResult<Option<i64>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT min(expires_at_ms) FROM bookings WHERE state = 'held' AND charged_to = ?1",
+        )?
+        .query_row([me.as_str()], |r| r.get(0))?)
+}
+
+/// Counts for `edge-node status` and the sync status endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LogStats {
+    pub events: u64,
+    pub head_seq: u64,
+}
+
+pub fn log_stats(conn: &Connection) -> StoreResult<LogStats> {
+    let (events, head): (i64, Option<i64>) =
+        conn.query_row("SELECT count(*), max(seq) FROM events", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    Ok(LogStats {
+        events: events as u64,
+        head_seq: head.unwrap_or(0) as u64,
+    })
+}

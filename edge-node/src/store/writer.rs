@@ -1,0 +1,303 @@
+//! The single writer thread and its group commit.
+//!
+//! Requests queue on a bounded channel. The thread takes whatever is waiting
+//! (up to [`BATCH_JOBS_MAX`]), runs each job inside its own savepoint of one
+//! `BEGIN IMMEDIATE` transaction, commits once, and only then answers every
+//! job of the batch. While one batch is being fsynced the next one gathers
+//! in the channel, so the cost of an fsync is shared by everyone who arrived
+//! during it, and no request is ever acknowledged before its commit.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use rusqlite::Connection;
+use shared::event::ChainHead;
+use shared::{Event, EventBody, Hash};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+
+use super::{Clock, NodeInfo, StoreError, StoreResult};
+
+/// Requests waiting for the writer. Beyond this, callers wait for room
+/// (backpressure) instead of growing memory without bound.
+const QUEUE_JOBS_MAX: usize = 4096;
+
+/// Jobs committed in one transaction. Bounds how long one transaction holds
+/// the write lock and how much work one failed commit throws away.
+const BATCH_JOBS_MAX: usize = 512;
+
+/// What a job does inside the writer's transaction.
+#[derive(Debug)]
+pub struct WriteCtx<'a> {
+    conn: &'a Connection,
+    node: &'a NodeInfo,
+    now_ms: i64,
+    /// Head of this node's log including this batch's uncommitted events.
+    head: ChainHead,
+    holds_changed: bool,
+}
+
+impl WriteCtx<'_> {
+    pub fn conn(&self) -> &Connection {
+        self.conn
+    }
+
+    pub fn node(&self) -> &NodeInfo {
+        self.node
+    }
+
+    /// The time of this batch, the same for every job in it.
+    pub fn now_ms(&self) -> i64 {
+        self.now_ms
+    }
+
+    /// Tells the expiry sweeper to look again once this batch commits.
+    pub fn hold_changed(&mut self) {
+        self.holds_changed = true;
+    }
+
+    /// Appends an event to this node's log, in the current transaction: the
+    /// outbox. Returns its `seq`.
+    pub fn append(&mut self, body: EventBody) -> StoreResult<u64> {
+        let event = Event::next(
+            self.head,
+            self.node.participant(),
+            self.node.epoch,
+            self.now_ms,
+            body,
+        );
+        // Check before appending what receivers will check on arrival.
+        debug_assert_eq!(event.seq, self.head.seq + 1);
+        debug_assert!(event.typed().is_ok(), "event body must parse: {event:?}");
+        let hash = event.hash();
+        self.conn
+            .prepare_cached(
+                "INSERT INTO events (seq, id, epoch, prev, hash, at_ms, kind, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(rusqlite::params![
+                event.seq as i64,
+                event.id.to_string(),
+                event.epoch,
+                event.prev.to_hex(),
+                hash.to_hex(),
+                event.at_ms,
+                event.kind,
+                shared::event::canonical_json(&event.body),
+            ])?;
+        self.head = ChainHead {
+            seq: event.seq,
+            hash,
+        };
+        Ok(event.seq)
+    }
+}
+
+/// A queued unit of work with the channel its answer goes back on.
+trait Job: Send {
+    /// Runs the work; `true` if it succeeded and its savepoint is kept.
+    fn run(&mut self, ctx: &mut WriteCtx<'_>) -> bool;
+    /// Answers the caller once the batch's fate is known.
+    fn finish(self: Box<Self>, commit: Result<(), &StoreError>);
+}
+
+struct TypedJob<T, F> {
+    work: Option<F>,
+    outcome: Option<StoreResult<T>>,
+    reply: oneshot::Sender<StoreResult<T>>,
+}
+
+impl<T, F> Job for TypedJob<T, F>
+where
+    T: Send,
+    F: FnOnce(&mut WriteCtx<'_>) -> StoreResult<T> + Send,
+{
+    fn run(&mut self, ctx: &mut WriteCtx<'_>) -> bool {
+        let Some(work) = self.work.take() else {
+            unreachable!("a job runs once")
+        };
+        // A panicking job must not take the writer thread, and with it every
+        // later write, down with it.
+        let outcome = catch_unwind(AssertUnwindSafe(|| work(ctx))).unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(panic = %what, "a write job panicked; rolled back");
+            Err(StoreError::Internal(format!("write job panicked: {what}")))
+        });
+        let ok = outcome.is_ok();
+        self.outcome = Some(outcome);
+        ok
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), &StoreError>) {
+        let outcome = match (commit, self.outcome) {
+            (Ok(()), Some(outcome)) => outcome,
+            (Err(e), _) => Err(StoreError::Internal(format!("commit failed: {e}"))),
+            (Ok(()), None) => Err(StoreError::Internal("job never ran".into())),
+        };
+        // The caller may have gone away (client disconnected); the write
+        // stands regardless, as it would after any acknowledged commit.
+        let _ = self.reply.send(outcome);
+    }
+}
+
+#[derive(Clone)]
+pub(super) struct WriterHandle {
+    queue: mpsc::Sender<Box<dyn Job>>,
+}
+
+impl WriterHandle {
+    pub(super) async fn submit<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut WriteCtx<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(TypedJob {
+            work: Some(work),
+            outcome: None,
+            reply,
+        });
+        self.queue.send(job).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn load_head(conn: &Connection) -> StoreResult<ChainHead> {
+    let row: Option<(i64, String)> = rusqlite::OptionalExtension::optional(conn.query_row(
+        "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    ))?;
+    Ok(match row {
+        None => ChainHead::EMPTY,
+        Some((seq, hash)) => ChainHead {
+            seq: seq as u64,
+            hash: Hash::parse_hex(&hash)
+                .ok_or_else(|| StoreError::Corrupt(format!("event {seq} has a bad hash")))?,
+        },
+    })
+}
+
+pub(super) fn spawn(
+    conn: Connection,
+    node: NodeInfo,
+    clock: Arc<dyn Clock>,
+    holds_changed: Arc<Notify>,
+) -> StoreResult<(WriterHandle, watch::Receiver<u64>)> {
+    let head = load_head(&conn)?;
+    let (queue, jobs) = mpsc::channel(QUEUE_JOBS_MAX);
+    let (head_tx, head_rx) = watch::channel(head.seq);
+    std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || {
+            Writer {
+                conn,
+                node,
+                clock,
+                holds_changed,
+                head,
+                head_tx,
+            }
+            .run(jobs)
+        })
+        .map_err(|e| StoreError::Setup(format!("cannot start the writer thread: {e}")))?;
+    Ok((WriterHandle { queue }, head_rx))
+}
+
+struct Writer {
+    conn: Connection,
+    node: NodeInfo,
+    clock: Arc<dyn Clock>,
+    holds_changed: Arc<Notify>,
+    /// Head of the committed log.
+    head: ChainHead,
+    head_tx: watch::Sender<u64>,
+}
+
+impl Writer {
+    fn run(mut self, mut jobs: mpsc::Receiver<Box<dyn Job>>) {
+        let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(BATCH_JOBS_MAX);
+        // Ends when every handle is dropped and the queue is drained.
+        while let Some(first) = jobs.blocking_recv() {
+            batch.push(first);
+            while batch.len() < BATCH_JOBS_MAX {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(&mut batch);
+        }
+        tracing::debug!("store writer stopped");
+    }
+
+    fn commit_batch(&mut self, batch: &mut Vec<Box<dyn Job>>) {
+        let mut ctx = WriteCtx {
+            conn: &self.conn,
+            node: &self.node,
+            now_ms: self.clock.now_ms(),
+            head: self.head,
+            holds_changed: false,
+        };
+        let result = run_in_transaction(&mut ctx, batch);
+        let holds_changed = ctx.holds_changed;
+        let new_head = ctx.head;
+        match &result {
+            Ok(()) => {
+                self.head = new_head;
+                self.head_tx.send_if_modified(|seq| {
+                    let moved = *seq != new_head.seq;
+                    *seq = new_head.seq;
+                    moved
+                });
+                if holds_changed {
+                    self.holds_changed.notify_one();
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, jobs = batch.len(), "group commit failed");
+                // Nothing of the batch is on disk; start again from what is.
+                if let Ok(head) = load_head(&self.conn) {
+                    self.head = head;
+                }
+            }
+        }
+        for job in batch.drain(..) {
+            job.finish(result.as_ref().map(|_| ()));
+        }
+    }
+}
+
+fn run_in_transaction(ctx: &mut WriteCtx<'_>, batch: &mut [Box<dyn Job>]) -> StoreResult<()> {
+    ctx.conn.execute_batch("BEGIN IMMEDIATE")?;
+    for job in batch.iter_mut() {
+        if let Err(e) = run_isolated(ctx, job.as_mut()) {
+            let _ = ctx.conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+    }
+    if let Err(e) = ctx.conn.execute_batch("COMMIT") {
+        let _ = ctx.conn.execute_batch("ROLLBACK");
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+/// Runs one job in its own savepoint: its failure undoes its own writes and
+/// its own events, nothing else.
+fn run_isolated(ctx: &mut WriteCtx<'_>, job: &mut dyn Job) -> StoreResult<()> {
+    ctx.conn.execute_batch("SAVEPOINT job")?;
+    let head_before = ctx.head;
+    let holds_before = ctx.holds_changed;
+    if job.run(ctx) {
+        ctx.conn.execute_batch("RELEASE job")?;
+    } else {
+        ctx.conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+        ctx.head = head_before;
+        ctx.holds_changed = holds_before;
+    }
+    Ok(())
+}
