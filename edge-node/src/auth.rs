@@ -49,7 +49,10 @@ impl Role {
 const TOKEN_PREFIX: &str = "edge_";
 
 pub fn hash_token(token: &str) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()))
+    hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        token.as_bytes(),
+    ))
 }
 
 /// Makes a token for `role`, stores its hash and returns the secret.

@@ -6,14 +6,18 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
-use clap::{Parser, Subcommand};
 use crate::api::standalone_status;
 use crate::auth::{Role, create_token};
 use crate::store::{self, Clock, Store, SystemClock, queries};
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "edge-node", version, about = "The booking node of one location")]
+#[command(
+    name = "edge-node",
+    version,
+    about = "The booking node of one location"
+)]
 struct Cli {
     /// Where this node keeps its database (default: $STATE_DIRECTORY under
     /// systemd, else the platform data directory).
@@ -39,7 +43,12 @@ enum Command {
         #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR")]
         listen: SocketAddr,
         /// Shift this node's clock (testing clock skew).
-        #[arg(long, hide = true, env = "EDGE_NODE_CLOCK_OFFSET_MS", default_value_t = 0)]
+        #[arg(
+            long,
+            hide = true,
+            env = "EDGE_NODE_CLOCK_OFFSET_MS",
+            default_value_t = 0
+        )]
         clock_offset_ms: i64,
     },
     /// Manage LAN API tokens.
@@ -207,14 +216,25 @@ fn status(data_dir: &Path, json: bool) -> Result<()> {
     let never = || "never".to_owned();
     println!("location:        {} ({})", node.location, node.timezone);
     println!("epoch:           {}", node.epoch);
-    println!("enrolled:        {}", if status.enrolled { "yes" } else { "no" });
+    println!(
+        "enrolled:        {}",
+        if status.enrolled { "yes" } else { "no" }
+    );
     println!("state:           {}", status.state);
     println!("backlog_events:  {}", status.backlog_events);
-    println!("last_push_at:    {}", status.last_push_at.map_or_else(never, |t| t.to_string()));
-    println!("last_pull_at:    {}", status.last_pull_at.map_or_else(never, |t| t.to_string()));
+    println!(
+        "last_push_at:    {}",
+        status.last_push_at.map_or_else(never, |t| t.to_string())
+    );
+    println!(
+        "last_pull_at:    {}",
+        status.last_pull_at.map_or_else(never, |t| t.to_string())
+    );
     println!(
         "clock_offset_ms: {}",
-        status.clock_offset_ms.map_or_else(|| "unknown".into(), |o| o.to_string())
+        status
+            .clock_offset_ms
+            .map_or_else(|| "unknown".into(), |o| o.to_string())
     );
     Ok(())
 }
@@ -235,7 +255,10 @@ fn demo(listen: SocketAddr) -> Result<()> {
     drop(conn);
     let store = Store::open(dir.path(), Arc::new(clock))?;
     runtime()?.block_on(crate::demo::seed_catalog(&store))?;
-    println!("edge-node demo: location demo-store (Europe/Berlin), data in {}", dir.path().display());
+    println!(
+        "edge-node demo: location demo-store (Europe/Berlin), data in {}",
+        dir.path().display()
+    );
     for (role, token) in &tokens {
         println!("  {:<8} token: {token}", role.as_str());
     }

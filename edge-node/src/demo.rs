@@ -70,7 +70,10 @@ pub async fn seed_catalog(store: &Store) -> StoreResult<()> {
                 ops::create_pool(
                     ctx,
                     NewPool {
-                        id: Some(id(PoolId::parse, &format!("demo-store:barista-class:{date}"))?),
+                        id: Some(id(
+                            PoolId::parse,
+                            &format!("demo-store:barista-class:{date}"),
+                        )?),
                         resource_id: class.id.clone(),
                         capacity: 8,
                         starts_at_ms: Some(start.timestamp().as_millisecond()),

@@ -22,7 +22,10 @@ use crate::sweeper;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api::router(state))
-        .route("/healthz", get(|| async { axum::Json(json!({ "status": "ok" })) }))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(json!({ "status": "ok" })) }),
+        )
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -38,7 +38,10 @@ pub async fn run(store: Store, shutdown: impl Future<Output = ()>) {
 }
 
 /// Expires what is due and returns how long to sleep.
-async fn sweep(store: &Store, last_purge: &mut Option<tokio::time::Instant>) -> StoreResult<Duration> {
+async fn sweep(
+    store: &Store,
+    last_purge: &mut Option<tokio::time::Instant>,
+) -> StoreResult<Duration> {
     loop {
         let expired = store.write(ops::expire_due_holds).await?;
         if expired > 0 {

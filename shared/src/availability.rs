@@ -70,7 +70,11 @@ impl Holding {
 
     /// A booking of ours gave its `units` back (cancelled or expired).
     pub fn release(&mut self, units: i64) {
-        debug_assert!(units > 0 && units <= self.used, "release {units} of {}", self.used);
+        debug_assert!(
+            units > 0 && units <= self.used,
+            "release {units} of {}",
+            self.used
+        );
         self.used -= units;
     }
 

@@ -252,7 +252,11 @@ pub fn validate_request(lines: &[Line], customer: &Customer) -> Result<(), Booki
     Ok(())
 }
 
-fn check_text(field: &'static str, value: Option<&str>, max: usize) -> Result<(), BookingInputError> {
+fn check_text(
+    field: &'static str,
+    value: Option<&str>,
+    max: usize,
+) -> Result<(), BookingInputError> {
     let Some(value) = value else { return Ok(()) };
     if value.trim().is_empty() {
         return Err(BookingInputError::EmptyField { field });
@@ -327,7 +331,10 @@ mod tests {
     #[test]
     fn refusals_read_as_sentences() {
         let err = transition(S::Cancelled, A::Confirm).expect_err("refused");
-        assert_eq!(err.to_string(), "cannot confirm a booking that is cancelled");
+        assert_eq!(
+            err.to_string(),
+            "cannot confirm a booking that is cancelled"
+        );
     }
 
     #[test]

@@ -342,7 +342,9 @@ pub fn check_next(
     epoch_floor: u32,
 ) -> ChainVerdict {
     if event.seq == 0 {
-        return ChainVerdict::Gap { expected: head.seq + 1 };
+        return ChainVerdict::Gap {
+            expected: head.seq + 1,
+        };
     }
     if event.seq <= head.seq {
         return match stored_at_seq {
@@ -351,7 +353,9 @@ pub fn check_next(
         };
     }
     if event.seq > head.seq + 1 {
-        return ChainVerdict::Gap { expected: head.seq + 1 };
+        return ChainVerdict::Gap {
+            expected: head.seq + 1,
+        };
     }
     if event.epoch < epoch_floor {
         return ChainVerdict::Fenced {
@@ -393,8 +397,9 @@ mod tests {
 
     #[test]
     fn canonical_json_sorts_keys_at_every_depth_and_drops_whitespace() {
-        let v: Value = serde_json::from_str(r#"{ "b": 1, "a": {"z": [1, {"y": 2, "x": "é"}], "c": null} }"#)
-            .expect("json");
+        let v: Value =
+            serde_json::from_str(r#"{ "b": 1, "a": {"z": [1, {"y": 2, "x": "é"}], "c": null} }"#)
+                .expect("json");
         assert_eq!(
             canonical_json(&v),
             r#"{"a":{"c":null,"z":[1,{"x":"é","y":2}]},"b":1}"#

@@ -55,7 +55,10 @@ impl LocationId {
         let mut chars = value.chars();
         let first = chars.next().ok_or(IdError::Empty { what: WHAT })?;
         if value.len() > 63 {
-            return Err(IdError::TooLong { what: WHAT, max: 63 });
+            return Err(IdError::TooLong {
+                what: WHAT,
+                max: 63,
+            });
         }
         if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
             return Err(bad());
@@ -298,7 +301,10 @@ mod tests {
     fn short_codes_are_six_unambiguous_characters() {
         let code = BookingId::generate().short_code();
         assert_eq!(code.len(), 6);
-        assert!(code.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()));
+        assert!(
+            code.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        );
         assert!(!code.contains(['I', 'L', 'O', 'U']));
     }
 }

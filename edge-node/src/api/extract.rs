@@ -31,11 +31,17 @@ impl<S: Send + Sync> FromRequest<S> for RawJson {
             }
         })?;
         if bytes.is_empty() {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
         }
-        serde_json::from_slice(&bytes)
-            .map(RawJson)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("malformed JSON: {e}")))
+        serde_json::from_slice(&bytes).map(RawJson).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("malformed JSON: {e}"),
+            )
+        })
     }
 }
 

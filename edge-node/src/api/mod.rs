@@ -85,7 +85,9 @@ impl FromRequestParts<AppState> for Principal {
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be Bearer TOKEN"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be Bearer TOKEN")
+            })?;
         let hash = hash_token(token);
         if let Some(role) = state.tokens.get(&hash) {
             return Ok(Self { role });
@@ -156,13 +158,19 @@ async fn create_resource(
         name: body.name,
         kind: body.kind,
     };
-    let view = state.store.write(move |ctx| ops::create_resource(ctx, new)).await?;
+    let view = state
+        .store
+        .write(move |ctx| ops::create_resource(ctx, new))
+        .await?;
     Ok(created(view))
 }
 
-async fn list_resources(principal: Principal, State(state): State<AppState>) -> ApiResult<Response> {
+async fn list_resources(
+    principal: Principal,
+    State(state): State<AppState>,
+) -> ApiResult<Response> {
     principal.require(Role::Kiosk)?;
-    let resources = state.store.read(|conn| queries::resources(conn)).await?;
+    let resources = state.store.read(queries::resources).await?;
     Ok(Json(ResourceList { resources }).into_response())
 }
 
@@ -192,7 +200,10 @@ async fn create_pool(
         starts_at_ms: body.starts_at.map(|t| t.as_millisecond()),
         ends_at_ms: body.ends_at.map(|t| t.as_millisecond()),
     };
-    let view = state.store.write(move |ctx| ops::create_pool(ctx, new)).await?;
+    let view = state
+        .store
+        .write(move |ctx| ops::create_pool(ctx, new))
+        .await?;
     Ok(created(view))
 }
 
@@ -224,7 +235,10 @@ async fn list_pools(
         to_ms: q.to.map(|t| t.as_millisecond()),
         limit: q.limit.unwrap_or(POOL_LIST_MAX).min(POOL_LIST_MAX),
     };
-    let pools = state.store.read(move |conn| queries::pools(conn, &filter)).await?;
+    let pools = state
+        .store
+        .read(move |conn| queries::pools(conn, &filter))
+        .await?;
     Ok(Json(PoolList { pools }).into_response())
 }
 
@@ -235,7 +249,10 @@ async fn get_pool(
 ) -> ApiResult<Response> {
     principal.require(Role::Kiosk)?;
     let lookup = id.clone();
-    let pool = state.store.read(move |conn| queries::pool(conn, &lookup)).await?;
+    let pool = state
+        .store
+        .read(move |conn| queries::pool(conn, &lookup))
+        .await?;
     let pool = pool.ok_or_else(|| ApiError::from(StoreError::not_found("pool", &id)))?;
     Ok(Json(pool).into_response())
 }
@@ -337,7 +354,10 @@ async fn create_booking(
         channel: principal.channel(),
     };
     let Some(key) = key else {
-        let view = state.store.write(move |ctx| ops::create_booking(ctx, new)).await?;
+        let view = state
+            .store
+            .write(move |ctx| ops::create_booking(ctx, new))
+            .await?;
         return Ok(created(view));
     };
     let _claim = InFlight::claim(&state.in_flight, &key).ok_or_else(|| {
@@ -354,7 +374,10 @@ async fn create_booking(
     let status = StatusCode::from_u16(recorded.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (
         status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         recorded.body,
     )
         .into_response();
@@ -478,6 +501,6 @@ pub fn standalone_status(events: u64) -> SyncStatus {
 
 async fn sync_status(principal: Principal, State(state): State<AppState>) -> ApiResult<Response> {
     principal.require(Role::Kiosk)?;
-    let stats = state.store.read(|conn| queries::log_stats(conn)).await?;
+    let stats = state.store.read(queries::log_stats).await?;
     Ok(Json(standalone_status(stats.events)).into_response())
 }

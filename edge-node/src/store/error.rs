@@ -69,9 +69,9 @@ impl StoreError {
     pub fn status(&self) -> u16 {
         match self {
             Self::NotFound { .. } => 404,
-            Self::InsufficientCapacity { .. } | Self::InvalidTransition { .. } | Self::Conflict(_) => {
-                409
-            }
+            Self::InsufficientCapacity { .. }
+            | Self::InvalidTransition { .. }
+            | Self::Conflict(_) => 409,
             Self::Invalid(_) | Self::BookingInput(_) => 400,
             Self::IdempotencyMismatch => 422,
             Self::NotInitialized(_) | Self::Setup(_) | Self::Closed => 503,

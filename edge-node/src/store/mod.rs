@@ -143,7 +143,12 @@ fn read_node(conn: &Connection) -> StoreResult<Option<NodeInfo>> {
 
 /// Makes `data_dir` an edge node for `location`. Refuses a directory that
 /// already holds one.
-pub fn init(data_dir: &Path, location: &LocationId, timezone: &str, now_ms: i64) -> StoreResult<NodeInfo> {
+pub fn init(
+    data_dir: &Path,
+    location: &LocationId,
+    timezone: &str,
+    now_ms: i64,
+) -> StoreResult<NodeInfo> {
     jiff::tz::TimeZone::get(timezone)
         .map_err(|_| StoreError::Invalid(format!("unknown IANA time zone {timezone:?}")))?;
     create_private_dir(data_dir)?;
@@ -194,7 +199,8 @@ pub fn open_admin(data_dir: &Path) -> StoreResult<(Connection, NodeInfo)> {
     }
     let mut conn = open_connection(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
     migrate(&mut conn)?;
-    let node = read_node(&conn)?.ok_or_else(|| StoreError::NotInitialized(data_dir.display().to_string()))?;
+    let node = read_node(&conn)?
+        .ok_or_else(|| StoreError::NotInitialized(data_dir.display().to_string()))?;
     Ok((conn, node))
 }
 
@@ -302,7 +308,10 @@ impl Store {
     }
 
     /// Runs `query` on a read connection on the calling thread.
-    pub fn read_blocking<T>(&self, query: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+    pub fn read_blocking<T>(
+        &self,
+        query: impl FnOnce(&Connection) -> StoreResult<T>,
+    ) -> StoreResult<T> {
         let conn = self.take_reader()?;
         let result = query(&conn);
         let mut pool = self

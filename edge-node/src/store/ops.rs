@@ -63,7 +63,9 @@ pub fn create_resource(ctx: &mut WriteCtx<'_>, new: NewResource) -> StoreResult<
     }
     let id = new.id.unwrap_or_else(ResourceId::generate);
     if queries::resource(ctx.conn(), &id)?.is_some() {
-        return Err(StoreError::Conflict(format!("resource {id} already exists")));
+        return Err(StoreError::Conflict(format!(
+            "resource {id} already exists"
+        )));
     }
     let owner = ctx.node().participant();
     ctx.conn()
@@ -83,7 +85,8 @@ pub fn create_resource(ctx: &mut WriteCtx<'_>, new: NewResource) -> StoreResult<
         name,
         kind: new.kind,
     })?;
-    queries::resource(ctx.conn(), &id)?.ok_or_else(|| StoreError::Internal("resource vanished".into()))
+    queries::resource(ctx.conn(), &id)?
+        .ok_or_else(|| StoreError::Internal("resource vanished".into()))
 }
 
 /// `POST /pools`.
@@ -132,7 +135,9 @@ pub fn create_pool(ctx: &mut WriteCtx<'_>, new: NewPool) -> StoreResult<PoolView
         }
         (ResourceKind::Slot, Some(starts), Some(ends)) if starts < ends => {}
         (ResourceKind::Slot, Some(_), Some(_)) => {
-            return Err(StoreError::Invalid("starts_at must be before ends_at".into()));
+            return Err(StoreError::Invalid(
+                "starts_at must be before ends_at".into(),
+            ));
         }
         (ResourceKind::Slot, _, _) => {
             return Err(StoreError::Invalid(
@@ -217,7 +222,9 @@ pub fn grant_allotment(
     let mut row = pool_row(ctx, id)?;
     require_owner(ctx, &row, "grant allotments")?;
     if *to == ctx.node().participant() {
-        return Err(StoreError::Invalid("an owner cannot grant units to itself".into()));
+        return Err(StoreError::Invalid(
+            "an owner cannot grant units to itself".into(),
+        ));
     }
     if !(1..=POOL_CAPACITY_MAX).contains(&units) {
         return Err(StoreError::Invalid(format!(
@@ -303,7 +310,9 @@ pub fn create_booking(ctx: &mut WriteCtx<'_>, new: NewBooking) -> StoreResult<Bo
         row.used = holding.used;
         rows.push(row);
     }
-    let owner = owner.ok_or(StoreError::BookingInput(booking::BookingInputError::NoLines))?;
+    let owner = owner.ok_or(StoreError::BookingInput(
+        booking::BookingInputError::NoLines,
+    ))?;
     for row in &rows {
         save_holding(ctx, row)?;
     }
@@ -337,7 +346,11 @@ pub fn create_booking(ctx: &mut WriteCtx<'_>, new: NewBooking) -> StoreResult<Bo
             "INSERT INTO booking_lines (booking_id, pool_id, quantity) VALUES (?1, ?2, ?3)",
         )?;
         for line in &lines {
-            insert.execute(params![id.to_string(), line.pool_id.as_str(), line.quantity])?;
+            insert.execute(params![
+                id.to_string(),
+                line.pool_id.as_str(),
+                line.quantity
+            ])?;
         }
     }
     ctx.append(EventBody::BookingCreated {
@@ -381,7 +394,9 @@ pub fn create_booking_idempotent(
 ) -> StoreResult<Recorded> {
     let earlier: Option<(String, i64, String)> = ctx
         .conn()
-        .prepare_cached("SELECT request_hash, status, response FROM idempotency_keys WHERE key = ?1")?
+        .prepare_cached(
+            "SELECT request_hash, status, response FROM idempotency_keys WHERE key = ?1",
+        )?
         .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     if let Some((hash, status, body)) = earlier {
@@ -398,13 +413,17 @@ pub fn create_booking_idempotent(
     let (status, body) = match create_booking(ctx, new) {
         Ok(view) => {
             ctx.conn().execute_batch("RELEASE booking")?;
-            (201, serde_json::to_string(&view).map_err(|e| StoreError::Internal(e.to_string()))?)
+            (
+                201,
+                serde_json::to_string(&view).map_err(|e| StoreError::Internal(e.to_string()))?,
+            )
         }
         // Our own faults are not answers: nothing is recorded and the whole
         // job rolls back, so a retry with the key runs afresh.
         Err(e) if e.is_internal() => return Err(e),
         Err(e) => {
-            ctx.conn().execute_batch("ROLLBACK TO booking; RELEASE booking")?;
+            ctx.conn()
+                .execute_batch("ROLLBACK TO booking; RELEASE booking")?;
             let body = ErrorBody::new(e.code(), e.to_string());
             (
                 e.status(),
@@ -426,7 +445,11 @@ pub fn create_booking_idempotent(
 }
 
 /// Confirm, cancel or fulfil a booking charged to this node.
-pub fn transition(ctx: &mut WriteCtx<'_>, id: &BookingId, action: Action) -> StoreResult<BookingView> {
+pub fn transition(
+    ctx: &mut WriteCtx<'_>,
+    id: &BookingId,
+    action: Action,
+) -> StoreResult<BookingView> {
     let current = booking_view(ctx, id)?;
     let me = ctx.node().participant();
     if current.charged_to != me {
@@ -515,7 +538,8 @@ pub fn expire_due_holds(ctx: &mut WriteCtx<'_>) -> StoreResult<usize> {
         rows.collect::<rusqlite::Result<_>>()?
     };
     for raw in &ids {
-        let id = BookingId::parse(raw).map_err(|_| StoreError::Corrupt(format!("booking id {raw}")))?;
+        let id =
+            BookingId::parse(raw).map_err(|_| StoreError::Corrupt(format!("booking id {raw}")))?;
         let current = booking_view(ctx, &id)?;
         let next = booking::transition(current.state, Action::Expire)
             .map_err(|source| StoreError::InvalidTransition { id, source })?;

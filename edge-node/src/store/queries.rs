@@ -105,11 +105,13 @@ fn resource_view(raw: (String, String, String, String, i64)) -> StoreResult<Reso
 }
 
 pub fn resource(conn: &Connection, id: &ResourceId) -> StoreResult<Option<ResourceView>> {
-    conn.prepare_cached(&format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE id = ?1"))?
-        .query_row([id.as_str()], resource_from_row)
-        .optional()?
-        .map(resource_view)
-        .transpose()
+    conn.prepare_cached(&format!(
+        "SELECT {RESOURCE_COLUMNS} FROM resources WHERE id = ?1"
+    ))?
+    .query_row([id.as_str()], resource_from_row)
+    .optional()?
+    .map(resource_view)
+    .transpose()
 }
 
 pub fn resources(conn: &Connection) -> StoreResult<Vec<ResourceView>> {
@@ -146,7 +148,17 @@ impl PoolRow {
 const POOL_COLUMNS: &str =
     "id, resource_id, owner, capacity, allotted, used, starts_at_ms, ends_at_ms, updated_at_ms";
 
-type RawPool = (String, String, String, i64, i64, i64, Option<i64>, Option<i64>, i64);
+type RawPool = (
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    i64,
+);
 
 fn pool_from_row(r: &Row<'_>) -> rusqlite::Result<RawPool> {
     Ok((
@@ -254,7 +266,9 @@ pub fn pools(conn: &Connection, filter: &PoolFilter) -> StoreResult<Vec<PoolView
         pool_from_row,
     )?;
     let rows: Vec<PoolRow> = rows.map(|r| pool_row(r?)).collect::<StoreResult<_>>()?;
-    rows.into_iter().map(|row| pool_view_of(conn, row)).collect()
+    rows.into_iter()
+        .map(|row| pool_view_of(conn, row))
+        .collect()
 }
 
 const BOOKING_COLUMNS: &str = "id, code, owner, requested_by, charged_to, channel, state, \
@@ -334,11 +348,13 @@ fn booking_view(conn: &Connection, raw: RawBooking) -> StoreResult<BookingView> 
 }
 
 pub fn booking(conn: &Connection, id: &BookingId) -> StoreResult<Option<BookingView>> {
-    conn.prepare_cached(&format!("SELECT {BOOKING_COLUMNS} FROM bookings WHERE id = ?1"))?
-        .query_row([id.to_string()], booking_from_row)
-        .optional()?
-        .map(|raw| booking_view(conn, raw))
-        .transpose()
+    conn.prepare_cached(&format!(
+        "SELECT {BOOKING_COLUMNS} FROM bookings WHERE id = ?1"
+    ))?
+    .query_row([id.to_string()], booking_from_row)
+    .optional()?
+    .map(|raw| booking_view(conn, raw))
+    .transpose()
 }
 
 #[derive(Debug, Clone, Default)]
@@ -360,7 +376,9 @@ pub fn bookings(conn: &Connection, filter: &BookingFilter) -> StoreResult<Vec<Bo
         booking_from_row,
     )?;
     let raws: Vec<RawBooking> = rows.collect::<rusqlite::Result<_>>()?;
-    raws.into_iter().map(|raw| booking_view(conn, raw)).collect()
+    raws.into_iter()
+        .map(|raw| booking_view(conn, raw))
+        .collect()
 }
 
 /// The earliest expiry among holds this node must expire itself.
