@@ -94,6 +94,9 @@ pub(crate) fn open_connection(path: &Path, flags: OpenFlags) -> StoreResult<Conn
             "SQLite refused synchronous = FULL (it is {sync})"
         )));
     }
+    // Savepoint journals stay in memory: the writer takes one per request,
+    // and a temporary file for each would cost more than the work itself.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     let fk: i64 = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
     if fk != 1 {

@@ -12,6 +12,7 @@ use shared::protocol::{CreateBooking, ErrorBody};
 use shared::{BookingId, BookingState, Channel, EventBody, ParticipantId, PoolId, ResourceId};
 
 use super::queries::{self, BookingView, PoolRow, PoolView, ResourceView};
+use super::writer::exec;
 use super::{StoreError, StoreResult, WriteCtx};
 
 fn pool_row(ctx: &WriteCtx<'_>, id: &PoolId) -> StoreResult<PoolRow> {
@@ -266,11 +267,13 @@ pub struct NewBooking {
 /// `confirmed`, or refused with `insufficient_capacity`.
 pub fn create_booking(ctx: &mut WriteCtx<'_>, new: NewBooking) -> StoreResult<BookingView> {
     let CreateBooking {
-        lines,
+        mut lines,
         customer,
         hold_seconds,
     } = new.request;
     validate_request(&lines, &customer)?;
+    // One order everywhere: the log, the view and the database read back.
+    lines.sort_by(|a, b| a.pool_id.cmp(&b.pool_id));
     if let Some(seconds) = hold_seconds
         && !(1..=HOLD_SECONDS_MAX).contains(&seconds)
     {
@@ -353,20 +356,40 @@ pub fn create_booking(ctx: &mut WriteCtx<'_>, new: NewBooking) -> StoreResult<Bo
             ])?;
         }
     }
-    ctx.append(EventBody::BookingCreated {
+    let view = BookingView {
         id,
-        owner,
-        charged_to: me,
-        channel: new.channel,
+        code: id.short_code(),
+        state,
         lines,
         customer,
+        channel: new.channel,
+        owner,
+        requested_by: me.clone(),
+        charged_to: me,
+        expires_at: expires_at_ms.map(queries::ts),
+        reason: None,
+        created_at: queries::ts(now),
+        updated_at: queries::ts(now),
+    };
+    ctx.append(EventBody::BookingCreated {
+        id,
+        owner: view.owner.clone(),
+        charged_to: view.charged_to.clone(),
+        channel: view.channel,
+        lines: view.lines.clone(),
+        customer: view.customer.clone(),
         state,
         expires_at_ms,
     })?;
     if state == BookingState::Held {
         ctx.hold_changed();
     }
-    booking_view(ctx, &id)
+    // What a read would return, built without reading it back.
+    debug_assert_eq!(
+        Some(&view),
+        queries::booking(ctx.conn(), &id).ok().flatten().as_ref()
+    );
+    Ok(view)
 }
 
 fn booking_view(ctx: &WriteCtx<'_>, id: &BookingId) -> StoreResult<BookingView> {
@@ -409,10 +432,10 @@ pub fn create_booking_idempotent(
             replayed: true,
         });
     }
-    ctx.conn().execute_batch("SAVEPOINT booking")?;
+    exec(ctx.conn(), "SAVEPOINT booking")?;
     let (status, body) = match create_booking(ctx, new) {
         Ok(view) => {
-            ctx.conn().execute_batch("RELEASE booking")?;
+            exec(ctx.conn(), "RELEASE booking")?;
             (
                 201,
                 serde_json::to_string(&view).map_err(|e| StoreError::Internal(e.to_string()))?,
@@ -422,8 +445,8 @@ pub fn create_booking_idempotent(
         // job rolls back, so a retry with the key runs afresh.
         Err(e) if e.is_internal() => return Err(e),
         Err(e) => {
-            ctx.conn()
-                .execute_batch("ROLLBACK TO booking; RELEASE booking")?;
+            exec(ctx.conn(), "ROLLBACK TO booking")?;
+            exec(ctx.conn(), "RELEASE booking")?;
             let body = ErrorBody::new(e.code(), e.to_string());
             (
                 e.status(),
@@ -521,14 +544,16 @@ fn move_booking(
 pub const EXPIRE_BATCH_MAX: usize = 256;
 
 /// Expires holds charged to this node whose `expires_at` has passed and
-/// frees their units. Returns how many it expired; the sweeper calls again
+/// frees their units. (The `state IN` term lets SQLite use the partial
+/// index of pending bookings.) Returns how many it expired; the sweeper calls again
 /// while that is the batch maximum.
 pub fn expire_due_holds(ctx: &mut WriteCtx<'_>) -> StoreResult<usize> {
     let me = ctx.node().participant();
     let ids: Vec<String> = {
         let mut stmt = ctx.conn().prepare_cached(
             "SELECT id FROM bookings
-             WHERE state = 'held' AND charged_to = ?1 AND expires_at_ms <= ?2
+             WHERE state IN ('requested', 'held') AND state = 'held'
+               AND charged_to = ?1 AND expires_at_ms <= ?2
              ORDER BY expires_at_ms LIMIT ?3",
         )?;
         let rows = stmt.query_map(

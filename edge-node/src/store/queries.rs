@@ -87,7 +87,11 @@ impl BookingView {
     }
 }
 
-const RESOURCE_COLUMNS: &str = "id, owner, name, kind, created_at_ms";
+macro_rules! resource_columns {
+    () => {
+        "id, owner, name, kind, created_at_ms"
+    };
+}
 
 fn resource_from_row(r: &Row<'_>) -> rusqlite::Result<(String, String, String, String, i64)> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
@@ -105,8 +109,10 @@ fn resource_view(raw: (String, String, String, String, i64)) -> StoreResult<Reso
 }
 
 pub fn resource(conn: &Connection, id: &ResourceId) -> StoreResult<Option<ResourceView>> {
-    conn.prepare_cached(&format!(
-        "SELECT {RESOURCE_COLUMNS} FROM resources WHERE id = ?1"
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        resource_columns!(),
+        " FROM resources WHERE id = ?1"
     ))?
     .query_row([id.as_str()], resource_from_row)
     .optional()?
@@ -115,8 +121,10 @@ pub fn resource(conn: &Connection, id: &ResourceId) -> StoreResult<Option<Resour
 }
 
 pub fn resources(conn: &Connection) -> StoreResult<Vec<ResourceView>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {RESOURCE_COLUMNS} FROM resources ORDER BY name, id"
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        resource_columns!(),
+        " FROM resources ORDER BY name, id"
     ))?;
     let rows = stmt.query_map([], resource_from_row)?;
     rows.map(|r| resource_view(r?)).collect()
@@ -145,8 +153,11 @@ impl PoolRow {
     }
 }
 
-const POOL_COLUMNS: &str =
-    "id, resource_id, owner, capacity, allotted, used, starts_at_ms, ends_at_ms, updated_at_ms";
+macro_rules! pool_columns {
+    () => {
+        "id, resource_id, owner, capacity, allotted, used, starts_at_ms, ends_at_ms, updated_at_ms"
+    };
+}
 
 type RawPool = (
     String,
@@ -191,11 +202,15 @@ fn pool_row(raw: RawPool) -> StoreResult<PoolRow> {
 }
 
 pub fn pool_row_of(conn: &Connection, id: &PoolId) -> StoreResult<Option<PoolRow>> {
-    conn.prepare_cached(&format!("SELECT {POOL_COLUMNS} FROM pools WHERE id = ?1"))?
-        .query_row([id.as_str()], pool_from_row)
-        .optional()?
-        .map(pool_row)
-        .transpose()
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        pool_columns!(),
+        " FROM pools WHERE id = ?1"
+    ))?
+    .query_row([id.as_str()], pool_from_row)
+    .optional()?
+    .map(pool_row)
+    .transpose()
 }
 
 fn allotments_of(conn: &Connection, id: &PoolId) -> StoreResult<Vec<AllotmentView>> {
@@ -248,8 +263,10 @@ pub struct PoolFilter {
 }
 
 pub fn pools(conn: &Connection, filter: &PoolFilter) -> StoreResult<Vec<PoolView>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {POOL_COLUMNS} FROM pools
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        pool_columns!(),
+        " FROM pools
          WHERE (?1 IS NULL OR resource_id = ?1)
            AND (starts_at_ms IS NULL OR ?2 IS NULL OR ends_at_ms > ?2)
            AND (starts_at_ms IS NULL OR ?3 IS NULL OR starts_at_ms < ?3)
@@ -271,8 +288,12 @@ pub fn pools(conn: &Connection, filter: &PoolFilter) -> StoreResult<Vec<PoolView
         .collect()
 }
 
-const BOOKING_COLUMNS: &str = "id, code, owner, requested_by, charged_to, channel, state, \
-     customer_name, customer_phone, customer_email, expires_at_ms, reason, created_at_ms, updated_at_ms";
+macro_rules! booking_columns {
+    () => {
+        "id, code, owner, requested_by, charged_to, channel, state, customer_name, customer_phone, \
+         customer_email, expires_at_ms, reason, created_at_ms, updated_at_ms"
+    };
+}
 
 struct RawBooking {
     id: String,
@@ -348,8 +369,10 @@ fn booking_view(conn: &Connection, raw: RawBooking) -> StoreResult<BookingView> 
 }
 
 pub fn booking(conn: &Connection, id: &BookingId) -> StoreResult<Option<BookingView>> {
-    conn.prepare_cached(&format!(
-        "SELECT {BOOKING_COLUMNS} FROM bookings WHERE id = ?1"
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        booking_columns!(),
+        " FROM bookings WHERE id = ?1"
     ))?
     .query_row([id.to_string()], booking_from_row)
     .optional()?
@@ -365,10 +388,12 @@ pub struct BookingFilter {
 
 /// Bookings, newest first.
 pub fn bookings(conn: &Connection, filter: &BookingFilter) -> StoreResult<Vec<BookingView>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {BOOKING_COLUMNS} FROM bookings
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        booking_columns!(),
+        " FROM bookings
          WHERE (?1 IS NULL OR state = ?1)
-         ORDER BY created_at_ms DESC, id DESC
+         ORDER BY id DESC
          LIMIT ?2"
     ))?;
     let rows = stmt.query_map(
@@ -381,11 +406,14 @@ pub fn bookings(conn: &Connection, filter: &BookingFilter) -> StoreResult<Vec<Bo
         .collect()
 }
 
-/// The earliest expiry among holds this node must expire itself.
+/// The earliest expiry among holds this node must expire itself. The
+/// `state IN (...)` term repeats the partial index's condition word for word,
+/// which is how SQLite recognises that the index applies.
 pub fn next_hold_expiry_ms(conn: &Connection, me: &ParticipantId) -> StoreResult<Option<i64>> {
     Ok(conn
         .prepare_cached(
-            "SELECT min(expires_at_ms) FROM bookings WHERE state = 'held' AND charged_to = ?1",
+            "SELECT min(expires_at_ms) FROM bookings
+             WHERE state IN ('requested', 'held') AND state = 'held' AND charged_to = ?1",
         )?
         .query_row([me.as_str()], |r| r.get(0))?)
 }

@@ -271,17 +271,25 @@ impl Writer {
     }
 }
 
+/// Runs a statement without parameters through the statement cache: the
+/// writer issues the same few transaction statements thousands of times a
+/// second, and parsing them each time is measurable.
+pub(crate) fn exec(conn: &Connection, sql: &str) -> StoreResult<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
 fn run_in_transaction(ctx: &mut WriteCtx<'_>, batch: &mut [Box<dyn Job>]) -> StoreResult<()> {
-    ctx.conn.execute_batch("BEGIN IMMEDIATE")?;
+    exec(ctx.conn, "BEGIN IMMEDIATE")?;
     for job in batch.iter_mut() {
         if let Err(e) = run_isolated(ctx, job.as_mut()) {
             let _ = ctx.conn.execute_batch("ROLLBACK");
             return Err(e);
         }
     }
-    if let Err(e) = ctx.conn.execute_batch("COMMIT") {
+    if let Err(e) = exec(ctx.conn, "COMMIT") {
         let _ = ctx.conn.execute_batch("ROLLBACK");
-        return Err(e.into());
+        return Err(e);
     }
     Ok(())
 }
@@ -289,13 +297,14 @@ fn run_in_transaction(ctx: &mut WriteCtx<'_>, batch: &mut [Box<dyn Job>]) -> Sto
 /// Runs one job in its own savepoint: its failure undoes its own writes and
 /// its own events, nothing else.
 fn run_isolated(ctx: &mut WriteCtx<'_>, job: &mut dyn Job) -> StoreResult<()> {
-    ctx.conn.execute_batch("SAVEPOINT job")?;
+    exec(ctx.conn, "SAVEPOINT job")?;
     let head_before = ctx.head;
     let holds_before = ctx.holds_changed;
     if job.run(ctx) {
-        ctx.conn.execute_batch("RELEASE job")?;
+        exec(ctx.conn, "RELEASE job")?;
     } else {
-        ctx.conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+        exec(ctx.conn, "ROLLBACK TO job")?;
+        exec(ctx.conn, "RELEASE job")?;
         ctx.head = head_before;
         ctx.holds_changed = holds_before;
     }
