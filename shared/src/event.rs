@@ -135,9 +135,20 @@ pub enum EventBody {
         pool: PoolId,
         units: i64,
     },
+    /// Recorded by a participant in its own log when units given to it
+    /// (a grant, or a return to the owner) arrive through the hub's log at
+    /// `hub_seq`. Keeps each participant's own log the whole story of its
+    /// state, so it can be rebuilt from that log alone.
+    AllotmentCredited {
+        pool: PoolId,
+        from: ParticipantId,
+        units: i64,
+        hub_seq: u64,
+    },
     BookingCreated {
         id: BookingId,
         owner: ParticipantId,
+        requested_by: ParticipantId,
         charged_to: ParticipantId,
         channel: Channel,
         lines: Vec<Line>,

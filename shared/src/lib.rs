@@ -12,6 +12,7 @@ pub mod event;
 pub mod ids;
 pub mod limits;
 pub mod protocol;
+pub mod signing;
 
 pub use availability::{Holding, InsufficientCapacity};
 pub use booking::{Action, BookingState, Channel, Customer, Line, TransitionError};

@@ -41,3 +41,28 @@ pub const ID_MAX_CHARS: usize = 128;
 
 /// Bookings returned by one list call.
 pub const BOOKING_LIST_MAX: usize = 500;
+
+/// Events in one pushed batch. A batch is one transaction at the hub; 500
+/// keeps each under a few milliseconds while amortising the fsync.
+pub const PUSH_BATCH_EVENTS_MAX: usize = 500;
+
+/// Encoded size of one pushed batch; the hub's body limit for sync pushes
+/// is twice this.
+pub const PUSH_BATCH_BYTES_MAX: usize = 1024 * 1024;
+
+/// Request body limit of the hub's sync endpoints.
+pub const SYNC_BODY_MAX_BYTES: usize = 2 * PUSH_BATCH_BYTES_MAX;
+
+/// Inbox events in one pull answer.
+pub const PULL_EVENTS_MAX: usize = 500;
+
+/// Events in one page of a log download (reset, restore).
+pub const LOG_PAGE_EVENTS_MAX: usize = 1000;
+
+/// Longest a pull waits for something to arrive. Below the hub's 5 s
+/// unreachable threshold, so a connected store is never taken for gone.
+pub const LONG_POLL_MAX_MS: u64 = 4000;
+
+/// Default clock skew margin (DESIGN section 6); an offset beyond half of it
+/// is an alert.
+pub const SKEW_MARGIN_MS: i64 = 30_000;

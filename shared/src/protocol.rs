@@ -2,6 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::event::{Event, Hash};
+use crate::ids::{LocationId, ParticipantId};
+
 use crate::booking::{Customer, Line};
 
 /// `POST /bookings` on the edge (and, with more fields, on the hub).
@@ -25,6 +28,9 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
+    /// For a refused sync push with a gap: the `seq` the hub expects next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_seq: Option<u64>,
 }
 
 impl ErrorBody {
@@ -33,7 +39,119 @@ impl ErrorBody {
             error: ErrorDetail {
                 code: code.into(),
                 message: message.into(),
+                expected_seq: None,
             },
         }
     }
+}
+
+/// A point in a log: its last `seq` and that event's hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeadRef {
+    pub seq: u64,
+    pub hash: Hash,
+}
+
+impl From<crate::event::ChainHead> for HeadRef {
+    fn from(head: crate::event::ChainHead) -> Self {
+        Self {
+            seq: head.seq,
+            hash: head.hash,
+        }
+    }
+}
+
+impl From<HeadRef> for crate::event::ChainHead {
+    fn from(head: HeadRef) -> Self {
+        Self {
+            seq: head.seq,
+            hash: head.hash,
+        }
+    }
+}
+
+/// `POST /v1/sync/enroll`: a device presents a one-time token and its new
+/// public key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    pub token: String,
+    pub public_key: String,
+    /// The location the device already is (a standalone node enrolling
+    /// later), so a token for another location is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<LocationId>,
+    /// The head of the device's own log: events up to it may carry the
+    /// epoch they were written under before enrollment.
+    pub head_seq: u64,
+    /// A replacement device rebuilding from the hub's copy of the log.
+    #[serde(default)]
+    pub restore: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    pub location: LocationId,
+    pub name: String,
+    pub timezone: String,
+    pub epoch: u32,
+    /// The first `seq` that must carry `epoch`.
+    pub epoch_start_seq: u64,
+    pub hub_public_key: String,
+    /// What the hub holds of this location's log.
+    pub hub_head: HeadRef,
+}
+
+/// `POST /v1/sync/push`: the next events of the device's own log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushRequest {
+    pub origin: ParticipantId,
+    pub events: Vec<Event>,
+    /// The device's signature over the last event's head
+    /// ([`crate::signing::head_message`]).
+    pub head_signature: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushResponse {
+    /// The hub's head of this log after the push.
+    pub acked: HeadRef,
+}
+
+/// `GET /v1/sync/head`: what the hub holds of the caller's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeadResponse {
+    pub location: LocationId,
+    pub epoch: u32,
+    pub status: String,
+    pub head: HeadRef,
+}
+
+/// One event of the hub's log addressed to the puller, with its position.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InboxEvent {
+    pub hub_seq: u64,
+    pub event: Event,
+}
+
+/// `GET /v1/sync/pull?after=N&wait_ms=M`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PullResponse {
+    pub events: Vec<InboxEvent>,
+}
+
+/// `GET /v1/sync/log?after=N`: the caller's own log as the hub holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogResponse {
+    pub events: Vec<Event>,
+    pub head: HeadRef,
+}
+
+/// `POST /v1/sync/reset`: the device starts a new epoch after the hub's head.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetResponse {
+    pub epoch: u32,
+    pub epoch_start_seq: u64,
+    pub head: HeadRef,
 }

@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod ops;
+pub mod project;
 pub mod queries;
 mod writer;
 
@@ -36,9 +37,10 @@ const READERS: usize = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema, oldest first. Append-only: a shipped migration is never edited.
-const MIGRATIONS: &[M<'static>] = &[M::up(include_str!(
-    "../../../migrations/edge-node/0001_initial.sql"
-))];
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(include_str!("../../../migrations/edge-node/0001_initial.sql")),
+    M::up(include_str!("../../../migrations/edge-node/0002_sync.sql")),
+];
 
 /// A source of wall-clock time. Injectable so tests can run a node whose
 /// clock is off, as real store PCs sometimes are.

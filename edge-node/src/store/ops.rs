@@ -13,25 +13,18 @@ use shared::{BookingId, BookingState, Channel, EventBody, ParticipantId, PoolId,
 
 use super::queries::{self, BookingView, PoolRow, PoolView, ResourceView};
 use super::writer::exec;
-use super::{StoreError, StoreResult, WriteCtx};
+use super::{StoreError, StoreResult, WriteCtx, project};
+
+/// Applies `body` to the state tables and appends it to the log, in the
+/// current transaction: the one way a write operation changes anything.
+pub(crate) fn emit(ctx: &mut WriteCtx<'_>, body: EventBody) -> StoreResult<u64> {
+    let me = ctx.node().participant();
+    project::apply(ctx.conn(), &me, &body, ctx.now_ms())?;
+    ctx.append(body)
+}
 
 fn pool_row(ctx: &WriteCtx<'_>, id: &PoolId) -> StoreResult<PoolRow> {
     queries::pool_row_of(ctx.conn(), id)?.ok_or_else(|| StoreError::not_found("pool", id))
-}
-
-fn save_holding(ctx: &WriteCtx<'_>, row: &PoolRow) -> StoreResult<()> {
-    ctx.conn()
-        .prepare_cached(
-            "UPDATE pools SET capacity = ?2, allotted = ?3, used = ?4, updated_at_ms = ?5 WHERE id = ?1",
-        )?
-        .execute(params![
-            row.id.as_str(),
-            row.capacity,
-            row.allotted,
-            row.used,
-            ctx.now_ms()
-        ])?;
-    Ok(())
 }
 
 fn require_owner(ctx: &WriteCtx<'_>, row: &PoolRow, what: &str) -> StoreResult<()> {
@@ -69,18 +62,7 @@ pub fn create_resource(ctx: &mut WriteCtx<'_>, new: NewResource) -> StoreResult<
         )));
     }
     let owner = ctx.node().participant();
-    ctx.conn()
-        .prepare_cached(
-            "INSERT INTO resources (id, owner, name, kind, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![
-            id.as_str(),
-            owner.as_str(),
-            name,
-            new.kind.as_str(),
-            ctx.now_ms()
-        ])?;
-    ctx.append(EventBody::ResourceCreated {
+    emit(ctx, EventBody::ResourceCreated {
         id: id.clone(),
         owner,
         name,
@@ -150,23 +132,7 @@ pub fn create_pool(ctx: &mut WriteCtx<'_>, new: NewPool) -> StoreResult<PoolView
     if queries::pool_row_of(ctx.conn(), &id)?.is_some() {
         return Err(StoreError::Conflict(format!("pool {id} already exists")));
     }
-    let now = ctx.now_ms();
-    ctx.conn()
-        .prepare_cached(
-            "INSERT INTO pools (id, resource_id, owner, capacity, starts_at_ms, ends_at_ms,
-                                allotted, used, created_at_ms, updated_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?4, 0, ?7, ?7)",
-        )?
-        .execute(params![
-            id.as_str(),
-            resource.id.as_str(),
-            me.as_str(),
-            new.capacity,
-            new.starts_at_ms,
-            new.ends_at_ms,
-            now
-        ])?;
-    ctx.append(EventBody::PoolCreated {
+    emit(ctx, EventBody::PoolCreated {
         id: id.clone(),
         resource_id: resource.id,
         owner: me,
@@ -185,7 +151,7 @@ fn pool_view(ctx: &WriteCtx<'_>, id: &PoolId) -> StoreResult<PoolView> {
 /// decrease below what is booked is allowed (it is what happened) and shows
 /// as `overbooked`.
 pub fn adjust_pool(ctx: &mut WriteCtx<'_>, id: &PoolId, delta: i64) -> StoreResult<PoolView> {
-    let mut row = pool_row(ctx, id)?;
+    let row = pool_row(ctx, id)?;
     require_owner(ctx, &row, "adjust its stock")?;
     if delta == 0 {
         return Err(StoreError::Invalid("delta must not be 0".into()));
@@ -199,10 +165,7 @@ pub fn adjust_pool(ctx: &mut WriteCtx<'_>, id: &PoolId, delta: i64) -> StoreResu
     }
     let mut holding = row.holding();
     holding.adjust(delta);
-    row.capacity = capacity;
-    row.allotted = holding.allotted;
-    save_holding(ctx, &row)?;
-    ctx.append(EventBody::PoolAdjusted {
+    emit(ctx, EventBody::PoolAdjusted {
         pool: id.clone(),
         delta,
     })?;
@@ -220,7 +183,7 @@ pub fn grant_allotment(
     to: &ParticipantId,
     units: i64,
 ) -> StoreResult<PoolView> {
-    let mut row = pool_row(ctx, id)?;
+    let row = pool_row(ctx, id)?;
     require_owner(ctx, &row, "grant allotments")?;
     if *to == ctx.node().participant() {
         return Err(StoreError::Invalid(
@@ -240,15 +203,7 @@ pub fn grant_allotment(
             requested: e.requested,
             available: e.available,
         })?;
-    row.allotted = holding.allotted;
-    save_holding(ctx, &row)?;
-    ctx.conn()
-        .prepare_cached(
-            "INSERT INTO allotments (pool_id, grantee, units) VALUES (?1, ?2, ?3)
-             ON CONFLICT (pool_id, grantee) DO UPDATE SET units = units + excluded.units",
-        )?
-        .execute(params![id.as_str(), to.as_str(), units])?;
-    ctx.append(EventBody::AllotmentGranted {
+    emit(ctx, EventBody::AllotmentGranted {
         pool: id.clone(),
         to: to.clone(),
         units,
@@ -284,9 +239,8 @@ pub fn create_booking(ctx: &mut WriteCtx<'_>, new: NewBooking) -> StoreResult<Bo
     let me = ctx.node().participant();
     let now = ctx.now_ms();
     let mut owner: Option<ParticipantId> = None;
-    let mut rows = Vec::with_capacity(lines.len());
     for line in &lines {
-        let mut row = pool_row(ctx, &line.pool_id)?;
+        let row = pool_row(ctx, &line.pool_id)?;
         match &owner {
             None => owner = Some(row.owner.clone()),
             Some(o) if *o != row.owner => {
@@ -302,60 +256,22 @@ pub fn create_booking(ctx: &mut WriteCtx<'_>, new: NewBooking) -> StoreResult<Bo
                 row.id
             )));
         }
-        let mut holding = row.holding();
-        holding
+        row.holding()
             .reserve(line.quantity)
             .map_err(|e| StoreError::InsufficientCapacity {
                 pool: row.id.clone(),
                 requested: e.requested,
                 available: e.available,
             })?;
-        row.used = holding.used;
-        rows.push(row);
     }
     let owner = owner.ok_or(StoreError::BookingInput(
         booking::BookingInputError::NoLines,
     ))?;
-    for row in &rows {
-        save_holding(ctx, row)?;
-    }
     let id = BookingId::generate();
     let (state, expires_at_ms) = match hold_seconds {
         Some(seconds) => (BookingState::Held, Some(now + seconds * 1000)),
         None => (BookingState::Confirmed, None),
     };
-    ctx.conn()
-        .prepare_cached(
-            "INSERT INTO bookings (id, code, owner, requested_by, charged_to, channel, state,
-                customer_name, customer_phone, customer_email, expires_at_ms, reason,
-                created_at_ms, updated_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, ?11, ?11)",
-        )?
-        .execute(params![
-            id.to_string(),
-            id.short_code(),
-            owner.as_str(),
-            me.as_str(),
-            new.channel.as_str(),
-            state.as_str(),
-            customer.name,
-            customer.phone,
-            customer.email,
-            expires_at_ms,
-            now
-        ])?;
-    {
-        let mut insert = ctx.conn().prepare_cached(
-            "INSERT INTO booking_lines (booking_id, pool_id, quantity) VALUES (?1, ?2, ?3)",
-        )?;
-        for line in &lines {
-            insert.execute(params![
-                id.to_string(),
-                line.pool_id.as_str(),
-                line.quantity
-            ])?;
-        }
-    }
     let view = BookingView {
         id,
         code: id.short_code(),
@@ -371,9 +287,10 @@ pub fn create_booking(ctx: &mut WriteCtx<'_>, new: NewBooking) -> StoreResult<Bo
         created_at: queries::ts(now),
         updated_at: queries::ts(now),
     };
-    ctx.append(EventBody::BookingCreated {
+    emit(ctx, EventBody::BookingCreated {
         id,
         owner: view.owner.clone(),
+        requested_by: view.requested_by.clone(),
         charged_to: view.charged_to.clone(),
         channel: view.channel,
         lines: view.lines.clone(),
@@ -502,42 +419,12 @@ pub fn transition(
             )));
         }
     };
-    move_booking(ctx, &current, next, None)?;
-    ctx.append(body)?;
-    booking_view(ctx, id)
-}
-
-/// Writes a booking's new state and gives its units back when it stops
-/// consuming them.
-fn move_booking(
-    ctx: &mut WriteCtx<'_>,
-    current: &BookingView,
-    next: BookingState,
-    reason: Option<&str>,
-) -> StoreResult<()> {
-    if current.state.consumes_units() && !next.consumes_units() {
-        for line in &current.lines {
-            let mut row = pool_row(ctx, &line.pool_id)?;
-            let mut holding = row.holding();
-            holding.release(line.quantity);
-            row.used = holding.used;
-            save_holding(ctx, &row)?;
-        }
-    }
+    debug_assert_ne!(current.state, next);
     if current.state == BookingState::Held {
         ctx.hold_changed();
     }
-    ctx.conn()
-        .prepare_cached(
-            "UPDATE bookings SET state = ?2, reason = coalesce(?3, reason), updated_at_ms = ?4 WHERE id = ?1",
-        )?
-        .execute(params![
-            current.id.to_string(),
-            next.as_str(),
-            reason,
-            ctx.now_ms()
-        ])?;
-    Ok(())
+    emit(ctx, body)?;
+    booking_view(ctx, id)
 }
 
 /// Holds expired in one job at most, so one sweep never stalls the writer.
@@ -566,13 +453,12 @@ pub fn expire_due_holds(ctx: &mut WriteCtx<'_>) -> StoreResult<usize> {
         let id =
             BookingId::parse(raw).map_err(|_| StoreError::Corrupt(format!("booking id {raw}")))?;
         let current = booking_view(ctx, &id)?;
-        let next = booking::transition(current.state, Action::Expire)
+        booking::transition(current.state, Action::Expire)
             .map_err(|source| StoreError::InvalidTransition { id, source })?;
-        let reason = "the hold was not confirmed in time";
-        move_booking(ctx, &current, next, Some(reason))?;
-        ctx.append(EventBody::BookingExpired {
+        ctx.hold_changed();
+        emit(ctx, EventBody::BookingExpired {
             id,
-            reason: reason.into(),
+            reason: "the hold was not confirmed in time".into(),
         })?;
     }
     Ok(ids.len())

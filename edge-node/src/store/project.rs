@@ -1,0 +1,216 @@
+//! The projection: how each event of this node's own log changes its state
+//! tables. The write path calls [`apply`] right before it appends the event,
+//! and a rebuild (restore, reset) calls it for every event of a downloaded
+//! log, so both reach the same state by construction.
+//!
+//! Decisions (is there capacity, is the transition allowed) are made before
+//! an event exists; here an event is a fact and is applied as one.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use shared::{BookingState, EventBody, ParticipantId, PoolId};
+
+use super::{StoreError, StoreResult};
+
+fn changed(rows: usize, what: &str, id: &str) -> StoreResult<()> {
+    if rows == 0 {
+        return Err(StoreError::Corrupt(format!("event names unknown {what} {id}")));
+    }
+    Ok(())
+}
+
+fn move_pool(conn: &Connection, pool: &PoolId, capacity: i64, allotted: i64, used: i64, at_ms: i64) -> StoreResult<()> {
+    let rows = conn
+        .prepare_cached(
+            "UPDATE pools SET capacity = capacity + ?2, allotted = allotted + ?3, used = used + ?4,
+                              updated_at_ms = ?5
+             WHERE id = ?1",
+        )?
+        .execute(params![pool.as_str(), capacity, allotted, used, at_ms])?;
+    changed(rows, "pool", pool.as_str())
+}
+
+fn move_allotment(conn: &Connection, pool: &PoolId, grantee: &ParticipantId, units: i64) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO allotments (pool_id, grantee, units) VALUES (?1, ?2, max(?3, 0))
+         ON CONFLICT (pool_id, grantee) DO UPDATE SET units = max(units + ?3, 0)",
+    )?
+    .execute(params![pool.as_str(), grantee.as_str(), units])?;
+    Ok(())
+}
+
+fn pool_owner(conn: &Connection, pool: &PoolId) -> StoreResult<ParticipantId> {
+    let owner: Option<String> = conn
+        .prepare_cached("SELECT owner FROM pools WHERE id = ?1")?
+        .query_row([pool.as_str()], |r| r.get(0))
+        .optional()?;
+    let owner = owner.ok_or_else(|| StoreError::Corrupt(format!("event names unknown pool {pool}")))?;
+    ParticipantId::parse(&owner).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Changes the units a booking's lines consume from pools charged to us.
+fn consume(conn: &Connection, booking: &str, sign: i64, at_ms: i64) -> StoreResult<()> {
+    let lines: Vec<(String, i64)> = {
+        let mut stmt =
+            conn.prepare_cached("SELECT pool_id, quantity FROM booking_lines WHERE booking_id = ?1")?;
+        let rows = stmt.query_map([booking], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for (pool, quantity) in lines {
+        let pool = PoolId::parse(&pool).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        move_pool(conn, &pool, 0, 0, sign * quantity, at_ms)?;
+    }
+    Ok(())
+}
+
+fn set_state(
+    conn: &Connection,
+    me: &ParticipantId,
+    id: &str,
+    next: BookingState,
+    reason: Option<&str>,
+    at_ms: i64,
+) -> StoreResult<()> {
+    let (state, charged_to): (String, String) = conn
+        .prepare_cached("SELECT state, charged_to FROM bookings WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .ok_or_else(|| StoreError::Corrupt(format!("event names unknown booking {id}")))?;
+    let current = BookingState::parse(&state).ok_or_else(|| StoreError::Corrupt(state.clone()))?;
+    if charged_to == me.as_str() {
+        match (current.consumes_units(), next.consumes_units()) {
+            (true, false) => consume(conn, id, -1, at_ms)?,
+            (false, true) => consume(conn, id, 1, at_ms)?,
+            _ => {}
+        }
+    }
+    conn.prepare_cached(
+        "UPDATE bookings SET state = ?2, reason = coalesce(?3, reason), updated_at_ms = ?4 WHERE id = ?1",
+    )?
+    .execute(params![id, next.as_str(), reason, at_ms])?;
+    Ok(())
+}
+
+/// Applies one event of `me`'s own log, written at `at_ms`.
+pub fn apply(conn: &Connection, me: &ParticipantId, body: &EventBody, at_ms: i64) -> StoreResult<()> {
+    match body {
+        EventBody::ResourceCreated {
+            id,
+            owner,
+            name,
+            kind,
+        } => {
+            conn.prepare_cached(
+                "INSERT INTO resources (id, owner, name, kind, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![id.as_str(), owner.as_str(), name, kind.as_str(), at_ms])?;
+        }
+        EventBody::PoolCreated {
+            id,
+            resource_id,
+            owner,
+            capacity,
+            starts_at_ms,
+            ends_at_ms,
+        } => {
+            let allotted = if owner == me { *capacity } else { 0 };
+            conn.prepare_cached(
+                "INSERT INTO pools (id, resource_id, owner, capacity, starts_at_ms, ends_at_ms,
+                                    allotted, used, created_at_ms, updated_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?8)",
+            )?
+            .execute(params![
+                id.as_str(),
+                resource_id.as_str(),
+                owner.as_str(),
+                capacity,
+                starts_at_ms,
+                ends_at_ms,
+                allotted,
+                at_ms
+            ])?;
+        }
+        EventBody::PoolAdjusted { pool, delta } => move_pool(conn, pool, *delta, *delta, 0, at_ms)?,
+        EventBody::AllotmentGranted { pool, to, units } => {
+            move_pool(conn, pool, 0, -units, 0, at_ms)?;
+            move_allotment(conn, pool, to, *units)?;
+        }
+        EventBody::AllotmentReturned { pool, units } => move_pool(conn, pool, 0, -units, 0, at_ms)?,
+        EventBody::AllotmentCredited {
+            pool,
+            from,
+            units,
+            hub_seq,
+        } => {
+            move_pool(conn, pool, 0, *units, 0, at_ms)?;
+            if pool_owner(conn, pool)? == *me {
+                move_allotment(conn, pool, from, -units)?;
+            }
+            conn.prepare_cached(
+                "UPDATE sync_state SET pull_cursor = max(pull_cursor, ?1) WHERE id = 1",
+            )?
+            .execute([*hub_seq as i64])?;
+        }
+        EventBody::BookingCreated {
+            id,
+            owner,
+            requested_by,
+            charged_to,
+            channel,
+            lines,
+            customer,
+            state,
+            expires_at_ms,
+        } => {
+            let key = id.to_string();
+            conn.prepare_cached(
+                "INSERT INTO bookings (id, code, owner, requested_by, charged_to, channel, state,
+                    customer_name, customer_phone, customer_email, expires_at_ms, reason,
+                    created_at_ms, updated_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, ?12, ?12)",
+            )?
+            .execute(params![
+                key,
+                id.short_code(),
+                owner.as_str(),
+                requested_by.as_str(),
+                charged_to.as_str(),
+                channel.as_str(),
+                state.as_str(),
+                customer.name,
+                customer.phone,
+                customer.email,
+                expires_at_ms,
+                at_ms
+            ])?;
+            {
+                let mut insert = conn.prepare_cached(
+                    "INSERT INTO booking_lines (booking_id, pool_id, quantity) VALUES (?1, ?2, ?3)",
+                )?;
+                for line in lines {
+                    insert.execute(params![key, line.pool_id.as_str(), line.quantity])?;
+                }
+            }
+            if state.consumes_units() && charged_to == me {
+                consume(conn, &key, 1, at_ms)?;
+            }
+        }
+        EventBody::BookingConfirmed { id } => {
+            set_state(conn, me, &id.to_string(), BookingState::Confirmed, None, at_ms)?
+        }
+        EventBody::BookingCancelled { id } => {
+            set_state(conn, me, &id.to_string(), BookingState::Cancelled, None, at_ms)?
+        }
+        EventBody::BookingFulfilled { id } => {
+            set_state(conn, me, &id.to_string(), BookingState::Fulfilled, None, at_ms)?
+        }
+        EventBody::BookingExpired { id, reason } => set_state(
+            conn,
+            me,
+            &id.to_string(),
+            BookingState::Expired,
+            Some(reason),
+            at_ms,
+        )?,
+    }
+    Ok(())
+}
