@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::api::standalone_status;
+use crate::api::sync_status_of;
 use crate::auth::{Role, create_token};
-use crate::store::{self, Clock, Store, SystemClock, queries};
+use crate::store::{self, Clock, Store, SystemClock};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
@@ -38,6 +38,21 @@ enum Command {
         #[arg(long, value_name = "TZ")]
         timezone: String,
     },
+    /// Bind this data directory to a location at the hub (an empty one
+    /// becomes that location; a standalone node keeps its history).
+    Enroll {
+        #[arg(long, value_name = "URL")]
+        hub: String,
+        #[arg(long, value_name = "TOKEN")]
+        token: String,
+        /// Rebuild a replacement PC from the hub's copy of the location's log.
+        #[arg(long)]
+        restore: bool,
+    },
+    /// Recover from a fork (a PC restored from an old backup): take the
+    /// hub's copy of the log, quarantine our divergent events for review,
+    /// and continue under a new epoch. The server must be stopped.
+    Reset,
     /// Serve the LAN API.
     Serve {
         #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR")]
@@ -150,6 +165,38 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Status { json } => status(&data_dir, json),
+        Command::Enroll {
+            hub,
+            token,
+            restore,
+        } => {
+            let enrolled = runtime()?.block_on(crate::sync::enroll(
+                &data_dir,
+                &hub,
+                &token,
+                restore,
+                Arc::new(clock),
+            ))?;
+            println!(
+                "enrolled as {} (epoch {}) with {hub}{}",
+                enrolled.location,
+                enrolled.epoch,
+                if restore {
+                    format!("; rebuilt from {} events held by the hub", enrolled.restored_events)
+                } else {
+                    String::new()
+                }
+            );
+            Ok(())
+        }
+        Command::Reset => {
+            let reset = runtime()?.block_on(crate::sync::reset(&data_dir, Arc::new(clock)))?;
+            println!(
+                "reset to epoch {}: rebuilt from {} events held by the hub; {} events of ours quarantined for review (GET /api/v1/quarantine)",
+                reset.epoch, reset.hub_events, reset.quarantined
+            );
+            Ok(())
+        }
         Command::Demo { listen } => demo(listen),
     }
 }
@@ -204,8 +251,7 @@ fn serve(store: Store, listen: SocketAddr, fall_back_to_any_port: bool) -> Resul
 
 fn status(data_dir: &Path, json: bool) -> Result<()> {
     let (conn, node) = store::open_admin(data_dir)?;
-    let stats = queries::log_stats(&conn)?;
-    let status = standalone_status(stats.events);
+    let status = sync_status_of(&conn, node.hub.is_some())?;
     if json {
         let mut value = serde_json::to_value(&status)?;
         value["location"] = serde_json::Value::from(node.location.as_str());
@@ -216,25 +262,25 @@ fn status(data_dir: &Path, json: bool) -> Result<()> {
     let never = || "never".to_owned();
     println!("location:        {} ({})", node.location, node.timezone);
     println!("epoch:           {}", node.epoch);
-    println!(
-        "enrolled:        {}",
-        if status.enrolled { "yes" } else { "no" }
-    );
+    match &node.hub {
+        Some(hub) => println!("enrolled:        yes, with {}", hub.url),
+        None => println!("enrolled:        no (standalone)"),
+    }
     println!("state:           {}", status.state);
+    if let Some(error) = &status.error {
+        println!("error:           {error}");
+    }
     println!("backlog_events:  {}", status.backlog_events);
+    println!("last_push_at:    {}", status.last_push_at.map_or_else(never, |t| t.to_string()));
+    println!("last_pull_at:    {}", status.last_pull_at.map_or_else(never, |t| t.to_string()));
     println!(
-        "last_push_at:    {}",
-        status.last_push_at.map_or_else(never, |t| t.to_string())
-    );
-    println!(
-        "last_pull_at:    {}",
-        status.last_pull_at.map_or_else(never, |t| t.to_string())
-    );
-    println!(
-        "clock_offset_ms: {}",
-        status
-            .clock_offset_ms
-            .map_or_else(|| "unknown".into(), |o| o.to_string())
+        "clock_offset_ms: {}{}",
+        status.clock_offset_ms.map_or_else(|| "unknown".into(), |o| o.to_string()),
+        if status.clock_alert {
+            "  ALERT: this clock is off by more than half the skew margin"
+        } else {
+            ""
+        }
     );
     Ok(())
 }

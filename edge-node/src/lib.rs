@@ -11,5 +11,6 @@ pub mod demo;
 pub mod server;
 pub mod store;
 pub mod sweeper;
+pub mod sync;
 
 pub use server::{router, run};

@@ -16,7 +16,7 @@ use tower_http::trace::TraceLayer;
 use crate::api::error::ApiError;
 use crate::api::{self, AppState};
 use crate::store::Store;
-use crate::sweeper;
+use crate::{sweeper, sync};
 
 /// The whole HTTP surface of a node.
 pub fn router(state: AppState) -> Router {
@@ -43,7 +43,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves the node on `listener` until `shutdown` resolves, with the hold
-/// sweeper running beside it.
+/// sweeper and, when the node is enrolled, the sync client running beside it.
 pub async fn run(
     store: Store,
     listener: TcpListener,
@@ -54,6 +54,13 @@ pub async fn run(
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let sweeper = tokio::spawn(sweeper::run(store.clone(), stopped(stop_rx.clone())));
+    let sync = if store.node().hub.is_some() {
+        let client = sync::hub_client(store.data_dir(), store.node(), store.clock())
+            .map_err(std::io::Error::other)?;
+        Some(tokio::spawn(sync::task::run(store.clone(), client, stop_rx.clone())))
+    } else {
+        None
+    };
     let app = router(AppState::new(store));
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -62,5 +69,8 @@ pub async fn run(
         })
         .await;
     let _ = sweeper.await;
+    if let Some(sync) = sync {
+        let _ = sync.await;
+    }
     served
 }

@@ -1,28 +1,43 @@
-//! The central sync hub. Edge nodes replay their event logs to it and pull
-//! what is addressed to them; the website books through it.
+//! The central sync hub. Edge nodes replay their ordered, signed event logs
+//! to it and pull what is addressed to them; it keeps a materialized view of
+//! every location's catalog, bookings and availability, and serves the
+//! public API.
 //!
-//! This crate is a skeleton until the sync work lands: it serves a health
-//! endpoint so deployments can be wired up.
+//! [`router`] and [`run`] are what the binary and the tests start.
+
+pub mod api;
+pub mod cli;
+pub mod keys;
+pub mod notify;
+pub mod plan;
+pub mod storage;
 
 use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
 
-use axum::Router;
-use axum::routing::get;
-use serde_json::json;
+pub use api::{AppState, HubSettings, router};
 use tokio::net::TcpListener;
 
-pub fn router() -> Router {
-    Router::new().route(
-        "/healthz",
-        get(|| async { axum::Json(json!({ "status": "ok" })) }),
-    )
+/// Opens the default (embedded SQLite) storage and the hub key of `data_dir`.
+pub fn open(data_dir: &Path, settings: HubSettings) -> anyhow::Result<AppState> {
+    let storage = storage::sqlite::SqliteStorage::open(data_dir)?;
+    let key = keys::load_or_create_hub_key(data_dir)?;
+    Ok(AppState {
+        storage: Arc::new(storage),
+        key: Arc::new(key),
+        inboxes: Arc::default(),
+        settings,
+    })
 }
 
+/// Serves the hub on `listener` until `shutdown` resolves.
 pub async fn run(
+    state: AppState,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router())
+    axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -116,6 +116,7 @@ pub fn router(state: AppState) -> Router {
         .route("/bookings/{id}/cancel", post(cancel_booking))
         .route("/bookings/{id}/fulfil", post(fulfil_booking))
         .route("/sync/status", get(sync_status))
+        .route("/quarantine", get(list_quarantine))
         .with_state(state)
 }
 
@@ -479,28 +480,56 @@ async fn fulfil_booking(
 #[derive(Debug, Clone, Serialize)]
 pub struct SyncStatus {
     pub enrolled: bool,
-    pub state: &'static str,
+    pub state: String,
     pub backlog_events: u64,
     pub last_push_at: Option<jiff::Timestamp>,
     pub last_pull_at: Option<jiff::Timestamp>,
+    /// This node's clock minus the hub's.
     pub clock_offset_ms: Option<i64>,
+    /// The offset is beyond half the skew margin.
+    pub clock_alert: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
-/// A node that is not enrolled has no hub to reach: it is `offline`, and
-/// every event of its log waits to be replayed once it enrolls.
-pub fn standalone_status(events: u64) -> SyncStatus {
-    SyncStatus {
-        enrolled: false,
-        state: "offline",
-        backlog_events: events,
-        last_push_at: None,
-        last_pull_at: None,
-        clock_offset_ms: None,
-    }
+/// Reads the sync status as the sync client last recorded it. A node that
+/// is not enrolled has no hub to reach: it is `offline`, and every event of
+/// its log waits to be replayed once it enrolls.
+pub fn sync_status_of(conn: &rusqlite::Connection, enrolled: bool) -> crate::store::StoreResult<SyncStatus> {
+    let stats = queries::log_stats(conn)?;
+    let row = queries::sync_row(conn)?;
+    let ts = |ms: Option<i64>| ms.map(queries::ts);
+    Ok(SyncStatus {
+        enrolled,
+        state: if enrolled { row.state } else { "offline".into() },
+        backlog_events: stats.head_seq.saturating_sub(row.acked_seq),
+        last_push_at: ts(row.last_push_at_ms),
+        last_pull_at: ts(row.last_pull_at_ms),
+        clock_offset_ms: row.clock_offset_ms,
+        clock_alert: row
+            .clock_offset_ms
+            .is_some_and(|o| o.abs() > shared::limits::SKEW_MARGIN_MS / 2),
+        error: row.error,
+    })
 }
 
 async fn sync_status(principal: Principal, State(state): State<AppState>) -> ApiResult<Response> {
     principal.require(Role::Kiosk)?;
-    let stats = state.store.read(queries::log_stats).await?;
-    Ok(Json(standalone_status(stats.events)).into_response())
+    let enrolled = state.store.node().hub.is_some();
+    let status = state
+        .store
+        .read(move |conn| sync_status_of(conn, enrolled))
+        .await?;
+    Ok(Json(status).into_response())
+}
+
+#[derive(Debug, Serialize)]
+struct QuarantineList {
+    events: Vec<queries::QuarantinedEvent>,
+}
+
+async fn list_quarantine(principal: Principal, State(state): State<AppState>) -> ApiResult<Response> {
+    principal.require(Role::Manager)?;
+    let events = state.store.read(queries::quarantine).await?;
+    Ok(Json(QuarantineList { events }).into_response())
 }

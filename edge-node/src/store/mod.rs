@@ -9,6 +9,7 @@ pub mod error;
 pub mod ops;
 pub mod project;
 pub mod queries;
+pub mod rebuild;
 mod writer;
 
 use std::fmt;
@@ -66,6 +67,15 @@ pub struct NodeInfo {
     pub location: LocationId,
     pub timezone: String,
     pub epoch: u32,
+    /// The hub this node syncs with; `None` for a standalone node.
+    pub hub: Option<HubBinding>,
+}
+
+/// What enrollment bound this node to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubBinding {
+    pub url: String,
+    pub public_key: String,
 }
 
 impl NodeInfo {
@@ -128,19 +138,21 @@ pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {
         .map_err(|e| StoreError::Setup(format!("migrating the database failed: {e}")))
 }
 
-fn read_node(conn: &Connection) -> StoreResult<Option<NodeInfo>> {
+pub(crate) fn read_node(conn: &Connection) -> StoreResult<Option<NodeInfo>> {
+    type Row = (String, String, u32, Option<String>, Option<String>);
     conn.query_row(
-        "SELECT location_id, timezone, epoch FROM node WHERE id = 1",
+        "SELECT location_id, timezone, epoch, hub_url, hub_public_key FROM node WHERE id = 1",
         [],
-        |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?)),
+        |r| -> rusqlite::Result<Row> { Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)) },
     )
     .optional()?
-    .map(|(location, timezone, epoch)| {
+    .map(|(location, timezone, epoch, url, public_key)| {
         Ok(NodeInfo {
             location: LocationId::parse(&location)
                 .map_err(|e| StoreError::Corrupt(format!("node location: {e}")))?,
             timezone,
             epoch,
+            hub: url.zip(public_key).map(|(url, public_key)| HubBinding { url, public_key }),
         })
     })
     .transpose()
@@ -178,6 +190,7 @@ pub fn init(
         location: location.clone(),
         timezone: timezone.to_owned(),
         epoch: 0,
+        hub: None,
     })
 }
 
@@ -209,6 +222,27 @@ pub fn open_admin(data_dir: &Path) -> StoreResult<(Connection, NodeInfo)> {
     Ok((conn, node))
 }
 
+/// File that marks a data directory as in use by a server, so `enroll` and
+/// `reset`, which change who the node is, never run under a live one.
+pub const LOCK_FILE: &str = "edge-node.lock";
+
+/// Takes the data directory's exclusive lock, held until the file drops.
+pub fn lock_data_dir(data_dir: &Path) -> StoreResult<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(data_dir.join(LOCK_FILE))
+        .map_err(|e| StoreError::Setup(format!("cannot open the lock file: {e}")))?;
+    file.try_lock().map_err(|_| {
+        StoreError::Conflict(format!(
+            "{} is in use by a running edge-node; stop it first",
+            data_dir.display()
+        ))
+    })?;
+    Ok(file)
+}
+
 /// A handle on the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -216,6 +250,7 @@ pub struct Store {
 }
 
 struct Inner {
+    _lock: std::fs::File,
     writer: writer::WriterHandle,
     readers: Mutex<Vec<Connection>>,
     path: PathBuf,
@@ -244,6 +279,7 @@ impl Store {
         if !path.exists() {
             return Err(StoreError::NotInitialized(data_dir.display().to_string()));
         }
+        let lock = lock_data_dir(data_dir)?;
         let mut conn = open_connection(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         migrate(&mut conn)?;
         let node = read_node(&conn)?
@@ -256,6 +292,7 @@ impl Store {
             writer::spawn(conn, node.clone(), clock.clone(), holds_changed.clone())?;
         Ok(Self {
             inner: Arc::new(Inner {
+                _lock: lock,
                 writer,
                 readers: Mutex::new(readers),
                 path,
@@ -277,6 +314,15 @@ impl Store {
 
     pub fn now_ms(&self) -> i64 {
         self.inner.clock.now_ms()
+    }
+
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.inner.clock.clone()
+    }
+
+    /// The data directory this store lives in.
+    pub fn data_dir(&self) -> &Path {
+        self.inner.path.parent().unwrap_or(Path::new("."))
     }
 
     /// Resolves when a hold was created or its expiry moved.

@@ -471,3 +471,110 @@ pub fn purge_idempotency_keys(ctx: &mut WriteCtx<'_>) -> StoreResult<usize> {
         .prepare_cached("DELETE FROM idempotency_keys WHERE created_at_ms < ?1")?
         .execute([ctx.now_ms() - IDEMPOTENCY_RETENTION_MS])?)
 }
+
+/// What one sync exchange learned, to be recorded in `sync_state`.
+#[derive(Debug, Clone, Default)]
+pub struct SyncUpdate {
+    pub acked_seq: Option<u64>,
+    pub state: Option<&'static str>,
+    /// `Some(None)` clears the error.
+    pub error: Option<Option<String>>,
+    pub pushed: bool,
+    pub pulled: bool,
+    pub clock_offset_ms: Option<i64>,
+}
+
+pub fn record_sync(ctx: &mut WriteCtx<'_>, update: SyncUpdate) -> StoreResult<()> {
+    let now = ctx.now_ms();
+    let (clear_error, error) = match update.error {
+        Some(None) => (true, None),
+        Some(Some(message)) => (false, Some(message)),
+        None => (false, None),
+    };
+    ctx.conn()
+        .prepare_cached(
+            "UPDATE sync_state SET
+                acked_seq = max(acked_seq, coalesce(?1, acked_seq)),
+                state = coalesce(?2, state),
+                error = CASE WHEN ?3 THEN NULL ELSE coalesce(?4, error) END,
+                last_push_at_ms = CASE WHEN ?5 THEN ?7 ELSE last_push_at_ms END,
+                last_pull_at_ms = CASE WHEN ?6 THEN ?7 ELSE last_pull_at_ms END,
+                clock_offset_ms = coalesce(?8, clock_offset_ms),
+                updated_at_ms = ?7
+             WHERE id = 1",
+        )?
+        .execute(params![
+            update.acked_seq.map(|s| s as i64),
+            update.state,
+            clear_error,
+            error,
+            update.pushed,
+            update.pulled,
+            now,
+            update.clock_offset_ms
+        ])?;
+    Ok(())
+}
+
+/// The hub told us our acknowledged head is lower than we recorded (it
+/// lost nothing it acknowledged, so this only follows a gap answer).
+pub fn rewind_acked(ctx: &mut WriteCtx<'_>, acked_seq: u64) -> StoreResult<()> {
+    ctx.conn()
+        .prepare_cached("UPDATE sync_state SET acked_seq = ?1 WHERE id = 1")?
+        .execute([acked_seq as i64])?;
+    Ok(())
+}
+
+/// Applies events of the hub's log addressed to us, each exactly once:
+/// its effect is recorded in our own log with the hub seq it came from,
+/// and the pull cursor moves in the same transaction.
+pub fn apply_inbox(ctx: &mut WriteCtx<'_>, events: &[shared::protocol::InboxEvent]) -> StoreResult<usize> {
+    let cursor = queries::sync_row(ctx.conn())?.pull_cursor;
+    let me = ctx.node().participant();
+    let mut applied = 0;
+    for inbox in events {
+        if inbox.hub_seq <= cursor {
+            continue;
+        }
+        if inbox.event.origin != ParticipantId::Hub || inbox.event.seq != inbox.hub_seq {
+            return Err(StoreError::Invalid(format!(
+                "inbox event {} is not from the hub's log",
+                inbox.hub_seq
+            )));
+        }
+        let body = inbox
+            .event
+            .typed()
+            .map_err(|e| StoreError::Invalid(format!("inbox event {}: {e}", inbox.hub_seq)))?;
+        match body {
+            EventBody::AllotmentReturned { pool, units } => {
+                let row = pool_row(ctx, &pool)?;
+                if row.owner != me {
+                    return Err(StoreError::Invalid(format!(
+                        "the hub returned units of pool {pool}, which {me} does not own"
+                    )));
+                }
+                emit(
+                    ctx,
+                    EventBody::AllotmentCredited {
+                        pool,
+                        from: ParticipantId::Hub,
+                        units,
+                        hub_seq: inbox.hub_seq,
+                    },
+                )?;
+            }
+            other => {
+                return Err(StoreError::Invalid(format!(
+                    "this node does not understand inbox events of kind {}; upgrade it",
+                    other.into_parts().0
+                )));
+            }
+        }
+        ctx.conn()
+            .prepare_cached("UPDATE sync_state SET pull_cursor = max(pull_cursor, ?1) WHERE id = 1")?
+            .execute([inbox.hub_seq as i64])?;
+        applied += 1;
+    }
+    Ok(applied)
+}

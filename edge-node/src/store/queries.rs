@@ -435,3 +435,128 @@ pub fn log_stats(conn: &Connection) -> StoreResult<LogStats> {
         head_seq: head.unwrap_or(0) as u64,
     })
 }
+
+/// Events of this node's own log after `after`, at most `limit` of them and
+/// about `max_bytes` of canonical body (at least one event when any).
+pub fn events_after(
+    conn: &Connection,
+    origin: &ParticipantId,
+    after: u64,
+    limit: usize,
+    max_bytes: usize,
+) -> StoreResult<Vec<shared::Event>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, id, epoch, prev, at_ms, kind, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let mut rows = stmt.query(rusqlite::params![after as i64, limit as i64])?;
+    let mut events = Vec::new();
+    let mut bytes = 0;
+    while let Some(r) = rows.next()? {
+        let body: String = r.get(6)?;
+        bytes += body.len() + 256;
+        if !events.is_empty() && bytes > max_bytes {
+            break;
+        }
+        let seq: i64 = r.get(0)?;
+        let id: String = r.get(1)?;
+        let prev: String = r.get(3)?;
+        events.push(shared::Event {
+            origin: origin.clone(),
+            epoch: r.get(2)?,
+            seq: seq as u64,
+            id: id.parse().map_err(|_| corrupt("event id", &id))?,
+            prev: shared::Hash::parse_hex(&prev).ok_or_else(|| corrupt("prev", &prev))?,
+            at_ms: r.get(4)?,
+            kind: r.get(5)?,
+            body: serde_json::from_str(&body).map_err(|_| corrupt("event body", &body))?,
+        });
+    }
+    Ok(events)
+}
+
+/// The stored hash of this node's event `seq`.
+pub fn event_hash(conn: &Connection, seq: u64) -> StoreResult<Option<shared::Hash>> {
+    let hash: Option<String> = conn
+        .prepare_cached("SELECT hash FROM events WHERE seq = ?1")?
+        .query_row([seq as i64], |r| r.get(0))
+        .optional()?;
+    hash.map(|h| shared::Hash::parse_hex(&h).ok_or_else(|| corrupt("event hash", &h)))
+        .transpose()
+}
+
+/// The sync client's progress and last readings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncRow {
+    pub acked_seq: u64,
+    pub pull_cursor: u64,
+    pub state: String,
+    pub error: Option<String>,
+    pub last_push_at_ms: Option<i64>,
+    pub last_pull_at_ms: Option<i64>,
+    pub clock_offset_ms: Option<i64>,
+}
+
+pub fn sync_row(conn: &Connection) -> StoreResult<SyncRow> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT acked_seq, pull_cursor, state, error, last_push_at_ms, last_pull_at_ms, clock_offset_ms
+             FROM sync_state WHERE id = 1",
+        )?
+        .query_row([], |r| {
+            Ok(SyncRow {
+                acked_seq: r.get::<_, i64>(0)? as u64,
+                pull_cursor: r.get::<_, i64>(1)? as u64,
+                state: r.get(2)?,
+                error: r.get(3)?,
+                last_push_at_ms: r.get(4)?,
+                last_pull_at_ms: r.get(5)?,
+                clock_offset_ms: r.get(6)?,
+            })
+        })?)
+}
+
+/// Quarantined events, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QuarantinedEvent {
+    pub id: String,
+    pub seq: u64,
+    pub epoch: u32,
+    pub at: Timestamp,
+    pub kind: String,
+    pub body: serde_json::Value,
+    pub quarantined_at: Timestamp,
+    pub status: String,
+}
+
+pub fn quarantine(conn: &Connection) -> StoreResult<Vec<QuarantinedEvent>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, seq, epoch, at_ms, kind, body, quarantined_at_ms, status FROM quarantine
+         ORDER BY quarantined_at_ms DESC, seq",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, u32>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, String>(5)?,
+            r.get::<_, i64>(6)?,
+            r.get::<_, String>(7)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (id, seq, epoch, at, kind, body, quarantined, status) = row?;
+        Ok(QuarantinedEvent {
+            id,
+            seq: seq as u64,
+            epoch,
+            at: ts(at),
+            kind,
+            body: serde_json::from_str(&body).map_err(|_| corrupt("quarantined body", &body))?,
+            quarantined_at: ts(quarantined),
+            status,
+        })
+    })
+    .collect()
+}

@@ -1,0 +1,69 @@
+//! Rebuilding a node's state from its own log as the hub holds it: a
+//! replacement PC (`enroll --restore`) and a reset after a fork. Both run
+//! with the server stopped, on one transaction: the node is either wholly
+//! the old one or wholly the rebuilt one.
+
+use rusqlite::{Connection, params};
+use shared::event::{ChainHead, canonical_json};
+use shared::{Event, ParticipantId};
+
+use super::{StoreError, StoreResult, project};
+
+/// Replaces every state table and the log with `log` (this node's own log,
+/// from seq 1), checking the hash chain as it goes. Returns the new head.
+pub fn replace_history(conn: &Connection, me: &ParticipantId, log: &[Event]) -> StoreResult<ChainHead> {
+    conn.execute_batch(
+        "DELETE FROM booking_lines;
+         DELETE FROM bookings;
+         DELETE FROM allotments;
+         DELETE FROM pools;
+         DELETE FROM resources;
+         DELETE FROM events;
+         -- Answers recorded for requests of the replaced history.
+         DELETE FROM idempotency_keys;
+         UPDATE sync_state SET pull_cursor = 0 WHERE id = 1;",
+    )?;
+    let mut head = ChainHead::EMPTY;
+    for event in log {
+        // Check what arrives as it was checked when it was written.
+        if event.origin != *me || event.seq != head.seq + 1 || event.prev != head.hash {
+            return Err(StoreError::Corrupt(format!(
+                "the downloaded log breaks at seq {} (expected {} after {})",
+                event.seq,
+                head.seq + 1,
+                head.hash
+            )));
+        }
+        let body = event
+            .typed()
+            .map_err(|e| StoreError::Corrupt(format!("event {} has a bad body: {e}", event.seq)))?;
+        project::apply(conn, me, &body, event.at_ms)?;
+        let hash = event.hash();
+        conn.prepare_cached(
+            "INSERT INTO events (seq, id, epoch, prev, hash, at_ms, kind, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            event.seq as i64,
+            event.id.to_string(),
+            event.epoch,
+            event.prev.to_hex(),
+            hash.to_hex(),
+            event.at_ms,
+            event.kind,
+            canonical_json(&event.body),
+        ])?;
+        head = ChainHead { seq: event.seq, hash };
+    }
+    Ok(head)
+}
+
+/// Sets this node aside from events `from_seq` on: copies them into the
+/// quarantine for staff to review. Returns how many.
+pub fn quarantine_from(conn: &Connection, from_seq: u64, now_ms: i64) -> StoreResult<usize> {
+    Ok(conn.execute(
+        "INSERT OR IGNORE INTO quarantine (id, seq, epoch, at_ms, kind, body, hash, quarantined_at_ms)
+         SELECT id, seq, epoch, at_ms, kind, body, hash, ?2 FROM events WHERE seq >= ?1",
+        params![from_seq as i64, now_ms],
+    )?)
+}

@@ -1,0 +1,203 @@
+//! The signed HTTP client of the sync protocol. Every request is signed with
+//! the device key; every answer must carry the hub's signature over our
+//! nonce, or it is not believed. Each exchange also measures the clock
+//! offset to the hub.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use shared::LocationId;
+use shared::protocol::{EnrollRequest, EnrollResponse, ErrorBody};
+use shared::signing::{
+    self, HEADER_DEVICE, HEADER_HUB_SIGNATURE, HEADER_HUB_TIME, HEADER_NONCE, HEADER_SIGNATURE,
+    HEADER_TIMESTAMP, SigningKey,
+};
+
+use crate::store::Clock;
+
+/// How long one ordinary exchange may take before the hub counts as
+/// unreachable.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HubError {
+    #[error("the hub is unreachable: {0}")]
+    Unreachable(String),
+    #[error("the hub refused ({status} {code}): {message}")]
+    Refused {
+        status: u16,
+        code: String,
+        message: String,
+        expected_seq: Option<u64>,
+    },
+    #[error("the hub's answer is not signed by the hub we enrolled with")]
+    BadSignature,
+    #[error("the hub's answer makes no sense: {0}")]
+    Protocol(String),
+}
+
+impl HubError {
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Refused { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// A verified answer and what the exchange measured.
+#[derive(Debug)]
+pub struct Exchange<T> {
+    pub value: T,
+    /// This node's clock minus the hub's, from the midpoint of the exchange.
+    pub clock_offset_ms: i64,
+}
+
+pub fn http_client() -> reqwest::Client {
+    // reqwest links rustls without a provider; ring is ours.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap_or_default()
+}
+
+fn refused(status: u16, body: &[u8]) -> HubError {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(error) => HubError::Refused {
+            status,
+            code: error.error.code,
+            message: error.error.message,
+            expected_seq: error.error.expected_seq,
+        },
+        Err(_) => HubError::Refused {
+            status,
+            code: "unknown".into(),
+            message: String::from_utf8_lossy(body).chars().take(200).collect(),
+            expected_seq: None,
+        },
+    }
+}
+
+/// Presents a one-time token and a new public key to the hub (unsigned:
+/// the hub learns our key from this very request).
+pub async fn enroll(base: &str, request: &EnrollRequest) -> Result<EnrollResponse, HubError> {
+    let url = format!("{}/v1/sync/enroll", base.trim_end_matches('/'));
+    let response = http_client()
+        .post(url)
+        .json(request)
+        .timeout(REQUEST_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| HubError::Unreachable(e.to_string()))?;
+    let status = response.status().as_u16();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| HubError::Unreachable(e.to_string()))?;
+    if status != 200 {
+        return Err(refused(status, &body));
+    }
+    serde_json::from_slice(&body).map_err(|e| HubError::Protocol(e.to_string()))
+}
+
+#[derive(Debug, Clone)]
+pub struct HubClient {
+    base: String,
+    http: reqwest::Client,
+    key: Arc<SigningKey>,
+    location: LocationId,
+    hub_public_key: String,
+    clock: Arc<dyn Clock>,
+}
+
+impl HubClient {
+    pub fn new(
+        base: &str,
+        key: Arc<SigningKey>,
+        location: LocationId,
+        hub_public_key: String,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http: http_client(),
+            key,
+            location,
+            hub_public_key,
+            clock,
+        }
+    }
+
+    pub fn key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    /// One signed exchange. `path_and_query` is signed exactly as sent.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<Exchange<T>, HubError> {
+        let body = body.unwrap_or_default();
+        let nonce = signing::nonce().map_err(|e| HubError::Protocol(e.to_string()))?;
+        let sent_at = self.clock.now_ms();
+        let signature = self.key.sign_b64(&signing::request_message(
+            method.as_str(),
+            path_and_query,
+            sent_at,
+            &nonce,
+            &body,
+        ));
+        let response = self
+            .http
+            .request(method, format!("{}{path_and_query}", self.base))
+            .header(HEADER_DEVICE, self.location.as_str())
+            .header(HEADER_TIMESTAMP, sent_at.to_string())
+            .header(HEADER_NONCE, &nonce)
+            .header(HEADER_SIGNATURE, signature)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| HubError::Unreachable(e.to_string()))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| HubError::Unreachable(e.to_string()))?;
+        let received_at = self.clock.now_ms();
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let (Some(hub_time), Some(hub_signature)) = (
+            header(HEADER_HUB_TIME).and_then(|t| t.parse::<i64>().ok()),
+            header(HEADER_HUB_SIGNATURE),
+        ) else {
+            // Refusals before the hub trusted the request are not signed.
+            return Err(if status >= 400 {
+                refused(status, &bytes)
+            } else {
+                HubError::BadSignature
+            });
+        };
+        signing::verify_b64(
+            &self.hub_public_key,
+            &signing::response_message(&nonce, hub_time, status, &bytes),
+            hub_signature,
+        )
+        .map_err(|_| HubError::BadSignature)?;
+        if status != 200 {
+            return Err(refused(status, &bytes));
+        }
+        let value = serde_json::from_slice(&bytes).map_err(|e| HubError::Protocol(e.to_string()))?;
+        Ok(Exchange {
+            value,
+            clock_offset_ms: (sent_at + received_at) / 2 - hub_time,
+        })
+    }
+}

@@ -1,0 +1,368 @@
+//! The background sync of an enrolled node: a pusher that replays our log
+//! after the hub's acknowledged head, and a puller that long-polls our
+//! inbox. Neither ever sits in a user's write path: they read on read
+//! connections and write through the same group commit as everyone else.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::Method;
+use shared::limits::{LONG_POLL_MAX_MS, PUSH_BATCH_BYTES_MAX, PUSH_BATCH_EVENTS_MAX};
+use shared::protocol::{HeadResponse, PullResponse, PushRequest, PushResponse};
+use shared::signing;
+use tokio::sync::watch;
+
+use super::client::{HubClient, HubError, REQUEST_TIMEOUT};
+use crate::store::ops::{self, SyncUpdate};
+use crate::store::{Store, StoreResult, queries};
+
+/// First retry delay after a failure; doubles up to [`BACKOFF_MAX`].
+const BACKOFF_BASE: Duration = Duration::from_millis(200);
+/// Longest wait between two attempts while the hub is unreachable.
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How often a refused device asks again whether it was let back in.
+const REFUSED_RETRY: Duration = Duration::from_secs(30);
+
+/// Exponential backoff with jitter, so a hub coming back is not hit by
+/// every store at the same instant.
+#[derive(Debug, Default)]
+struct Backoff {
+    attempt: u32,
+}
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let ceiling = BACKOFF_BASE
+            .saturating_mul(1 << self.attempt.min(16))
+            .min(BACKOFF_MAX);
+        self.attempt = self.attempt.saturating_add(1);
+        let mut bytes = [0u8; 8];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+        let fraction = u64::from_le_bytes(bytes) as f64 / u64::MAX as f64;
+        // Between half and all of the ceiling.
+        ceiling.mul_f64(0.5 + fraction / 2.0)
+    }
+
+    fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+/// What both loops know about the link, summed up as one state.
+#[derive(Debug, Default)]
+struct Health {
+    push_error: Option<String>,
+    pull_error: Option<String>,
+    unreachable: bool,
+}
+
+impl Health {
+    fn state(&self) -> &'static str {
+        if self.push_error.is_some() || self.pull_error.is_some() {
+            "error"
+        } else if self.unreachable {
+            "offline"
+        } else {
+            "online"
+        }
+    }
+
+    fn error(&self) -> Option<String> {
+        self.push_error.clone().or_else(|| self.pull_error.clone())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Sync {
+    store: Store,
+    client: HubClient,
+    health: Arc<Mutex<Health>>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Sync {
+    async fn record(&self, update: impl FnOnce(&mut Health) -> SyncUpdate) -> StoreResult<()> {
+        let update = {
+            let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+            let mut update = update(&mut health);
+            update.state = Some(health.state());
+            update.error = Some(health.error());
+            update
+        };
+        self.store.write(move |ctx| ops::record_sync(ctx, update)).await
+    }
+
+    /// Sleeps for `wait`, or less if asked to stop; `false` when stopping.
+    async fn pause(&mut self, wait: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => true,
+            _ = self.stop.wait_for(|stop| *stop) => false,
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    async fn failed(&mut self, error: &HubError, pushing: bool, backoff: &mut Backoff) -> bool {
+        let message = error.to_string();
+        let unreachable = matches!(error, HubError::Unreachable(_));
+        tracing::warn!(error = %message, pushing, "sync exchange failed");
+        let _ = self
+            .record(|h| {
+                h.unreachable = unreachable;
+                if !unreachable {
+                    if pushing {
+                        h.push_error = Some(message);
+                    } else {
+                        h.pull_error = Some(message);
+                    }
+                }
+                SyncUpdate::default()
+            })
+            .await;
+        let refused = matches!(error.code(), Some("fork" | "fenced" | "quarantined"));
+        let wait = if refused { REFUSED_RETRY } else { backoff.next() };
+        self.pause(wait).await
+    }
+
+    /// Finds where the hub's copy of our log ends and checks it is ours.
+    async fn reconcile(&self) -> Result<(), HubError> {
+        let exchange = self
+            .client
+            .call::<HeadResponse>(Method::GET, "/v1/sync/head", None, REQUEST_TIMEOUT)
+            .await?;
+        let hub = exchange.value;
+        if hub.status == "quarantined" {
+            return Err(HubError::Refused {
+                status: 409,
+                code: "quarantined".into(),
+                message: "the hub quarantined this device after a fork; run `edge-node reset`".into(),
+                expected_seq: None,
+            });
+        }
+        let local_head = *self.store.head_seq().borrow();
+        let seq = hub.head.seq;
+        if seq > local_head {
+            return Err(HubError::Refused {
+                status: 409,
+                code: "fork".into(),
+                message: format!(
+                    "the hub holds {seq} events of this location but this node only {local_head}: \
+                     it was restored from an old backup; run `edge-node reset`"
+                ),
+                expected_seq: None,
+            });
+        }
+        if seq > 0 {
+            let local = self
+                .store
+                .read(move |conn| queries::event_hash(conn, seq))
+                .await
+                .map_err(|e| HubError::Protocol(e.to_string()))?;
+            if local != Some(hub.head.hash) {
+                return Err(HubError::Refused {
+                    status: 409,
+                    code: "fork".into(),
+                    message: format!("event {seq} here differs from the hub's; run `edge-node reset`"),
+                    expected_seq: None,
+                });
+            }
+        }
+        let offset = exchange.clock_offset_ms;
+        self.store
+            .write(move |ctx| {
+                ops::rewind_acked(ctx, seq)?;
+                ops::record_sync(
+                    ctx,
+                    SyncUpdate {
+                        clock_offset_ms: Some(offset),
+                        ..SyncUpdate::default()
+                    },
+                )
+            })
+            .await
+            .map_err(|e| HubError::Protocol(e.to_string()))
+    }
+
+    async fn push_loop(mut self) {
+        let mut backoff = Backoff::default();
+        let mut head = self.store.head_seq();
+        let mut reconciled = false;
+        let me = self.store.node().participant();
+        while !self.stopping() {
+            if !reconciled {
+                match self.reconcile().await {
+                    Ok(()) => reconciled = true,
+                    Err(e) => {
+                        if !self.failed(&e, true, &mut backoff).await {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
+            let acked = match self.store.read(|c| queries::sync_row(c)).await {
+                Ok(row) => row.acked_seq,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the sync state");
+                    if !self.pause(backoff.next()).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let local = *head.borrow_and_update();
+            if acked >= local {
+                tokio::select! {
+                    _ = head.changed() => {}
+                    _ = self.stop.wait_for(|stop| *stop) => return,
+                }
+                continue;
+            }
+            let origin = me.clone();
+            let batch = match self
+                .store
+                .read(move |c| {
+                    queries::events_after(c, &origin, acked, PUSH_BATCH_EVENTS_MAX, PUSH_BATCH_BYTES_MAX)
+                })
+                .await
+            {
+                Ok(batch) if !batch.is_empty() => batch,
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read events to push");
+                    if !self.pause(backoff.next()).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let Some(last) = batch.last() else { continue };
+            let head_signature = self.client.key().sign_b64(&signing::head_message(
+                me.as_str(),
+                last.epoch,
+                last.seq,
+                &last.hash(),
+            ));
+            let last_seq = last.seq;
+            let request = PushRequest {
+                origin: me.clone(),
+                events: batch,
+                head_signature,
+            };
+            let Ok(body) = serde_json::to_vec(&request) else {
+                continue;
+            };
+            let path = format!("/v1/sync/push?backlog={}", local - acked);
+            match self
+                .client
+                .call::<PushResponse>(Method::POST, &path, Some(body), REQUEST_TIMEOUT)
+                .await
+            {
+                Ok(exchange) => {
+                    backoff.reset();
+                    let acked = exchange.value.acked.seq;
+                    debug_assert!(acked >= last_seq, "the hub acked {acked} after we sent up to {last_seq}");
+                    let offset = exchange.clock_offset_ms;
+                    let _ = self
+                        .record(|h| {
+                            h.unreachable = false;
+                            h.push_error = None;
+                            SyncUpdate {
+                                acked_seq: Some(acked),
+                                pushed: true,
+                                clock_offset_ms: Some(offset),
+                                ..SyncUpdate::default()
+                            }
+                        })
+                        .await;
+                }
+                Err(HubError::Refused {
+                    code,
+                    expected_seq: Some(expected),
+                    ..
+                }) if code == "gap" => {
+                    // The hub holds less than we thought: send from there.
+                    let seq = expected.saturating_sub(1);
+                    let _ = self.store.write(move |ctx| ops::rewind_acked(ctx, seq)).await;
+                }
+                Err(e) => {
+                    reconciled = false;
+                    if !self.failed(&e, true, &mut backoff).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn pull_loop(mut self) {
+        let mut backoff = Backoff::default();
+        while !self.stopping() {
+            let (cursor, acked) = match self.store.read(|c| queries::sync_row(c)).await {
+                Ok(row) => (row.pull_cursor, row.acked_seq),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the sync state");
+                    if !self.pause(backoff.next()).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let backlog = self.store.head_seq().borrow().saturating_sub(acked);
+            let path = format!("/v1/sync/pull?after={cursor}&wait_ms={LONG_POLL_MAX_MS}&backlog={backlog}");
+            let timeout = REQUEST_TIMEOUT + Duration::from_millis(LONG_POLL_MAX_MS);
+            let exchange = tokio::select! {
+                result = self.client.call::<PullResponse>(Method::GET, &path, None, timeout) => result,
+                _ = self.stop.wait_for(|stop| *stop) => return,
+            };
+            match exchange {
+                Ok(exchange) => {
+                    backoff.reset();
+                    let events = exchange.value.events;
+                    let offset = exchange.clock_offset_ms;
+                    let applied = if events.is_empty() {
+                        Ok(0)
+                    } else {
+                        self.store.write(move |ctx| ops::apply_inbox(ctx, &events)).await
+                    };
+                    let error = applied.as_ref().err().map(ToString::to_string);
+                    if let Some(e) = &error {
+                        tracing::error!(error = %e, "cannot apply inbox events");
+                    }
+                    let _ = self
+                        .record(|h| {
+                            h.unreachable = false;
+                            h.pull_error = error.clone();
+                            SyncUpdate {
+                                pulled: true,
+                                clock_offset_ms: Some(offset),
+                                ..SyncUpdate::default()
+                            }
+                        })
+                        .await;
+                    if error.is_some() && !self.pause(backoff.next()).await {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    if !self.failed(&e, false, &mut backoff).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs the pusher and the puller until `stop` turns true.
+pub async fn run(store: Store, client: HubClient, stop: watch::Receiver<bool>) {
+    let sync = Sync {
+        store,
+        client,
+        health: Arc::default(),
+        stop,
+    };
+    tokio::join!(sync.clone().push_loop(), sync.pull_loop());
+}

@@ -1,0 +1,88 @@
+//! The hub's HTTP surface: the signed sync protocol under `/v1/sync/` and
+//! the public API (API keys) under `/v1/`.
+
+pub mod error;
+pub mod public;
+pub mod sync;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use shared::limits::SYNC_BODY_MAX_BYTES;
+use shared::signing::SigningKey;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::notify::Inboxes;
+use crate::storage::HubStorage;
+use error::ApiError;
+
+/// Settings the handlers need.
+#[derive(Debug, Clone, Copy)]
+pub struct HubSettings {
+    /// A location not heard from for this long is unreachable (DESIGN 8).
+    pub unreachable_after_ms: i64,
+    /// Clock skew margin; an offset beyond half of it is an alert.
+    pub skew_margin_ms: i64,
+    /// Longest a pull is held open.
+    pub long_poll_max_ms: u64,
+}
+
+impl Default for HubSettings {
+    fn default() -> Self {
+        Self {
+            unreachable_after_ms: 5_000,
+            skew_margin_ms: shared::limits::SKEW_MARGIN_MS,
+            long_poll_max_ms: shared::limits::LONG_POLL_MAX_MS,
+        }
+    }
+}
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub storage: Arc<dyn HubStorage>,
+    pub key: Arc<SigningKey>,
+    pub inboxes: Arc<Inboxes>,
+    pub settings: HubSettings,
+}
+
+impl AppState {
+    pub fn now_ms(&self) -> i64 {
+        jiff::Timestamp::now().as_millisecond()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/sync/enroll", post(sync::enroll))
+        .route("/v1/sync/head", get(sync::head))
+        .route("/v1/sync/push", post(sync::push))
+        .route("/v1/sync/pull", get(sync::pull))
+        .route("/v1/sync/log", get(sync::own_log))
+        .route("/v1/sync/reset", post(sync::reset))
+        .route("/v1/pools", get(public::pools))
+        .route("/v1/pools/{id}/allotment/return", post(public::return_allotment))
+        .route("/v1/bookings/{id}", get(public::booking))
+        .route("/v1/locations", get(public::locations))
+        .route("/healthz", get(|| async { axum::Json(json!({ "status": "ok" })) }))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method",
+            )
+        })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(SYNC_BODY_MAX_BYTES))
+        .layer(CatchPanicLayer::custom(|_panic| -> Response {
+            tracing::error!("a request handler panicked");
+            ApiError::internal().into_response()
+        }))
+        .layer(TraceLayer::new_for_http())
+}

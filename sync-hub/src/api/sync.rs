@@ -1,0 +1,347 @@
+//! The signed sync protocol (DESIGN section 6). Every request but `enroll`
+//! is signed by the device's key over method, path with query, timestamp,
+//! nonce and body hash; every answer is signed by the hub over the request's
+//! nonce, its time, its status and its body.
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use shared::LocationId;
+use shared::limits::{LOG_PAGE_EVENTS_MAX, PULL_EVENTS_MAX, PUSH_BATCH_EVENTS_MAX, SYNC_BODY_MAX_BYTES};
+use shared::protocol::{
+    EnrollRequest, EnrollResponse, HeadResponse, LogResponse, PullResponse, PushRequest,
+    PushResponse, ResetResponse,
+};
+use shared::signing::{
+    self, FRESHNESS_WINDOW_MS, HEADER_DEVICE, HEADER_HUB_SIGNATURE, HEADER_HUB_TIME, HEADER_NONCE,
+    HEADER_SIGNATURE, HEADER_TIMESTAMP,
+};
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use crate::keys::hash_secret;
+use crate::storage::{Device, DeviceStatus, Seen};
+
+/// A request whose signature checked out.
+#[derive(Debug)]
+pub struct Signed {
+    pub device: Device,
+    pub nonce: String,
+    pub body: Bytes,
+}
+
+async fn body_of(request: Request) -> ApiResult<(Method, String, HeaderMap, Bytes)> {
+    let (parts, body) = request.into_parts();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str().to_owned())
+        .unwrap_or_else(|| parts.uri.path().to_owned());
+    let bytes = axum::body::to_bytes(body, SYNC_BODY_MAX_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("sync requests are limited to {SYNC_BODY_MAX_BYTES} bytes"),
+            )
+        })?;
+    Ok((parts.method, path, parts.headers, bytes))
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> ApiResult<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::unauthorized(format!("missing {name} header")))
+}
+
+fn query_u64(path: &str, name: &str) -> Option<u64> {
+    let query = path.split_once('?')?.1;
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == name)
+        .and_then(|(_, value)| value.parse().ok())
+}
+
+/// Checks a device's signed request: known enrolled device, fresh
+/// timestamp, valid signature, unused nonce. Records that it was seen.
+async fn verify(state: &AppState, request: Request) -> ApiResult<Signed> {
+    let (method, path, headers, body) = body_of(request).await?;
+    let location = LocationId::parse(header(&headers, HEADER_DEVICE)?)
+        .map_err(|e| ApiError::unauthorized(format!("bad {HEADER_DEVICE}: {e}")))?;
+    let timestamp: i64 = header(&headers, HEADER_TIMESTAMP)?
+        .parse()
+        .map_err(|_| ApiError::unauthorized(format!("bad {HEADER_TIMESTAMP}")))?;
+    let nonce = header(&headers, HEADER_NONCE)?.to_owned();
+    if !(16..=64).contains(&nonce.len()) || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::unauthorized("the nonce must be 16 to 64 hex digits"));
+    }
+    let signature = header(&headers, HEADER_SIGNATURE)?;
+    let device = state
+        .storage
+        .device(&location)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized(format!("unknown device {location}")))?;
+    let public_key = device
+        .public_key
+        .as_deref()
+        .ok_or_else(|| ApiError::unauthorized(format!("{location} has not enrolled a device")))?;
+    signing::verify_b64(
+        public_key,
+        &signing::request_message(method.as_str(), &path, timestamp, &nonce, &body),
+        signature,
+    )
+    .map_err(|_| ApiError::unauthorized("the request signature does not verify"))?;
+    let now = state.now_ms();
+    if (timestamp - now).abs() > FRESHNESS_WINDOW_MS {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "stale_request",
+            format!(
+                "the request's timestamp is {} s from the hub's clock; the window is ±{} s",
+                (timestamp - now) / 1000,
+                FRESHNESS_WINDOW_MS / 1000
+            ),
+        ));
+    }
+    let seen = Seen {
+        at_ms: now,
+        clock_offset_ms: timestamp - now,
+        backlog_events: query_u64(&path, "backlog"),
+    };
+    let expires_at_ms = timestamp.max(now) + FRESHNESS_WINDOW_MS;
+    if !state.storage.admit(&location, &nonce, expires_at_ms, seen).await? {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "replayed_request",
+            "this nonce was used before",
+        ));
+    }
+    Ok(Signed {
+        device,
+        nonce,
+        body,
+    })
+}
+
+/// An answer signed for the request that carried `nonce`.
+fn signed_response(state: &AppState, nonce: &str, status: StatusCode, body: Vec<u8>) -> Response {
+    let now = state.now_ms();
+    let signature = state
+        .key
+        .sign_b64(&signing::response_message(nonce, now, status.as_u16(), &body));
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(value) = HeaderValue::from_str(&now.to_string()) {
+        headers.insert(HEADER_HUB_TIME, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&signature) {
+        headers.insert(HEADER_HUB_SIGNATURE, value);
+    }
+    response
+}
+
+fn signed_ok<T: Serialize>(state: &AppState, nonce: &str, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => signed_response(state, nonce, StatusCode::OK, body),
+        Err(_) => ApiError::internal().into_response(),
+    }
+}
+
+fn signed_error(state: &AppState, nonce: &str, error: ApiError) -> Response {
+    match serde_json::to_vec(&error.body()) {
+        Ok(body) => signed_response(state, nonce, error.status, body),
+        Err(_) => ApiError::internal().into_response(),
+    }
+}
+
+/// Runs a signed endpoint: verification failures are plain errors (there is
+/// no trustworthy nonce to bind them to); everything after is signed.
+async fn signed<F, Fut>(state: AppState, request: Request, handle: F) -> Response
+where
+    F: FnOnce(AppState, Signed) -> Fut,
+    Fut: std::future::Future<Output = ApiResult<Response>>,
+{
+    let verified = match verify(&state, request).await {
+        Ok(verified) => verified,
+        Err(e) => return e.into_response(),
+    };
+    let nonce = verified.nonce.clone();
+    match handle(state.clone(), verified).await {
+        Ok(response) => response,
+        Err(e) => signed_error(&state, &nonce, e),
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| ApiError::bad_request(format!("invalid request at {}: {}", e.path(), e.inner())))
+}
+
+pub async fn enroll(State(state): State<AppState>, request: Request) -> Response {
+    let result: ApiResult<Response> = async {
+        let (_, _, _, body) = body_of(request).await?;
+        let enroll: EnrollRequest = parse(&body)?;
+        if !signing::is_public_key(&enroll.public_key) {
+            return Err(ApiError::bad_request("public_key must be a base64 Ed25519 key"));
+        }
+        let enrolled = state
+            .storage
+            .enroll(&enroll, &hash_secret(&enroll.token), state.now_ms())
+            .await?;
+        tracing::info!(location = %enrolled.location, epoch = enrolled.epoch, restore = enroll.restore, "device enrolled");
+        Ok(axum::Json(EnrollResponse {
+            location: enrolled.location,
+            name: enrolled.name,
+            timezone: enrolled.timezone,
+            epoch: enrolled.epoch,
+            epoch_start_seq: enrolled.epoch_start_seq,
+            hub_public_key: state.key.public_key_b64(),
+            hub_head: enrolled.hub_head,
+        })
+        .into_response())
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+pub async fn head(State(state): State<AppState>, request: Request) -> Response {
+    signed(state, request, |state, signed| async move {
+        let d = signed.device;
+        Ok(signed_ok(
+            &state,
+            &signed.nonce,
+            &HeadResponse {
+                location: d.location,
+                epoch: d.epoch,
+                status: d.status.as_str().into(),
+                head: d.head,
+            },
+        ))
+    })
+    .await
+}
+
+pub async fn push(State(state): State<AppState>, request: Request) -> Response {
+    let backlog = request
+        .uri()
+        .path_and_query()
+        .and_then(|pq| query_u64(pq.as_str(), "backlog"));
+    signed(state, request, move |state, signed| async move {
+        let batch: PushRequest = parse(&signed.body)?;
+        if batch.events.is_empty() || batch.events.len() > PUSH_BATCH_EVENTS_MAX {
+            return Err(ApiError::bad_request(format!(
+                "a batch carries 1 to {PUSH_BATCH_EVENTS_MAX} events"
+            )));
+        }
+        let location = signed.device.location;
+        if batch.origin.as_str() != location.as_str() {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("device {location} may only push its own log, not {}'s", batch.origin),
+            ));
+        }
+        let pushed = state
+            .storage
+            .push(&location, batch.events, &batch.head_signature, backlog, state.now_ms())
+            .await?;
+        for recipient in &pushed.notify {
+            state.inboxes.notify(recipient);
+        }
+        tracing::debug!(%location, applied = pushed.applied, head = pushed.acked.seq, "push applied");
+        Ok(signed_ok(&state, &signed.nonce, &PushResponse { acked: pushed.acked }))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+struct PullQuery {
+    after: u64,
+    #[serde(default)]
+    wait_ms: Option<u64>,
+}
+
+pub async fn pull(State(state): State<AppState>, request: Request) -> Response {
+    let query = request.uri().query().unwrap_or_default().to_owned();
+    signed(state, request, |state, signed| async move {
+        let q: PullQuery = parse_query(&query)?;
+        let location = signed.device.location;
+        let wait = std::time::Duration::from_millis(q.wait_ms.unwrap_or(0).min(state.settings.long_poll_max_ms));
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut changes = state.inboxes.subscribe(&location);
+        let events = loop {
+            let events = state.storage.inbox(&location, q.after, PULL_EVENTS_MAX).await?;
+            if !events.is_empty() {
+                break events;
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => break events,
+            }
+        };
+        Ok(signed_ok(&state, &signed.nonce, &PullResponse { events }))
+    })
+    .await
+}
+
+fn parse_query<T: serde::de::DeserializeOwned>(query: &str) -> ApiResult<T> {
+    let pairs: serde_json::Map<String, serde_json::Value> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| {
+            let value = v.parse::<u64>().map(serde_json::Value::from).unwrap_or_else(|_| v.into());
+            (k.to_owned(), value)
+        })
+        .collect();
+    serde_json::from_value(serde_json::Value::Object(pairs))
+        .map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))
+}
+
+#[derive(Debug, Deserialize)]
+struct LogQuery {
+    after: u64,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+pub async fn own_log(State(state): State<AppState>, request: Request) -> Response {
+    let query = request.uri().query().unwrap_or_default().to_owned();
+    signed(state, request, |state, signed| async move {
+        let q: LogQuery = parse_query(&query)?;
+        let limit = q.limit.unwrap_or(LOG_PAGE_EVENTS_MAX).clamp(1, LOG_PAGE_EVENTS_MAX);
+        let (events, head) = state
+            .storage
+            .own_log(&signed.device.location, q.after, limit)
+            .await?;
+        Ok(signed_ok(&state, &signed.nonce, &LogResponse { events, head }))
+    })
+    .await
+}
+
+pub async fn reset(State(state): State<AppState>, request: Request) -> Response {
+    signed(state, request, |state, signed| async move {
+        let location = signed.device.location;
+        let was = signed.device.status;
+        let (epoch, epoch_start_seq, head) = state.storage.reset(&location, state.now_ms()).await?;
+        tracing::warn!(%location, epoch, was = was.as_str(), "device reset to a new epoch");
+        debug_assert!(was != DeviceStatus::Pending);
+        Ok(signed_ok(
+            &state,
+            &signed.nonce,
+            &ResetResponse {
+                epoch,
+                epoch_start_seq,
+                head,
+            },
+        ))
+    })
+    .await
+}

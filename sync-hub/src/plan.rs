@@ -1,0 +1,306 @@
+//! The rules of DESIGN section 6 for a pushed batch, as pure functions:
+//! which events to apply, and which a device may author at all. Every
+//! storage backend runs these inside its transaction.
+
+use shared::event::{ChainHead, ChainVerdict, check_next};
+use shared::{BookingId, Event, EventBody, Hash, LocationId, ParticipantId, PoolId};
+
+/// Why a batch is refused. Nothing of a refused batch is applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("events are missing before this batch; send from seq {expected}")]
+    Gap { expected: u64 },
+    #[error(
+        "event {seq} differs from the one the hub holds: this device's log forked (restored from an old backup?); it is quarantined until `edge-node reset`"
+    )]
+    Fork { seq: u64 },
+    #[error("event {seq} was written under epoch {epoch}, but this device is at epoch {current}")]
+    Fenced { seq: u64, epoch: u32, current: u32 },
+    #[error("event {seq} does not follow the event before it in this batch")]
+    BrokenChain { seq: u64 },
+    #[error("this device is quarantined: {0}")]
+    Quarantined(String),
+    #[error("the batch's head signature does not verify")]
+    BadHeadSignature,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    BadEvent(String),
+}
+
+impl Refusal {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Gap { .. } => "gap",
+            Self::Fork { .. } => "fork",
+            Self::Fenced { .. } => "fenced",
+            Self::BrokenChain { .. } => "broken_chain",
+            Self::Quarantined(_) => "quarantined",
+            Self::BadHeadSignature => "bad_signature",
+            Self::Forbidden(_) => "forbidden",
+            Self::BadEvent(_) => "invalid_event",
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Gap { .. } | Self::Fork { .. } | Self::Fenced { .. } | Self::Quarantined(_) => 409,
+            Self::BrokenChain { .. } | Self::BadEvent(_) => 400,
+            Self::BadHeadSignature => 401,
+            Self::Forbidden(_) => 403,
+        }
+    }
+}
+
+/// What the hub knows of the pushing device.
+#[derive(Debug, Clone)]
+pub struct DeviceLog {
+    pub origin: LocationId,
+    pub head: ChainHead,
+    pub epoch: u32,
+    pub epoch_start_seq: u64,
+}
+
+/// Checks a batch against the hub's head of its log and returns the index
+/// of the first event to apply (`events.len()` when all are duplicates).
+///
+/// `stored_hash(seq)` is the hash the hub holds at a `seq` not beyond its
+/// head.
+pub fn plan_batch(
+    log: &DeviceLog,
+    events: &[Event],
+    mut stored_hash: impl FnMut(u64) -> Option<Hash>,
+) -> Result<usize, Refusal> {
+    let origin = ParticipantId::Location(log.origin.clone());
+    let mut first_new = events.len();
+    let mut previous: Option<&Event> = None;
+    for (index, event) in events.iter().enumerate() {
+        if event.origin != origin {
+            return Err(Refusal::Forbidden(format!(
+                "device {} may only push its own log, not {}'s",
+                log.origin, event.origin
+            )));
+        }
+        if let Some(prev) = previous
+            && (event.seq != prev.seq + 1 || event.prev != prev.hash())
+        {
+            return Err(Refusal::BrokenChain { seq: event.seq });
+        }
+        previous = Some(event);
+        if event.seq > log.head.seq && first_new == events.len() {
+            first_new = index;
+        }
+        if event.seq <= log.head.seq || index == first_new {
+            let floor = if event.seq >= log.epoch_start_seq { log.epoch } else { 0 };
+            let stored = (event.seq <= log.head.seq)
+                .then(|| stored_hash(event.seq))
+                .flatten();
+            match check_next(log.head, event, stored, floor) {
+                ChainVerdict::Duplicate => {}
+                ChainVerdict::Apply => {}
+                ChainVerdict::Fork { seq } => return Err(Refusal::Fork { seq }),
+                ChainVerdict::Gap { expected } => return Err(Refusal::Gap { expected }),
+                ChainVerdict::Fenced { epoch, current } => {
+                    return Err(Refusal::Fenced {
+                        seq: event.seq,
+                        epoch,
+                        current,
+                    });
+                }
+            }
+        }
+        if event.seq > log.head.seq {
+            let floor = if event.seq >= log.epoch_start_seq { log.epoch } else { 0 };
+            if event.epoch < floor {
+                return Err(Refusal::Fenced {
+                    seq: event.seq,
+                    epoch: event.epoch,
+                    current: floor,
+                });
+            }
+            if event.epoch > log.epoch {
+                return Err(Refusal::BadEvent(format!(
+                    "event {} claims epoch {}, beyond this device's {}",
+                    event.seq, event.epoch, log.epoch
+                )));
+            }
+            event
+                .typed()
+                .map_err(|e| Refusal::BadEvent(format!("event {} has a bad body: {e}", event.seq)))?;
+        }
+    }
+    Ok(first_new)
+}
+
+/// What the hub's view says about the things an event names.
+pub trait ViewLookup {
+    fn pool_owner(&self, pool: &PoolId) -> Option<ParticipantId>;
+    fn booking_parties(&self, id: &BookingId) -> Option<(ParticipantId, ParticipantId)>;
+}
+
+/// Whether `origin` may author `body`: a device never speaks for another
+/// participant, nor decides for pools it does not own.
+pub fn authorize(origin: &LocationId, body: &EventBody, view: &impl ViewLookup) -> Result<(), Refusal> {
+    let me = ParticipantId::Location(origin.clone());
+    let deny = |what: String| Err(Refusal::Forbidden(format!("{origin} may not {what}")));
+    let owns = |pool: &PoolId| view.pool_owner(pool).is_some_and(|owner| owner == me);
+    match body {
+        EventBody::ResourceCreated { owner, .. } | EventBody::PoolCreated { owner, .. }
+            if *owner != me =>
+        {
+            deny(format!("create catalog entries owned by {owner}"))
+        }
+        EventBody::PoolAdjusted { pool, .. } | EventBody::AllotmentGranted { pool, .. }
+            if !owns(pool) =>
+        {
+            deny(format!("adjust or grant units of pool {pool}"))
+        }
+        EventBody::AllotmentGranted { to, .. } if *to == me => {
+            deny("grant units to itself".into())
+        }
+        EventBody::AllotmentReturned { pool, .. } | EventBody::AllotmentCredited { pool, .. }
+            if view.pool_owner(pool).is_none() =>
+        {
+            deny(format!("move units of unknown pool {pool}"))
+        }
+        EventBody::BookingCreated { charged_to, .. } if *charged_to != me => {
+            deny(format!("book against {charged_to}'s units"))
+        }
+        EventBody::BookingConfirmed { id }
+        | EventBody::BookingCancelled { id }
+        | EventBody::BookingFulfilled { id }
+        | EventBody::BookingExpired { id, .. } => match view.booking_parties(id) {
+            Some((owner, charged_to)) if owner == me || charged_to == me => Ok(()),
+            Some(_) => deny(format!("change booking {id}")),
+            None => Err(Refusal::BadEvent(format!("event names unknown booking {id}"))),
+        },
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin() -> LocationId {
+        LocationId::parse("store-1").expect("id")
+    }
+
+    fn chain(len: u64, epoch: u32) -> Vec<Event> {
+        let mut head = ChainHead::EMPTY;
+        (0..len)
+            .map(|i| {
+                let e = Event::next(
+                    head,
+                    ParticipantId::Location(origin()),
+                    epoch,
+                    i as i64,
+                    EventBody::PoolAdjusted {
+                        pool: PoolId::parse("p").expect("id"),
+                        delta: i as i64 + 1,
+                    },
+                );
+                head = e.head();
+                e
+            })
+            .collect()
+    }
+
+    fn log(events: &[Event], held: usize, epoch: u32) -> DeviceLog {
+        DeviceLog {
+            origin: origin(),
+            head: if held == 0 {
+                ChainHead::EMPTY
+            } else {
+                events[held - 1].head()
+            },
+            epoch,
+            epoch_start_seq: 1,
+        }
+    }
+
+    #[test]
+    fn a_batch_after_the_head_applies_whole_and_a_repeated_one_applies_nothing() {
+        let events = chain(5, 1);
+        let hash_at = |seq: u64| Some(events[seq as usize - 1].hash());
+        assert_eq!(plan_batch(&log(&events, 2, 1), &events[2..], hash_at), Ok(0));
+        assert_eq!(plan_batch(&log(&events, 2, 1), &events, hash_at), Ok(2));
+        assert_eq!(plan_batch(&log(&events, 5, 1), &events, hash_at), Ok(5));
+    }
+
+    #[test]
+    fn gaps_forks_broken_chains_and_old_epochs_are_refused() {
+        let events = chain(5, 1);
+        let hash_at = |seq: u64| Some(events[seq as usize - 1].hash());
+        assert_eq!(
+            plan_batch(&log(&events, 1, 1), &events[3..], hash_at),
+            Err(Refusal::Gap { expected: 2 })
+        );
+        let other = chain(5, 1);
+        assert_eq!(
+            plan_batch(&log(&events, 3, 1), &other[1..], hash_at),
+            Err(Refusal::Fork { seq: 2 })
+        );
+        let mut tampered = events[2..].to_vec();
+        tampered[1].body["delta"] = serde_json::Value::from(99);
+        assert_eq!(
+            plan_batch(&log(&events, 2, 1), &tampered, hash_at),
+            Err(Refusal::BrokenChain { seq: 5 })
+        );
+        assert!(matches!(
+            plan_batch(&log(&events, 2, 2), &events[2..], hash_at),
+            Err(Refusal::Fenced { seq: 3, epoch: 1, current: 2 })
+        ));
+    }
+
+    #[test]
+    fn events_written_before_enrollment_keep_their_epoch() {
+        let events = chain(4, 0);
+        let mut device = log(&events, 0, 1);
+        device.epoch_start_seq = 5;
+        assert_eq!(plan_batch(&device, &events, |_| None), Ok(0));
+        device.epoch_start_seq = 3;
+        assert!(matches!(
+            plan_batch(&device, &events, |_| None),
+            Err(Refusal::Fenced { seq: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn a_device_may_push_only_its_own_log() {
+        let mut events = chain(1, 1);
+        events[0].origin = ParticipantId::parse("store-2").expect("id");
+        assert!(matches!(
+            plan_batch(&log(&events, 0, 1), &events, |_| None),
+            Err(Refusal::Forbidden(_))
+        ));
+    }
+
+    struct View;
+    impl ViewLookup for View {
+        fn pool_owner(&self, pool: &PoolId) -> Option<ParticipantId> {
+            match pool.as_str() {
+                "mine" => Some(ParticipantId::Location(origin())),
+                "theirs" => ParticipantId::parse("store-2").ok(),
+                _ => None,
+            }
+        }
+        fn booking_parties(&self, _: &BookingId) -> Option<(ParticipantId, ParticipantId)> {
+            let other = ParticipantId::parse("store-2").ok()?;
+            Some((other.clone(), other))
+        }
+    }
+
+    #[test]
+    fn a_device_cannot_speak_for_pools_or_bookings_of_others() {
+        let pool = |id: &str| PoolId::parse(id).expect("id");
+        assert!(authorize(&origin(), &EventBody::PoolAdjusted { pool: pool("mine"), delta: 1 }, &View).is_ok());
+        for body in [
+            EventBody::PoolAdjusted { pool: pool("theirs"), delta: 1 },
+            EventBody::AllotmentGranted { pool: pool("theirs"), to: ParticipantId::Hub, units: 1 },
+            EventBody::BookingConfirmed { id: BookingId::generate() },
+        ] {
+            assert!(matches!(authorize(&origin(), &body, &View), Err(Refusal::Forbidden(_))), "{body:?}");
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! The hub's storage: one trait, chosen once at start-up. Handlers see only
+//! [`HubStorage`]; the embedded SQLite backend is the default.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use shared::protocol::{EnrollRequest, HeadRef, InboxEvent};
+use shared::{BookingId, Event, EventBody, LocationId, ParticipantId, PoolId};
+
+use crate::plan::Refusal;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{what} {id} not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error("insufficient capacity: {0}")]
+    InsufficientCapacity(String),
+    #[error("storage error: {0}")]
+    Backend(String),
+}
+
+impl StorageError {
+    pub fn not_found(what: &'static str, id: impl ToString) -> Self {
+        Self::NotFound {
+            what,
+            id: id.to_string(),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StorageError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Backend(e.to_string())
+    }
+}
+
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// Where an enrolled device stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceStatus {
+    Pending,
+    Active,
+    Quarantined,
+}
+
+impl DeviceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Active => "active",
+            Self::Quarantined => "quarantined",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "pending" => Some(Self::Pending),
+            "active" => Some(Self::Active),
+            "quarantined" => Some(Self::Quarantined),
+            _ => None,
+        }
+    }
+}
+
+/// A location's device as the signature check needs it.
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub location: LocationId,
+    pub public_key: Option<String>,
+    pub epoch: u32,
+    pub epoch_start_seq: u64,
+    pub status: DeviceStatus,
+    pub head: HeadRef,
+}
+
+/// What a successful enrollment binds.
+#[derive(Debug, Clone)]
+pub struct Enrolled {
+    pub location: LocationId,
+    pub name: String,
+    pub timezone: String,
+    pub epoch: u32,
+    pub epoch_start_seq: u64,
+    pub hub_head: HeadRef,
+}
+
+/// What a push did.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    pub acked: HeadRef,
+    pub applied: usize,
+    /// Locations with new inbox events because of this push.
+    pub notify: Vec<LocationId>,
+}
+
+/// Health readings a device reports with every signed request.
+#[derive(Debug, Clone, Copy)]
+pub struct Seen {
+    pub at_ms: i64,
+    pub clock_offset_ms: i64,
+    pub backlog_events: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolSummary {
+    pub id: PoolId,
+    pub resource_id: String,
+    pub owner: ParticipantId,
+    pub capacity: i64,
+    /// Units not consumed by any participant's bookings, as of the logs the
+    /// hub holds.
+    pub available: i64,
+    /// Units the hub itself may still sell from its allotment.
+    pub hub_available: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<jiff::Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<jiff::Timestamp>,
+    pub as_of: Option<jiff::Timestamp>,
+    pub stale: bool,
+    /// When the hub last heard from the owner, for the handler to judge
+    /// `stale` by its own threshold.
+    #[serde(skip)]
+    pub owner_last_seen_at_ms: Option<i64>,
+    #[serde(skip)]
+    pub owner_backlog_events: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HubBooking {
+    pub id: BookingId,
+    pub code: String,
+    pub state: shared::BookingState,
+    pub lines: Vec<shared::Line>,
+    pub customer: shared::Customer,
+    pub channel: shared::Channel,
+    pub owner: ParticipantId,
+    pub requested_by: ParticipantId,
+    pub charged_to: ParticipantId,
+    pub decided_by: Option<ParticipantId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<jiff::Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub created_at: jiff::Timestamp,
+    pub updated_at: jiff::Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LocationHealth {
+    pub id: LocationId,
+    pub name: String,
+    pub timezone: String,
+    pub status: DeviceStatus,
+    pub epoch: u32,
+    pub head_seq: u64,
+    pub last_seen_at: Option<jiff::Timestamp>,
+    pub backlog_events: Option<u64>,
+    pub clock_offset_ms: Option<i64>,
+}
+
+#[async_trait]
+pub trait HubStorage: Send + Sync + std::fmt::Debug + 'static {
+    // Administration (the CLI, while the server may be running).
+    async fn add_location(
+        &self,
+        id: &LocationId,
+        name: &str,
+        timezone: &str,
+        token_hash: &str,
+        expires_at_ms: i64,
+        now_ms: i64,
+    ) -> StorageResult<()>;
+    async fn add_api_key(&self, name: &str, key_hash: &str, now_ms: i64) -> StorageResult<()>;
+    async fn api_key_exists(&self, key_hash: &str) -> StorageResult<bool>;
+
+    // Devices.
+    async fn enroll(&self, request: &EnrollRequest, token_hash: &str, now_ms: i64) -> StorageResult<Enrolled>;
+    async fn device(&self, location: &LocationId) -> StorageResult<Option<Device>>;
+    /// Records a signed request's nonce and the device's health readings,
+    /// in one transaction; `false` (and nothing recorded) if the nonce was
+    /// seen before.
+    async fn admit(
+        &self,
+        location: &LocationId,
+        nonce: &str,
+        expires_at_ms: i64,
+        seen: Seen,
+    ) -> StorageResult<bool>;
+
+    // Sync.
+    /// Applies a batch of the location's own log. `backlog_before` is what
+    /// the device said it had waiting before this batch, so the hub can
+    /// record what remains.
+    async fn push(
+        &self,
+        location: &LocationId,
+        events: Vec<Event>,
+        head_signature: &str,
+        backlog_before: Option<u64>,
+        now_ms: i64,
+    ) -> StorageResult<Pushed>;
+    /// Hub events addressed to `location` after `after`.
+    async fn inbox(&self, location: &LocationId, after: u64, limit: usize) -> StorageResult<Vec<InboxEvent>>;
+    /// The location's own log as the hub holds it, after `after`.
+    async fn own_log(&self, location: &LocationId, after: u64, limit: usize) -> StorageResult<(Vec<Event>, HeadRef)>;
+    /// Starts a new epoch after the hub's head and lifts a quarantine.
+    async fn reset(&self, location: &LocationId, now_ms: i64) -> StorageResult<(u32, u64, HeadRef)>;
+
+    // The hub's own acts.
+    /// Appends to the hub's own log, addressed to `recipient`.
+    async fn append_hub_event(
+        &self,
+        recipient: Option<&LocationId>,
+        body: EventBody,
+        now_ms: i64,
+    ) -> StorageResult<(u64, Event)>;
+    /// The hub gives back `units` of its allotment of `pool` to the owner.
+    async fn return_hub_allotment(&self, pool: &PoolId, units: i64, now_ms: i64) -> StorageResult<LocationId>;
+
+    // Public reads.
+    async fn pools(&self, location: &LocationId) -> StorageResult<Vec<PoolSummary>>;
+    async fn booking(&self, id: &BookingId) -> StorageResult<Option<HubBooking>>;
+    async fn locations(&self) -> StorageResult<Vec<LocationHealth>>;
+}

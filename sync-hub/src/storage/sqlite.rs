@@ -1,0 +1,928 @@
+//! The embedded SQLite backend: one file in WAL mode with
+//! `synchronous = FULL`, one write connection (SQLite allows one writer
+//! anyway), and a few read connections.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite_migration::{M, Migrations};
+use shared::event::{ChainHead, canonical_json};
+use shared::protocol::{EnrollRequest, HeadRef, InboxEvent};
+use shared::{BookingId, BookingState, Event, EventBody, Hash, LocationId, ParticipantId, PoolId};
+
+use super::{
+    Device, DeviceStatus, Enrolled, HubBooking, HubStorage, LocationHealth, PoolSummary, Pushed,
+    Seen, StorageError, StorageResult,
+};
+use crate::plan::{self, DeviceLog, Refusal, ViewLookup};
+
+const MIGRATIONS: &[M<'static>] = &[M::up(include_str!(
+    "../../../migrations/sync-hub/sqlite/0001_initial.sql"
+))];
+
+/// Read connections kept open.
+const READERS: usize = 4;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DB_FILE: &str = "hub.db";
+
+fn open_connection(path: &Path, flags: OpenFlags) -> StorageResult<Connection> {
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StorageError::Backend(format!("SQLite refused WAL mode ({mode})")));
+    }
+    // Durable at every commit: an acknowledged push survives power loss.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+    if sync != 2 {
+        return Err(StorageError::Backend(format!("SQLite refused synchronous = FULL ({sync})")));
+    }
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> StorageResult<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StorageError::Backend(format!(
+            "this hub database has schema version {version}, but this sync-hub binary only knows \
+             versions up to {known}: it was written by a newer sync-hub; the database was left untouched"
+        )));
+    }
+    Migrations::from_slice(MIGRATIONS)
+        .to_latest(conn)
+        .map_err(|e| StorageError::Backend(format!("migrating the hub database failed: {e}")))
+}
+
+fn ts(ms: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::MAX)
+}
+
+fn corrupt(what: &str, value: impl std::fmt::Display) -> StorageError {
+    StorageError::Backend(format!("stored {what} {value} does not parse"))
+}
+
+fn participant(value: &str) -> StorageResult<ParticipantId> {
+    ParticipantId::parse(value).map_err(|_| corrupt("participant", value))
+}
+
+#[derive(Debug)]
+pub struct SqliteStorage {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    path: PathBuf,
+}
+
+impl SqliteStorage {
+    /// Opens (creating if needed) the hub database in `data_dir`.
+    pub fn open(data_dir: &Path) -> StorageResult<Self> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| StorageError::Backend(format!("cannot create {}: {e}", data_dir.display())))?;
+        let path = data_dir.join(DB_FILE);
+        let mut writer = open_connection(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )?;
+        migrate(&mut writer)?;
+        let readers = (0..READERS)
+            .map(|_| open_connection(&path, OpenFlags::SQLITE_OPEN_READ_ONLY))
+            .collect::<StorageResult<Vec<_>>>()?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(writer),
+                readers: Mutex::new(readers),
+                path,
+            }),
+        })
+    }
+
+    async fn write<T, F>(&self, work: F) -> StorageResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StorageResult<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = work(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| StorageError::Backend(format!("write task failed: {e}")))?
+    }
+
+    async fn read<T, F>(&self, query: F) -> StorageResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StorageResult<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => open_connection(&inner.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?,
+            };
+            let out = query(&conn);
+            let mut pool = inner.readers.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < READERS {
+                pool.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|e| StorageError::Backend(format!("read task failed: {e}")))?
+    }
+}
+
+fn load_device(conn: &Connection, location: &LocationId) -> StorageResult<Option<Device>> {
+    let row: Option<(Option<String>, u32, i64, String, i64, String)> = conn
+        .prepare_cached(
+            "SELECT public_key, epoch, epoch_start_seq, status, head_seq, head_hash
+             FROM locations WHERE id = ?1",
+        )?
+        .query_row([location.as_str()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })
+        .optional()?;
+    row.map(|(public_key, epoch, start, status, seq, hash)| {
+        Ok(Device {
+            location: location.clone(),
+            public_key,
+            epoch,
+            epoch_start_seq: start as u64,
+            status: DeviceStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+            head: HeadRef {
+                seq: seq as u64,
+                hash: Hash::parse_hex(&hash).ok_or_else(|| corrupt("head hash", &hash))?,
+            },
+        })
+    })
+    .transpose()
+}
+
+fn event_from_row(origin: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, u32, String, String, i64, String, String)> {
+    let _ = origin;
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+}
+
+fn build_event(
+    origin: &ParticipantId,
+    raw: (i64, u32, String, String, i64, String, String),
+) -> StorageResult<Event> {
+    let (seq, epoch, id, prev, at_ms, kind, body) = raw;
+    Ok(Event {
+        origin: origin.clone(),
+        epoch,
+        seq: seq as u64,
+        id: id.parse().map_err(|_| corrupt("event id", &id))?,
+        prev: Hash::parse_hex(&prev).ok_or_else(|| corrupt("prev", &prev))?,
+        at_ms,
+        kind,
+        body: serde_json::from_str(&body).map_err(|_| corrupt("event body", seq))?,
+    })
+}
+
+fn insert_event(conn: &Connection, event: &Event, hash: &Hash, recipient: Option<&LocationId>, now_ms: i64) -> StorageResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO events (origin, seq, epoch, id, prev, hash, at_ms, kind, body, recipient, received_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        event.origin.as_str(),
+        event.seq as i64,
+        event.epoch,
+        event.id.to_string(),
+        event.prev.to_hex(),
+        hash.to_hex(),
+        event.at_ms,
+        event.kind,
+        canonical_json(&event.body),
+        recipient.map(LocationId::as_str),
+        now_ms
+    ])?;
+    Ok(())
+}
+
+fn hub_head(conn: &Connection) -> StorageResult<ChainHead> {
+    let row: Option<(i64, String)> = conn
+        .prepare_cached("SELECT seq, hash FROM events WHERE origin = 'hub' ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(match row {
+        None => ChainHead::EMPTY,
+        Some((seq, hash)) => ChainHead {
+            seq: seq as u64,
+            hash: Hash::parse_hex(&hash).ok_or_else(|| corrupt("hub head", &hash))?,
+        },
+    })
+}
+
+/// Appends to the hub's own log inside `tx`.
+fn append_hub(conn: &Connection, recipient: Option<&LocationId>, body: EventBody, now_ms: i64) -> StorageResult<Event> {
+    let head = hub_head(conn)?;
+    let event = Event::next(head, ParticipantId::Hub, 0, now_ms, body);
+    insert_event(conn, &event, &event.hash(), recipient, now_ms)?;
+    Ok(event)
+}
+
+/// The view as the authorization rules look at it, inside a transaction.
+struct TxView<'a>(&'a Connection);
+
+impl ViewLookup for TxView<'_> {
+    fn pool_owner(&self, pool: &PoolId) -> Option<ParticipantId> {
+        self.0
+            .prepare_cached("SELECT owner FROM view_pools WHERE id = ?1")
+            .ok()?
+            .query_row([pool.as_str()], |r| r.get::<_, String>(0))
+            .ok()
+            .and_then(|o| ParticipantId::parse(&o).ok())
+    }
+
+    fn booking_parties(&self, id: &BookingId) -> Option<(ParticipantId, ParticipantId)> {
+        let (owner, charged): (String, String) = self
+            .0
+            .prepare_cached("SELECT owner, charged_to FROM view_bookings WHERE id = ?1")
+            .ok()?
+            .query_row([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .ok()?;
+        Some((ParticipantId::parse(&owner).ok()?, ParticipantId::parse(&charged).ok()?))
+    }
+}
+
+fn view_used(conn: &Connection, booking: &str, sign: i64, hub_charged: bool) -> StorageResult<()> {
+    let lines: String = conn
+        .prepare_cached("SELECT lines FROM view_bookings WHERE id = ?1")?
+        .query_row([booking], |r| r.get(0))?;
+    let lines: Vec<shared::Line> =
+        serde_json::from_str(&lines).map_err(|_| corrupt("booking lines", booking))?;
+    for line in lines {
+        conn.prepare_cached(
+            "UPDATE view_pools SET used = used + ?2, hub_used = hub_used + ?3 WHERE id = ?1",
+        )?
+        .execute(params![
+            line.pool_id.as_str(),
+            sign * line.quantity,
+            if hub_charged { sign * line.quantity } else { 0 }
+        ])?;
+    }
+    Ok(())
+}
+
+fn view_set_state(conn: &Connection, id: &BookingId, next: BookingState, reason: Option<&str>, at_ms: i64) -> StorageResult<()> {
+    let key = id.to_string();
+    let (state, charged_to): (String, String) = conn
+        .prepare_cached("SELECT state, charged_to FROM view_bookings WHERE id = ?1")?
+        .query_row([&key], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .ok_or_else(|| StorageError::not_found("booking", id))?;
+    let current = BookingState::parse(&state).ok_or_else(|| corrupt("state", &state))?;
+    let hub_charged = charged_to == "hub";
+    match (current.consumes_units(), next.consumes_units()) {
+        (true, false) => view_used(conn, &key, -1, hub_charged)?,
+        (false, true) => view_used(conn, &key, 1, hub_charged)?,
+        _ => {}
+    }
+    conn.prepare_cached(
+        "UPDATE view_bookings SET state = ?2, reason = coalesce(?3, reason), updated_at_ms = ?4 WHERE id = ?1",
+    )?
+    .execute(params![key, next.as_str(), reason, at_ms])?;
+    Ok(())
+}
+
+/// Applies one event of `origin`'s log to the materialized view.
+fn apply_to_view(conn: &Connection, origin: &ParticipantId, body: &EventBody, at_ms: i64) -> StorageResult<()> {
+    match body {
+        EventBody::ResourceCreated { id, owner, name, kind } => {
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO view_resources (id, owner, name, kind, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![id.as_str(), owner.as_str(), name, kind.as_str(), at_ms])?;
+        }
+        EventBody::PoolCreated { id, resource_id, owner, capacity, starts_at_ms, ends_at_ms } => {
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO view_pools (id, resource_id, owner, capacity, starts_at_ms, ends_at_ms, updated_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                id.as_str(),
+                resource_id.as_str(),
+                owner.as_str(),
+                capacity,
+                starts_at_ms,
+                ends_at_ms,
+                at_ms
+            ])?;
+        }
+        EventBody::PoolAdjusted { pool, delta } => {
+            conn.prepare_cached("UPDATE view_pools SET capacity = capacity + ?2, updated_at_ms = ?3 WHERE id = ?1")?
+                .execute(params![pool.as_str(), delta, at_ms])?;
+        }
+        EventBody::AllotmentGranted { pool, to, units } => {
+            conn.prepare_cached(
+                "INSERT INTO view_allotments (pool_id, holder, units) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (pool_id, holder) DO UPDATE SET units = units + excluded.units",
+            )?
+            .execute(params![pool.as_str(), to.as_str(), units])?;
+            if *to == ParticipantId::Hub {
+                // The grant reached its grantee: the hub credits its own holding.
+                conn.prepare_cached(
+                    "UPDATE view_pools SET hub_allotted = hub_allotted + ?2, updated_at_ms = ?3 WHERE id = ?1",
+                )?
+                .execute(params![pool.as_str(), units, at_ms])?;
+            }
+        }
+        EventBody::AllotmentReturned { pool, units } => {
+            conn.prepare_cached(
+                "UPDATE view_allotments SET units = units - ?3 WHERE pool_id = ?1 AND holder = ?2",
+            )?
+            .execute(params![pool.as_str(), origin.as_str(), units])?;
+        }
+        // The receiving side's record of units that already moved in the
+        // view when they were granted or returned.
+        EventBody::AllotmentCredited { .. } => {}
+        EventBody::BookingCreated {
+            id,
+            owner,
+            requested_by,
+            charged_to,
+            channel,
+            lines,
+            customer,
+            state,
+            expires_at_ms,
+        } => {
+            let key = id.to_string();
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO view_bookings (id, owner, requested_by, charged_to, channel, state,
+                        lines, customer, expires_at_ms, reason, decided_by, created_at_ms, updated_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10, ?11, ?11)",
+                )?
+                .execute(params![
+                    key,
+                    owner.as_str(),
+                    requested_by.as_str(),
+                    charged_to.as_str(),
+                    channel.as_str(),
+                    state.as_str(),
+                    serde_json::to_string(lines).map_err(|e| StorageError::Backend(e.to_string()))?,
+                    serde_json::to_string(customer).map_err(|e| StorageError::Backend(e.to_string()))?,
+                    expires_at_ms,
+                    (*state != BookingState::Requested).then(|| charged_to.as_str()),
+                    at_ms
+                ])?;
+            if inserted == 1 && state.consumes_units() {
+                view_used(conn, &key, 1, *charged_to == ParticipantId::Hub)?;
+            }
+        }
+        EventBody::BookingConfirmed { id } => view_set_state(conn, id, BookingState::Confirmed, None, at_ms)?,
+        EventBody::BookingCancelled { id } => view_set_state(conn, id, BookingState::Cancelled, None, at_ms)?,
+        EventBody::BookingFulfilled { id } => view_set_state(conn, id, BookingState::Fulfilled, None, at_ms)?,
+        EventBody::BookingExpired { id, reason } => {
+            view_set_state(conn, id, BookingState::Expired, Some(reason), at_ms)?
+        }
+    }
+    Ok(())
+}
+
+fn push_in_tx(
+    tx: &Transaction<'_>,
+    location: &LocationId,
+    events: &[Event],
+    head_signature: &str,
+    now_ms: i64,
+) -> StorageResult<Pushed> {
+    let device = load_device(tx, location)?.ok_or_else(|| StorageError::not_found("location", location))?;
+    if device.status == DeviceStatus::Quarantined {
+        let reason: Option<String> = tx.query_row(
+            "SELECT quarantine_reason FROM locations WHERE id = ?1",
+            [location.as_str()],
+            |r| r.get(0),
+        )?;
+        return Err(Refusal::Quarantined(reason.unwrap_or_default()).into());
+    }
+    let public_key = device
+        .public_key
+        .as_deref()
+        .ok_or_else(|| StorageError::Unauthorized(format!("{location} is not enrolled")))?;
+    let last = events
+        .last()
+        .ok_or_else(|| StorageError::Invalid("a push carries at least one event".into()))?;
+    let last_hash = last.hash();
+    shared::signing::verify_b64(
+        public_key,
+        &shared::signing::head_message(location.as_str(), last.epoch, last.seq, &last_hash),
+        head_signature,
+    )
+    .map_err(|_| Refusal::BadHeadSignature)?;
+    let log = DeviceLog {
+        origin: location.clone(),
+        head: device.head.into(),
+        epoch: device.epoch,
+        epoch_start_seq: device.epoch_start_seq,
+    };
+    let first_new = {
+        let mut stmt = tx.prepare_cached("SELECT hash FROM events WHERE origin = ?1 AND seq = ?2")?;
+        plan::plan_batch(&log, events, |seq| {
+            stmt.query_row(params![location.as_str(), seq as i64], |r| r.get::<_, String>(0))
+                .ok()
+                .and_then(|h| Hash::parse_hex(&h))
+        })?
+    };
+    let origin = ParticipantId::Location(location.clone());
+    let mut head = log.head;
+    for event in &events[first_new..] {
+        let body = event
+            .typed()
+            .map_err(|e| Refusal::BadEvent(format!("event {} has a bad body: {e}", event.seq)))?;
+        plan::authorize(location, &body, &TxView(tx))?;
+        let hash = event.hash();
+        insert_event(tx, event, &hash, None, now_ms)?;
+        apply_to_view(tx, &origin, &body, event.at_ms)?;
+        head = ChainHead { seq: event.seq, hash };
+    }
+    if first_new < events.len() {
+        tx.prepare_cached(
+            "UPDATE locations SET head_seq = ?2, head_hash = ?3, head_signature = ?4 WHERE id = ?1",
+        )?
+        .execute(params![location.as_str(), head.seq as i64, head.hash.to_hex(), head_signature])?;
+    }
+    Ok(Pushed {
+        acked: head.into(),
+        applied: events.len() - first_new,
+        notify: Vec::new(),
+    })
+}
+
+#[async_trait]
+impl HubStorage for SqliteStorage {
+    async fn add_location(
+        &self,
+        id: &LocationId,
+        name: &str,
+        timezone: &str,
+        token_hash: &str,
+        expires_at_ms: i64,
+        now_ms: i64,
+    ) -> StorageResult<()> {
+        let (id, name, timezone, token_hash) = (id.clone(), name.to_owned(), timezone.to_owned(), token_hash.to_owned());
+        self.write(move |tx| {
+            // Adding a known location again issues a fresh token for it,
+            // which is how an operator replaces a store PC.
+            tx.execute(
+                "INSERT INTO locations (id, name, timezone, created_at_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, timezone = excluded.timezone",
+                params![id.as_str(), name, timezone, now_ms],
+            )?;
+            tx.execute(
+                "INSERT INTO enrollment_tokens (token_hash, location_id, expires_at_ms) VALUES (?1, ?2, ?3)",
+                params![token_hash, id.as_str(), expires_at_ms],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn add_api_key(&self, name: &str, key_hash: &str, now_ms: i64) -> StorageResult<()> {
+        let (name, key_hash) = (name.to_owned(), key_hash.to_owned());
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO api_keys (key_hash, name, created_at_ms) VALUES (?1, ?2, ?3)",
+                params![key_hash, name, now_ms],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn api_key_exists(&self, key_hash: &str) -> StorageResult<bool> {
+        let key_hash = key_hash.to_owned();
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT 1 FROM api_keys WHERE key_hash = ?1")?
+                .exists([key_hash])?)
+        })
+        .await
+    }
+
+    async fn enroll(&self, request: &EnrollRequest, token_hash: &str, now_ms: i64) -> StorageResult<Enrolled> {
+        let request = request.clone();
+        let token_hash = token_hash.to_owned();
+        self.write(move |tx| {
+            let token: Option<(String, i64, Option<i64>)> = tx
+                .query_row(
+                    "SELECT location_id, expires_at_ms, used_at_ms FROM enrollment_tokens WHERE token_hash = ?1",
+                    [&token_hash],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            let (location, expires_at_ms, used_at_ms) =
+                token.ok_or_else(|| StorageError::Unauthorized("unknown enrollment token".into()))?;
+            if used_at_ms.is_some() {
+                return Err(StorageError::Unauthorized("this enrollment token was already used".into()));
+            }
+            if expires_at_ms <= now_ms {
+                return Err(StorageError::Unauthorized("this enrollment token has expired".into()));
+            }
+            let location = LocationId::parse(&location).map_err(|_| corrupt("location", &location))?;
+            if let Some(claimed) = &request.location
+                && *claimed != location
+            {
+                return Err(StorageError::Conflict(format!(
+                    "this data directory belongs to location {claimed}, but the token is for {location}"
+                )));
+            }
+            let device = load_device(tx, &location)?.ok_or_else(|| StorageError::not_found("location", &location))?;
+            let (epoch, epoch_start_seq) = if request.restore {
+                if request.head_seq != 0 {
+                    return Err(StorageError::Conflict(
+                        "--restore rebuilds an empty data directory; this one already holds events".into(),
+                    ));
+                }
+                (device.epoch + 1, device.head.seq + 1)
+            } else if device.head.seq > 0 {
+                return Err(StorageError::Conflict(format!(
+                    "the hub already holds {} events of {location}; a replacement PC enrolls with --restore",
+                    device.head.seq
+                )));
+            } else {
+                (device.epoch + 1, request.head_seq + 1)
+            };
+            tx.execute(
+                "UPDATE enrollment_tokens SET used_at_ms = ?2 WHERE token_hash = ?1 AND used_at_ms IS NULL",
+                params![token_hash, now_ms],
+            )?;
+            tx.execute(
+                "UPDATE locations SET public_key = ?2, epoch = ?3, epoch_start_seq = ?4, status = 'active',
+                        quarantine_reason = NULL, enrolled_at_ms = ?5
+                 WHERE id = ?1",
+                params![location.as_str(), request.public_key, epoch, epoch_start_seq as i64, now_ms],
+            )?;
+            let (name, timezone): (String, String) = tx.query_row(
+                "SELECT name, timezone FROM locations WHERE id = ?1",
+                [location.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            Ok(Enrolled {
+                location,
+                name,
+                timezone,
+                epoch,
+                epoch_start_seq,
+                hub_head: device.head,
+            })
+        })
+        .await
+    }
+
+    async fn device(&self, location: &LocationId) -> StorageResult<Option<Device>> {
+        let location = location.clone();
+        self.read(move |conn| load_device(conn, &location)).await
+    }
+
+    async fn admit(
+        &self,
+        location: &LocationId,
+        nonce: &str,
+        expires_at_ms: i64,
+        seen: Seen,
+    ) -> StorageResult<bool> {
+        let (location, nonce) = (location.clone(), nonce.to_owned());
+        self.write(move |tx| {
+            // Nonces only need remembering while their timestamp is fresh.
+            tx.prepare_cached("DELETE FROM nonces WHERE expires_at_ms < ?1")?
+                .execute([seen.at_ms - shared::signing::FRESHNESS_WINDOW_MS])?;
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO nonces (location_id, nonce, expires_at_ms) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![location.as_str(), nonce, expires_at_ms])?;
+            if inserted == 0 {
+                return Ok(false);
+            }
+            tx.prepare_cached(
+                "UPDATE locations SET last_seen_at_ms = ?2, clock_offset_ms = ?3,
+                        backlog_events = coalesce(?4, backlog_events),
+                        synced_at_ms = CASE WHEN ?4 = 0 THEN ?2 ELSE synced_at_ms END
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                location.as_str(),
+                seen.at_ms,
+                seen.clock_offset_ms,
+                seen.backlog_events.map(|b| b as i64)
+            ])?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn push(
+        &self,
+        location: &LocationId,
+        events: Vec<Event>,
+        head_signature: &str,
+        backlog_before: Option<u64>,
+        now_ms: i64,
+    ) -> StorageResult<Pushed> {
+        let (location, head_signature) = (location.clone(), head_signature.to_owned());
+        let quarantine_for = location.clone();
+        let sent = events.len() as u64;
+        let result = self
+            .write(move |tx| {
+                let pushed = push_in_tx(tx, &location, &events, &head_signature, now_ms)?;
+                if let Some(before) = backlog_before {
+                    let remaining = before.saturating_sub(sent) as i64;
+                    tx.prepare_cached(
+                        "UPDATE locations SET backlog_events = ?2,
+                                synced_at_ms = CASE WHEN ?2 = 0 THEN ?3 ELSE synced_at_ms END
+                         WHERE id = ?1",
+                    )?
+                    .execute(params![location.as_str(), remaining, now_ms])?;
+                }
+                Ok(pushed)
+            })
+            .await;
+        if let Err(StorageError::Refused(Refusal::Fork { seq })) = &result {
+            // The refused batch rolled back; the quarantine must stand on its own.
+            let seq = *seq;
+            let location = quarantine_for.clone();
+            self.write(move |tx| {
+                tx.execute(
+                    "UPDATE locations SET status = 'quarantined', quarantine_reason = ?2 WHERE id = ?1",
+                    params![
+                        location.as_str(),
+                        format!("its log forked at seq {seq}; run `edge-node reset` on the store")
+                    ],
+                )?;
+                Ok(())
+            })
+            .await?;
+            tracing::warn!(location = %quarantine_for, seq, "fork detected; device quarantined");
+        }
+        result
+    }
+
+    async fn inbox(&self, location: &LocationId, after: u64, limit: usize) -> StorageResult<Vec<InboxEvent>> {
+        let location = location.clone();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, epoch, id, prev, at_ms, kind, body FROM events
+                 WHERE recipient = ?1 AND seq > ?2 AND origin = 'hub'
+                 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![location.as_str(), after as i64, limit as i64], |r| {
+                event_from_row("hub", r)
+            })?;
+            rows.map(|raw| {
+                let event = build_event(&ParticipantId::Hub, raw?)?;
+                Ok(InboxEvent { hub_seq: event.seq, event })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn own_log(&self, location: &LocationId, after: u64, limit: usize) -> StorageResult<(Vec<Event>, HeadRef)> {
+        let location = location.clone();
+        self.read(move |conn| {
+            let device = load_device(conn, &location)?.ok_or_else(|| StorageError::not_found("location", &location))?;
+            let origin = ParticipantId::Location(location.clone());
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, epoch, id, prev, at_ms, kind, body FROM events
+                 WHERE origin = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![location.as_str(), after as i64, limit as i64], |r| {
+                event_from_row(location.as_str(), r)
+            })?;
+            let events = rows
+                .map(|raw| build_event(&origin, raw?))
+                .collect::<StorageResult<Vec<_>>>()?;
+            Ok((events, device.head))
+        })
+        .await
+    }
+
+    async fn reset(&self, location: &LocationId, _now_ms: i64) -> StorageResult<(u32, u64, HeadRef)> {
+        let location = location.clone();
+        self.write(move |tx| {
+            let device = load_device(tx, &location)?.ok_or_else(|| StorageError::not_found("location", &location))?;
+            let epoch = device.epoch + 1;
+            let start = device.head.seq + 1;
+            tx.execute(
+                "UPDATE locations SET epoch = ?2, epoch_start_seq = ?3, status = 'active', quarantine_reason = NULL
+                 WHERE id = ?1",
+                params![location.as_str(), epoch, start as i64],
+            )?;
+            Ok((epoch, start, device.head))
+        })
+        .await
+    }
+
+    async fn append_hub_event(
+        &self,
+        recipient: Option<&LocationId>,
+        body: EventBody,
+        now_ms: i64,
+    ) -> StorageResult<(u64, Event)> {
+        let recipient = recipient.cloned();
+        self.write(move |tx| {
+            apply_to_view(tx, &ParticipantId::Hub, &body, now_ms)?;
+            let event = append_hub(tx, recipient.as_ref(), body, now_ms)?;
+            Ok((event.seq, event))
+        })
+        .await
+    }
+
+    async fn return_hub_allotment(&self, pool: &PoolId, units: i64, now_ms: i64) -> StorageResult<LocationId> {
+        let pool = pool.clone();
+        self.write(move |tx| {
+            let row: Option<(String, i64, i64)> = tx
+                .query_row(
+                    "SELECT owner, hub_allotted, hub_used FROM view_pools WHERE id = ?1",
+                    [pool.as_str()],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            let (owner, allotted, used) = row.ok_or_else(|| StorageError::not_found("pool", &pool))?;
+            let mut holding = shared::Holding { allotted, used };
+            holding
+                .give(units)
+                .map_err(|e| StorageError::InsufficientCapacity(format!("the hub holds {} unused units of {pool}", e.available)))?;
+            let owner = LocationId::parse(&owner)
+                .map_err(|_| StorageError::Conflict(format!("pool {pool} is owned by the hub itself")))?;
+            tx.execute(
+                "UPDATE view_pools SET hub_allotted = ?2, updated_at_ms = ?3 WHERE id = ?1",
+                params![pool.as_str(), holding.allotted, now_ms],
+            )?;
+            tx.execute(
+                "UPDATE view_allotments SET units = units - ?2 WHERE pool_id = ?1 AND holder = 'hub'",
+                params![pool.as_str(), units],
+            )?;
+            append_hub(tx, Some(&owner), EventBody::AllotmentReturned { pool: pool.clone(), units }, now_ms)?;
+            Ok(owner)
+        })
+        .await
+    }
+
+    async fn pools(&self, location: &LocationId) -> StorageResult<Vec<PoolSummary>> {
+        let location = location.clone();
+        self.read(move |conn| {
+            let (last_seen, synced_at, backlog, head_seq): (Option<i64>, Option<i64>, Option<i64>, i64) = conn
+                .query_row(
+                    "SELECT last_seen_at_ms, synced_at_ms, backlog_events, head_seq FROM locations WHERE id = ?1",
+                    [location.as_str()],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?
+                .ok_or_else(|| StorageError::not_found("location", &location))?;
+            let last_event_at: Option<i64> = conn.query_row(
+                "SELECT at_ms FROM events WHERE origin = ?1 AND seq = ?2",
+                params![location.as_str(), head_seq],
+                |r| r.get(0),
+            ).optional()?;
+            let as_of = match (synced_at, last_event_at) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, resource_id, owner, capacity, used, hub_allotted, hub_used, starts_at_ms, ends_at_ms
+                 FROM view_pools WHERE owner = ?1 ORDER BY resource_id, starts_at_ms, id",
+            )?;
+            let rows = stmt.query_map([location.as_str()], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, Option<i64>>(7)?,
+                    r.get::<_, Option<i64>>(8)?,
+                ))
+            })?;
+            rows.map(|row| {
+                let (id, resource_id, owner, capacity, used, hub_allotted, hub_used, starts, ends) = row?;
+                Ok(PoolSummary {
+                    id: PoolId::parse(&id).map_err(|_| corrupt("pool id", &id))?,
+                    resource_id,
+                    owner: participant(&owner)?,
+                    capacity,
+                    available: capacity - used,
+                    hub_available: hub_allotted - hub_used,
+                    starts_at: starts.map(ts),
+                    ends_at: ends.map(ts),
+                    as_of: as_of.map(ts),
+                    stale: false,
+                    owner_last_seen_at_ms: last_seen,
+                    owner_backlog_events: backlog.map(|b| b as u64),
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn booking(&self, id: &BookingId) -> StorageResult<Option<HubBooking>> {
+        let id = *id;
+        self.read(move |conn| {
+            let row = conn
+                .prepare_cached(
+                    "SELECT owner, requested_by, charged_to, channel, state, lines, customer, expires_at_ms,
+                            reason, decided_by, created_at_ms, updated_at_ms
+                     FROM view_bookings WHERE id = ?1",
+                )?
+                .query_row([id.to_string()], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, String>(6)?,
+                        r.get::<_, Option<i64>>(7)?,
+                        r.get::<_, Option<String>>(8)?,
+                        r.get::<_, Option<String>>(9)?,
+                        r.get::<_, i64>(10)?,
+                        r.get::<_, i64>(11)?,
+                    ))
+                })
+                .optional()?;
+            row.map(|(owner, requested_by, charged_to, channel, state, lines, customer, expires, reason, decided_by, created, updated)| {
+                Ok(HubBooking {
+                    id,
+                    code: id.short_code(),
+                    state: BookingState::parse(&state).ok_or_else(|| corrupt("state", &state))?,
+                    lines: serde_json::from_str(&lines).map_err(|_| corrupt("lines", &id))?,
+                    customer: serde_json::from_str(&customer).map_err(|_| corrupt("customer", &id))?,
+                    channel: shared::Channel::parse(&channel).ok_or_else(|| corrupt("channel", &channel))?,
+                    owner: participant(&owner)?,
+                    requested_by: participant(&requested_by)?,
+                    charged_to: participant(&charged_to)?,
+                    decided_by: decided_by.as_deref().map(participant).transpose()?,
+                    expires_at: expires.map(ts),
+                    reason,
+                    created_at: ts(created),
+                    updated_at: ts(updated),
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn locations(&self) -> StorageResult<Vec<LocationHealth>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, name, timezone, status, epoch, head_seq, last_seen_at_ms, backlog_events, clock_offset_ms
+                 FROM locations ORDER BY id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, u32>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, Option<i64>>(6)?,
+                    r.get::<_, Option<i64>>(7)?,
+                    r.get::<_, Option<i64>>(8)?,
+                ))
+            })?;
+            rows.map(|row| {
+                let (id, name, timezone, status, epoch, head_seq, last_seen, backlog, offset) = row?;
+                Ok(LocationHealth {
+                    id: LocationId::parse(&id).map_err(|_| corrupt("location", &id))?,
+                    name,
+                    timezone,
+                    status: DeviceStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+                    epoch,
+                    head_seq: head_seq as u64,
+                    last_seen_at: last_seen.map(ts),
+                    backlog_events: backlog.map(|b| b as u64),
+                    clock_offset_ms: offset,
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+}
