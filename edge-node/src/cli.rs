@@ -182,7 +182,10 @@ fn run(cli: Cli) -> Result<()> {
                 enrolled.location,
                 enrolled.epoch,
                 if restore {
-                    format!("; rebuilt from {} events held by the hub", enrolled.restored_events)
+                    format!(
+                        "; rebuilt from {} events held by the hub",
+                        enrolled.restored_events
+                    )
                 } else {
                     String::new()
                 }
@@ -271,11 +274,19 @@ fn status(data_dir: &Path, json: bool) -> Result<()> {
         println!("error:           {error}");
     }
     println!("backlog_events:  {}", status.backlog_events);
-    println!("last_push_at:    {}", status.last_push_at.map_or_else(never, |t| t.to_string()));
-    println!("last_pull_at:    {}", status.last_pull_at.map_or_else(never, |t| t.to_string()));
+    println!(
+        "last_push_at:    {}",
+        status.last_push_at.map_or_else(never, |t| t.to_string())
+    );
+    println!(
+        "last_pull_at:    {}",
+        status.last_pull_at.map_or_else(never, |t| t.to_string())
+    );
     println!(
         "clock_offset_ms: {}{}",
-        status.clock_offset_ms.map_or_else(|| "unknown".into(), |o| o.to_string()),
+        status
+            .clock_offset_ms
+            .map_or_else(|| "unknown".into(), |o| o.to_string()),
         if status.clock_alert {
             "  ALERT: this clock is off by more than half the skew margin"
         } else {

@@ -57,7 +57,11 @@ pub async fn run(
     let sync = if store.node().hub.is_some() {
         let client = sync::hub_client(store.data_dir(), store.node(), store.clock())
             .map_err(std::io::Error::other)?;
-        Some(tokio::spawn(sync::task::run(store.clone(), client, stop_rx.clone())))
+        Some(tokio::spawn(sync::task::run(
+            store.clone(),
+            client,
+            stop_rx.clone(),
+        )))
     } else {
         None
     };

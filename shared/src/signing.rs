@@ -86,7 +86,11 @@ impl SigningKey {
 }
 
 /// Checks a base64 signature over `message` by the base64 public key.
-pub fn verify_b64(public_key_b64: &str, message: &[u8], signature_b64: &str) -> Result<(), SigningError> {
+pub fn verify_b64(
+    public_key_b64: &str,
+    message: &[u8],
+    signature_b64: &str,
+) -> Result<(), SigningError> {
     let key = b64()
         .decode(public_key_b64)
         .map_err(|_| SigningError::Encoding)?;
@@ -115,7 +119,13 @@ pub fn nonce() -> Result<String, SigningError> {
 }
 
 /// What a sync request's signature covers.
-pub fn request_message(method: &str, path_and_query: &str, timestamp_ms: i64, nonce: &str, body: &[u8]) -> Vec<u8> {
+pub fn request_message(
+    method: &str,
+    path_and_query: &str,
+    timestamp_ms: i64,
+    nonce: &str,
+    body: &[u8],
+) -> Vec<u8> {
     format!(
         "sync-request-v1\n{method}\n{path_and_query}\n{timestamp_ms}\n{nonce}\n{}",
         Hash::of(body).to_hex()
@@ -124,7 +134,12 @@ pub fn request_message(method: &str, path_and_query: &str, timestamp_ms: i64, no
 }
 
 /// What the hub's signature over an answer covers.
-pub fn response_message(request_nonce: &str, hub_time_ms: i64, status: u16, body: &[u8]) -> Vec<u8> {
+pub fn response_message(
+    request_nonce: &str,
+    hub_time_ms: i64,
+    status: u16,
+    body: &[u8],
+) -> Vec<u8> {
     format!(
         "sync-response-v1\n{request_nonce}\n{hub_time_ms}\n{status}\n{}",
         Hash::of(body).to_hex()
@@ -148,7 +163,10 @@ mod tests {
         let other = SigningKey::generate().expect("key");
         let message = request_message("POST", "/v1/sync/push", 1_000, "abc", b"{}");
         let signature = key.sign_b64(&message);
-        assert_eq!(verify_b64(&key.public_key_b64(), &message, &signature), Ok(()));
+        assert_eq!(
+            verify_b64(&key.public_key_b64(), &message, &signature),
+            Ok(())
+        );
         assert_eq!(
             verify_b64(&other.public_key_b64(), &message, &signature),
             Err(SigningError::Invalid)

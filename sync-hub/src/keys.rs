@@ -53,5 +53,8 @@ pub fn new_secret(prefix: &str) -> anyhow::Result<(String, String)> {
 }
 
 pub fn hash_secret(secret: &str) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, secret.as_bytes()))
+    hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        secret.as_bytes(),
+    ))
 }

@@ -44,7 +44,9 @@ impl Refusal {
 
     pub fn status(&self) -> u16 {
         match self {
-            Self::Gap { .. } | Self::Fork { .. } | Self::Fenced { .. } | Self::Quarantined(_) => 409,
+            Self::Gap { .. } | Self::Fork { .. } | Self::Fenced { .. } | Self::Quarantined(_) => {
+                409
+            }
             Self::BrokenChain { .. } | Self::BadEvent(_) => 400,
             Self::BadHeadSignature => 401,
             Self::Forbidden(_) => 403,
@@ -91,7 +93,11 @@ pub fn plan_batch(
             first_new = index;
         }
         if event.seq <= log.head.seq || index == first_new {
-            let floor = if event.seq >= log.epoch_start_seq { log.epoch } else { 0 };
+            let floor = if event.seq >= log.epoch_start_seq {
+                log.epoch
+            } else {
+                0
+            };
             let stored = (event.seq <= log.head.seq)
                 .then(|| stored_hash(event.seq))
                 .flatten();
@@ -110,7 +116,11 @@ pub fn plan_batch(
             }
         }
         if event.seq > log.head.seq {
-            let floor = if event.seq >= log.epoch_start_seq { log.epoch } else { 0 };
+            let floor = if event.seq >= log.epoch_start_seq {
+                log.epoch
+            } else {
+                0
+            };
             if event.epoch < floor {
                 return Err(Refusal::Fenced {
                     seq: event.seq,
@@ -124,9 +134,9 @@ pub fn plan_batch(
                     event.seq, event.epoch, log.epoch
                 )));
             }
-            event
-                .typed()
-                .map_err(|e| Refusal::BadEvent(format!("event {} has a bad body: {e}", event.seq)))?;
+            event.typed().map_err(|e| {
+                Refusal::BadEvent(format!("event {} has a bad body: {e}", event.seq))
+            })?;
         }
     }
     Ok(first_new)
@@ -140,7 +150,11 @@ pub trait ViewLookup {
 
 /// Whether `origin` may author `body`: a device never speaks for another
 /// participant, nor decides for pools it does not own.
-pub fn authorize(origin: &LocationId, body: &EventBody, view: &impl ViewLookup) -> Result<(), Refusal> {
+pub fn authorize(
+    origin: &LocationId,
+    body: &EventBody,
+    view: &impl ViewLookup,
+) -> Result<(), Refusal> {
     let me = ParticipantId::Location(origin.clone());
     let deny = |what: String| Err(Refusal::Forbidden(format!("{origin} may not {what}")));
     let owns = |pool: &PoolId| view.pool_owner(pool).is_some_and(|owner| owner == me);
@@ -155,9 +169,7 @@ pub fn authorize(origin: &LocationId, body: &EventBody, view: &impl ViewLookup) 
         {
             deny(format!("adjust or grant units of pool {pool}"))
         }
-        EventBody::AllotmentGranted { to, .. } if *to == me => {
-            deny("grant units to itself".into())
-        }
+        EventBody::AllotmentGranted { to, .. } if *to == me => deny("grant units to itself".into()),
         EventBody::AllotmentReturned { pool, .. } | EventBody::AllotmentCredited { pool, .. }
             if view.pool_owner(pool).is_none() =>
         {
@@ -172,7 +184,9 @@ pub fn authorize(origin: &LocationId, body: &EventBody, view: &impl ViewLookup) 
         | EventBody::BookingExpired { id, .. } => match view.booking_parties(id) {
             Some((owner, charged_to)) if owner == me || charged_to == me => Ok(()),
             Some(_) => deny(format!("change booking {id}")),
-            None => Err(Refusal::BadEvent(format!("event names unknown booking {id}"))),
+            None => Err(Refusal::BadEvent(format!(
+                "event names unknown booking {id}"
+            ))),
         },
         _ => Ok(()),
     }
@@ -223,7 +237,10 @@ mod tests {
     fn a_batch_after_the_head_applies_whole_and_a_repeated_one_applies_nothing() {
         let events = chain(5, 1);
         let hash_at = |seq: u64| Some(events[seq as usize - 1].hash());
-        assert_eq!(plan_batch(&log(&events, 2, 1), &events[2..], hash_at), Ok(0));
+        assert_eq!(
+            plan_batch(&log(&events, 2, 1), &events[2..], hash_at),
+            Ok(0)
+        );
         assert_eq!(plan_batch(&log(&events, 2, 1), &events, hash_at), Ok(2));
         assert_eq!(plan_batch(&log(&events, 5, 1), &events, hash_at), Ok(5));
     }
@@ -249,7 +266,11 @@ mod tests {
         );
         assert!(matches!(
             plan_batch(&log(&events, 2, 2), &events[2..], hash_at),
-            Err(Refusal::Fenced { seq: 3, epoch: 1, current: 2 })
+            Err(Refusal::Fenced {
+                seq: 3,
+                epoch: 1,
+                current: 2
+            })
         ));
     }
 
@@ -294,13 +315,38 @@ mod tests {
     #[test]
     fn a_device_cannot_speak_for_pools_or_bookings_of_others() {
         let pool = |id: &str| PoolId::parse(id).expect("id");
-        assert!(authorize(&origin(), &EventBody::PoolAdjusted { pool: pool("mine"), delta: 1 }, &View).is_ok());
+        assert!(
+            authorize(
+                &origin(),
+                &EventBody::PoolAdjusted {
+                    pool: pool("mine"),
+                    delta: 1
+                },
+                &View
+            )
+            .is_ok()
+        );
         for body in [
-            EventBody::PoolAdjusted { pool: pool("theirs"), delta: 1 },
-            EventBody::AllotmentGranted { pool: pool("theirs"), to: ParticipantId::Hub, units: 1 },
-            EventBody::BookingConfirmed { id: BookingId::generate() },
+            EventBody::PoolAdjusted {
+                pool: pool("theirs"),
+                delta: 1,
+            },
+            EventBody::AllotmentGranted {
+                pool: pool("theirs"),
+                to: ParticipantId::Hub,
+                units: 1,
+            },
+            EventBody::BookingConfirmed {
+                id: BookingId::generate(),
+            },
         ] {
-            assert!(matches!(authorize(&origin(), &body, &View), Err(Refusal::Forbidden(_))), "{body:?}");
+            assert!(
+                matches!(
+                    authorize(&origin(), &body, &View),
+                    Err(Refusal::Forbidden(_))
+                ),
+                "{body:?}"
+            );
         }
     }
 }

@@ -495,13 +495,20 @@ pub struct SyncStatus {
 /// Reads the sync status as the sync client last recorded it. A node that
 /// is not enrolled has no hub to reach: it is `offline`, and every event of
 /// its log waits to be replayed once it enrolls.
-pub fn sync_status_of(conn: &rusqlite::Connection, enrolled: bool) -> crate::store::StoreResult<SyncStatus> {
+pub fn sync_status_of(
+    conn: &rusqlite::Connection,
+    enrolled: bool,
+) -> crate::store::StoreResult<SyncStatus> {
     let stats = queries::log_stats(conn)?;
     let row = queries::sync_row(conn)?;
     let ts = |ms: Option<i64>| ms.map(queries::ts);
     Ok(SyncStatus {
         enrolled,
-        state: if enrolled { row.state } else { "offline".into() },
+        state: if enrolled {
+            row.state
+        } else {
+            "offline".into()
+        },
         backlog_events: stats.head_seq.saturating_sub(row.acked_seq),
         last_push_at: ts(row.last_push_at_ms),
         last_pull_at: ts(row.last_pull_at_ms),
@@ -528,7 +535,10 @@ struct QuarantineList {
     events: Vec<queries::QuarantinedEvent>,
 }
 
-async fn list_quarantine(principal: Principal, State(state): State<AppState>) -> ApiResult<Response> {
+async fn list_quarantine(
+    principal: Principal,
+    State(state): State<AppState>,
+) -> ApiResult<Response> {
     principal.require(Role::Manager)?;
     let events = state.store.read(queries::quarantine).await?;
     Ok(Json(QuarantineList { events }).into_response())

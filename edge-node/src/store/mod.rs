@@ -39,7 +39,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema, oldest first. Append-only: a shipped migration is never edited.
 const MIGRATIONS: &[M<'static>] = &[
-    M::up(include_str!("../../../migrations/edge-node/0001_initial.sql")),
+    M::up(include_str!(
+        "../../../migrations/edge-node/0001_initial.sql"
+    )),
     M::up(include_str!("../../../migrations/edge-node/0002_sync.sql")),
 ];
 
@@ -143,7 +145,9 @@ pub(crate) fn read_node(conn: &Connection) -> StoreResult<Option<NodeInfo>> {
     conn.query_row(
         "SELECT location_id, timezone, epoch, hub_url, hub_public_key FROM node WHERE id = 1",
         [],
-        |r| -> rusqlite::Result<Row> { Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)) },
+        |r| -> rusqlite::Result<Row> {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        },
     )
     .optional()?
     .map(|(location, timezone, epoch, url, public_key)| {
@@ -152,7 +156,9 @@ pub(crate) fn read_node(conn: &Connection) -> StoreResult<Option<NodeInfo>> {
                 .map_err(|e| StoreError::Corrupt(format!("node location: {e}")))?,
             timezone,
             epoch,
-            hub: url.zip(public_key).map(|(url, public_key)| HubBinding { url, public_key }),
+            hub: url
+                .zip(public_key)
+                .map(|(url, public_key)| HubBinding { url, public_key }),
         })
     })
     .transpose()

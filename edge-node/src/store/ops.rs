@@ -62,12 +62,15 @@ pub fn create_resource(ctx: &mut WriteCtx<'_>, new: NewResource) -> StoreResult<
         )));
     }
     let owner = ctx.node().participant();
-    emit(ctx, EventBody::ResourceCreated {
-        id: id.clone(),
-        owner,
-        name,
-        kind: new.kind,
-    })?;
+    emit(
+        ctx,
+        EventBody::ResourceCreated {
+            id: id.clone(),
+            owner,
+            name,
+            kind: new.kind,
+        },
+    )?;
     queries::resource(ctx.conn(), &id)?
         .ok_or_else(|| StoreError::Internal("resource vanished".into()))
 }
@@ -132,14 +135,17 @@ pub fn create_pool(ctx: &mut WriteCtx<'_>, new: NewPool) -> StoreResult<PoolView
     if queries::pool_row_of(ctx.conn(), &id)?.is_some() {
         return Err(StoreError::Conflict(format!("pool {id} already exists")));
     }
-    emit(ctx, EventBody::PoolCreated {
-        id: id.clone(),
-        resource_id: resource.id,
-        owner: me,
-        capacity: new.capacity,
-        starts_at_ms: new.starts_at_ms,
-        ends_at_ms: new.ends_at_ms,
-    })?;
+    emit(
+        ctx,
+        EventBody::PoolCreated {
+            id: id.clone(),
+            resource_id: resource.id,
+            owner: me,
+            capacity: new.capacity,
+            starts_at_ms: new.starts_at_ms,
+            ends_at_ms: new.ends_at_ms,
+        },
+    )?;
     pool_view(ctx, &id)
 }
 
@@ -165,10 +171,13 @@ pub fn adjust_pool(ctx: &mut WriteCtx<'_>, id: &PoolId, delta: i64) -> StoreResu
     }
     let mut holding = row.holding();
     holding.adjust(delta);
-    emit(ctx, EventBody::PoolAdjusted {
-        pool: id.clone(),
-        delta,
-    })?;
+    emit(
+        ctx,
+        EventBody::PoolAdjusted {
+            pool: id.clone(),
+            delta,
+        },
+    )?;
     if holding.overbooked() {
         tracing::warn!(pool = %id, available = holding.available(), "pool is overbooked after a stock decrease");
     }
@@ -203,11 +212,14 @@ pub fn grant_allotment(
             requested: e.requested,
             available: e.available,
         })?;
-    emit(ctx, EventBody::AllotmentGranted {
-        pool: id.clone(),
-        to: to.clone(),
-        units,
-    })?;
+    emit(
+        ctx,
+        EventBody::AllotmentGranted {
+            pool: id.clone(),
+            to: to.clone(),
+            units,
+        },
+    )?;
     pool_view(ctx, id)
 }
 
@@ -287,17 +299,20 @@ pub fn create_booking(ctx: &mut WriteCtx<'_>, new: NewBooking) -> StoreResult<Bo
         created_at: queries::ts(now),
         updated_at: queries::ts(now),
     };
-    emit(ctx, EventBody::BookingCreated {
-        id,
-        owner: view.owner.clone(),
-        requested_by: view.requested_by.clone(),
-        charged_to: view.charged_to.clone(),
-        channel: view.channel,
-        lines: view.lines.clone(),
-        customer: view.customer.clone(),
-        state,
-        expires_at_ms,
-    })?;
+    emit(
+        ctx,
+        EventBody::BookingCreated {
+            id,
+            owner: view.owner.clone(),
+            requested_by: view.requested_by.clone(),
+            charged_to: view.charged_to.clone(),
+            channel: view.channel,
+            lines: view.lines.clone(),
+            customer: view.customer.clone(),
+            state,
+            expires_at_ms,
+        },
+    )?;
     if state == BookingState::Held {
         ctx.hold_changed();
     }
@@ -456,10 +471,13 @@ pub fn expire_due_holds(ctx: &mut WriteCtx<'_>) -> StoreResult<usize> {
         booking::transition(current.state, Action::Expire)
             .map_err(|source| StoreError::InvalidTransition { id, source })?;
         ctx.hold_changed();
-        emit(ctx, EventBody::BookingExpired {
-            id,
-            reason: "the hold was not confirmed in time".into(),
-        })?;
+        emit(
+            ctx,
+            EventBody::BookingExpired {
+                id,
+                reason: "the hold was not confirmed in time".into(),
+            },
+        )?;
     }
     Ok(ids.len())
 }
@@ -528,7 +546,10 @@ pub fn rewind_acked(ctx: &mut WriteCtx<'_>, acked_seq: u64) -> StoreResult<()> {
 /// Applies events of the hub's log addressed to us, each exactly once:
 /// its effect is recorded in our own log with the hub seq it came from,
 /// and the pull cursor moves in the same transaction.
-pub fn apply_inbox(ctx: &mut WriteCtx<'_>, events: &[shared::protocol::InboxEvent]) -> StoreResult<usize> {
+pub fn apply_inbox(
+    ctx: &mut WriteCtx<'_>,
+    events: &[shared::protocol::InboxEvent],
+) -> StoreResult<usize> {
     let cursor = queries::sync_row(ctx.conn())?.pull_cursor;
     let me = ctx.node().participant();
     let mut applied = 0;
@@ -572,7 +593,9 @@ pub fn apply_inbox(ctx: &mut WriteCtx<'_>, events: &[shared::protocol::InboxEven
             }
         }
         ctx.conn()
-            .prepare_cached("UPDATE sync_state SET pull_cursor = max(pull_cursor, ?1) WHERE id = 1")?
+            .prepare_cached(
+                "UPDATE sync_state SET pull_cursor = max(pull_cursor, ?1) WHERE id = 1",
+            )?
             .execute([inbox.hub_seq as i64])?;
         applied += 1;
     }

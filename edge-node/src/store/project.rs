@@ -13,12 +13,21 @@ use super::{StoreError, StoreResult};
 
 fn changed(rows: usize, what: &str, id: &str) -> StoreResult<()> {
     if rows == 0 {
-        return Err(StoreError::Corrupt(format!("event names unknown {what} {id}")));
+        return Err(StoreError::Corrupt(format!(
+            "event names unknown {what} {id}"
+        )));
     }
     Ok(())
 }
 
-fn move_pool(conn: &Connection, pool: &PoolId, capacity: i64, allotted: i64, used: i64, at_ms: i64) -> StoreResult<()> {
+fn move_pool(
+    conn: &Connection,
+    pool: &PoolId,
+    capacity: i64,
+    allotted: i64,
+    used: i64,
+    at_ms: i64,
+) -> StoreResult<()> {
     let rows = conn
         .prepare_cached(
             "UPDATE pools SET capacity = capacity + ?2, allotted = allotted + ?3, used = used + ?4,
@@ -29,7 +38,12 @@ fn move_pool(conn: &Connection, pool: &PoolId, capacity: i64, allotted: i64, use
     changed(rows, "pool", pool.as_str())
 }
 
-fn move_allotment(conn: &Connection, pool: &PoolId, grantee: &ParticipantId, units: i64) -> StoreResult<()> {
+fn move_allotment(
+    conn: &Connection,
+    pool: &PoolId,
+    grantee: &ParticipantId,
+    units: i64,
+) -> StoreResult<()> {
     conn.prepare_cached(
         "INSERT INTO allotments (pool_id, grantee, units) VALUES (?1, ?2, max(?3, 0))
          ON CONFLICT (pool_id, grantee) DO UPDATE SET units = max(units + ?3, 0)",
@@ -43,15 +57,16 @@ fn pool_owner(conn: &Connection, pool: &PoolId) -> StoreResult<ParticipantId> {
         .prepare_cached("SELECT owner FROM pools WHERE id = ?1")?
         .query_row([pool.as_str()], |r| r.get(0))
         .optional()?;
-    let owner = owner.ok_or_else(|| StoreError::Corrupt(format!("event names unknown pool {pool}")))?;
+    let owner =
+        owner.ok_or_else(|| StoreError::Corrupt(format!("event names unknown pool {pool}")))?;
     ParticipantId::parse(&owner).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 /// Changes the units a booking's lines consume from pools charged to us.
 fn consume(conn: &Connection, booking: &str, sign: i64, at_ms: i64) -> StoreResult<()> {
     let lines: Vec<(String, i64)> = {
-        let mut stmt =
-            conn.prepare_cached("SELECT pool_id, quantity FROM booking_lines WHERE booking_id = ?1")?;
+        let mut stmt = conn
+            .prepare_cached("SELECT pool_id, quantity FROM booking_lines WHERE booking_id = ?1")?;
         let rows = stmt.query_map([booking], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<rusqlite::Result<_>>()?
     };
@@ -91,7 +106,12 @@ fn set_state(
 }
 
 /// Applies one event of `me`'s own log, written at `at_ms`.
-pub fn apply(conn: &Connection, me: &ParticipantId, body: &EventBody, at_ms: i64) -> StoreResult<()> {
+pub fn apply(
+    conn: &Connection,
+    me: &ParticipantId,
+    body: &EventBody,
+    at_ms: i64,
+) -> StoreResult<()> {
     match body {
         EventBody::ResourceCreated {
             id,
@@ -194,15 +214,30 @@ pub fn apply(conn: &Connection, me: &ParticipantId, body: &EventBody, at_ms: i64
                 consume(conn, &key, 1, at_ms)?;
             }
         }
-        EventBody::BookingConfirmed { id } => {
-            set_state(conn, me, &id.to_string(), BookingState::Confirmed, None, at_ms)?
-        }
-        EventBody::BookingCancelled { id } => {
-            set_state(conn, me, &id.to_string(), BookingState::Cancelled, None, at_ms)?
-        }
-        EventBody::BookingFulfilled { id } => {
-            set_state(conn, me, &id.to_string(), BookingState::Fulfilled, None, at_ms)?
-        }
+        EventBody::BookingConfirmed { id } => set_state(
+            conn,
+            me,
+            &id.to_string(),
+            BookingState::Confirmed,
+            None,
+            at_ms,
+        )?,
+        EventBody::BookingCancelled { id } => set_state(
+            conn,
+            me,
+            &id.to_string(),
+            BookingState::Cancelled,
+            None,
+            at_ms,
+        )?,
+        EventBody::BookingFulfilled { id } => set_state(
+            conn,
+            me,
+            &id.to_string(),
+            BookingState::Fulfilled,
+            None,
+            at_ms,
+        )?,
         EventBody::BookingExpired { id, reason } => set_state(
             conn,
             me,

@@ -11,7 +11,11 @@ use super::{StoreError, StoreResult, project};
 
 /// Replaces every state table and the log with `log` (this node's own log,
 /// from seq 1), checking the hash chain as it goes. Returns the new head.
-pub fn replace_history(conn: &Connection, me: &ParticipantId, log: &[Event]) -> StoreResult<ChainHead> {
+pub fn replace_history(
+    conn: &Connection,
+    me: &ParticipantId,
+    log: &[Event],
+) -> StoreResult<ChainHead> {
     conn.execute_batch(
         "DELETE FROM booking_lines;
          DELETE FROM bookings;
@@ -53,7 +57,10 @@ pub fn replace_history(conn: &Connection, me: &ParticipantId, log: &[Event]) -> 
             event.kind,
             canonical_json(&event.body),
         ])?;
-        head = ChainHead { seq: event.seq, hash };
+        head = ChainHead {
+            seq: event.seq,
+            hash,
+        };
     }
     Ok(head)
 }

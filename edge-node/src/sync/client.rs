@@ -194,7 +194,8 @@ impl HubClient {
         if status != 200 {
             return Err(refused(status, &bytes));
         }
-        let value = serde_json::from_slice(&bytes).map_err(|e| HubError::Protocol(e.to_string()))?;
+        let value =
+            serde_json::from_slice(&bytes).map_err(|e| HubError::Protocol(e.to_string()))?;
         Ok(Exchange {
             value,
             clock_offset_ms: (sent_at + received_at) / 2 - hub_time,

@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use reqwest::Method;
 use rusqlite::params;
+use shared::Event;
 use shared::LocationId;
 use shared::limits::LOG_PAGE_EVENTS_MAX;
 use shared::protocol::{EnrollRequest, HeadResponse, LogResponse, ResetResponse};
 use shared::signing::SigningKey;
-use shared::Event;
 
 use crate::store::{self, Clock, NodeInfo, StoreError, queries, rebuild};
 use client::{HubClient, HubError};
@@ -35,8 +35,12 @@ pub type SyncResult<T> = Result<T, SyncError>;
 
 pub fn load_device_key(data_dir: &Path) -> SyncResult<SigningKey> {
     let path = data_dir.join(DEVICE_KEY_FILE);
-    let bytes = std::fs::read(&path)
-        .map_err(|e| SyncError::Setup(format!("cannot read the device key {}: {e}", path.display())))?;
+    let bytes = std::fs::read(&path).map_err(|e| {
+        SyncError::Setup(format!(
+            "cannot read the device key {}: {e}",
+            path.display()
+        ))
+    })?;
     SigningKey::from_pkcs8(&bytes).map_err(|e| SyncError::Setup(format!("{}: {e}", path.display())))
 }
 
@@ -64,7 +68,11 @@ fn store_device_key(data_dir: &Path, key: &SigningKey) -> SyncResult<()> {
 }
 
 /// A client for the hub this node is enrolled with.
-pub fn hub_client(data_dir: &Path, node: &NodeInfo, clock: Arc<dyn Clock>) -> SyncResult<HubClient> {
+pub fn hub_client(
+    data_dir: &Path,
+    node: &NodeInfo,
+    clock: Arc<dyn Clock>,
+) -> SyncResult<HubClient> {
     let hub = node
         .hub
         .as_ref()
@@ -92,7 +100,8 @@ async fn download_log(client: &HubClient) -> SyncResult<Vec<Event>> {
             )
             .await?
             .value;
-        let done = page.events.is_empty() || page.events.last().is_some_and(|e| e.seq >= page.head.seq);
+        let done =
+            page.events.is_empty() || page.events.last().is_some_and(|e| e.seq >= page.head.seq);
         events.extend(page.events);
         if done {
             return Ok(events);
@@ -143,7 +152,12 @@ pub async fn enroll(
     };
     let enrolled = client::enroll(hub_url, &request).await?;
     if existing.is_none() {
-        store::init(data_dir, &enrolled.location, &enrolled.timezone, clock.now_ms())?;
+        store::init(
+            data_dir,
+            &enrolled.location,
+            &enrolled.timezone,
+            clock.now_ms(),
+        )?;
     }
     store_device_key(data_dir, &key)?;
     let (mut conn, _) = store::open_admin(data_dir)?;
@@ -175,8 +189,11 @@ pub async fn enroll(
                 head.seq, enrolled.hub_head.seq
             )));
         }
-        tx.execute("UPDATE sync_state SET acked_seq = ?1 WHERE id = 1", [head.seq as i64])
-            .map_err(StoreError::from)?;
+        tx.execute(
+            "UPDATE sync_state SET acked_seq = ?1 WHERE id = 1",
+            [head.seq as i64],
+        )
+        .map_err(StoreError::from)?;
         tx.commit().map_err(StoreError::from)?;
     }
     Ok(Enrollment {
@@ -206,7 +223,8 @@ pub async fn reset(data_dir: &Path, clock: Arc<dyn Clock>) -> SyncResult<Reset> 
         .await?
         .value;
     let local_head = queries::log_stats(&conn)?.head_seq;
-    let prefix_matches = hub.head.seq == 0 || queries::event_hash(&conn, hub.head.seq)? == Some(hub.head.hash);
+    let prefix_matches =
+        hub.head.seq == 0 || queries::event_hash(&conn, hub.head.seq)? == Some(hub.head.hash);
     if hub.status != "quarantined" && local_head >= hub.head.seq && prefix_matches {
         return Err(SyncError::Setup(
             "nothing to reset: this node's log extends what the hub holds, and it will sync".into(),
@@ -227,7 +245,12 @@ pub async fn reset(data_dir: &Path, clock: Arc<dyn Clock>) -> SyncResult<Reset> 
     let quarantined = rebuild::quarantine_from(&tx, diverges_at, now)?;
     // Ask for the new epoch only once our divergent events are safe.
     let answer: ResetResponse = client
-        .call(Method::POST, "/v1/sync/reset", Some(b"{}".to_vec()), client::REQUEST_TIMEOUT)
+        .call(
+            Method::POST,
+            "/v1/sync/reset",
+            Some(b"{}".to_vec()),
+            client::REQUEST_TIMEOUT,
+        )
         .await?
         .value;
     // The hub's log may have grown between download and reset only if

@@ -12,14 +12,17 @@ use shared::protocol::{HeadResponse, PullResponse, PushRequest, PushResponse};
 use shared::signing;
 use tokio::sync::watch;
 
-use super::client::{HubClient, HubError, REQUEST_TIMEOUT};
+use super::client::{Exchange, HubClient, HubError, REQUEST_TIMEOUT};
 use crate::store::ops::{self, SyncUpdate};
 use crate::store::{Store, StoreResult, queries};
 
 /// First retry delay after a failure; doubles up to [`BACKOFF_MAX`].
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
-/// Longest wait between two attempts while the hub is unreachable.
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Longest wait between two attempts while the hub is unreachable: short
+/// enough that a store catches up soon after the hub returns (the puller's
+/// success also wakes the pusher at once), long enough that hundreds of
+/// stores retrying cost the hub nothing.
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// How often a refused device asks again whether it was let back in.
 const REFUSED_RETRY: Duration = Duration::from_secs(30);
 
@@ -78,6 +81,9 @@ struct Sync {
     client: HubClient,
     health: Arc<Mutex<Health>>,
     stop: watch::Receiver<bool>,
+    /// Signalled when an exchange succeeds after the hub was unreachable,
+    /// so the other loop stops backing off.
+    hub_back: Arc<tokio::sync::Notify>,
 }
 
 impl Sync {
@@ -89,21 +95,38 @@ impl Sync {
             update.error = Some(health.error());
             update
         };
-        self.store.write(move |ctx| ops::record_sync(ctx, update)).await
+        self.store
+            .write(move |ctx| ops::record_sync(ctx, update))
+            .await
     }
 
-    /// Sleeps for `wait`, or less if asked to stop; `false` when stopping.
+    /// Sleeps for `wait`, or until the hub is back, or less if asked to
+    /// stop; `false` when stopping.
     async fn pause(&mut self, wait: Duration) -> bool {
         tokio::select! {
             _ = tokio::time::sleep(wait) => true,
+            _ = self.hub_back.notified() => true,
             _ = self.stop.wait_for(|stop| *stop) => false,
         }
+    }
+
+    /// Notes a successful exchange; wakes the other loop if the hub had
+    /// been unreachable.
+    fn reached(&self, health: &mut Health) {
+        if health.unreachable {
+            self.hub_back.notify_waiters();
+        }
+        health.unreachable = false;
     }
 
     fn stopping(&self) -> bool {
         *self.stop.borrow()
     }
 
+    /// Records a failed exchange and waits before the next attempt: with
+    /// backoff while the hub is unreachable, longer after a refusal, but a
+    /// pusher also tries again as soon as there is something new to show
+    /// (a refused, forked node's new events are how the hub learns of it).
     async fn failed(&mut self, error: &HubError, pushing: bool, backoff: &mut Backoff) -> bool {
         let message = error.to_string();
         let unreachable = matches!(error, HubError::Unreachable(_));
@@ -122,8 +145,64 @@ impl Sync {
             })
             .await;
         let refused = matches!(error.code(), Some("fork" | "fenced" | "quarantined"));
-        let wait = if refused { REFUSED_RETRY } else { backoff.next() };
-        self.pause(wait).await
+        let wait = if refused {
+            REFUSED_RETRY
+        } else {
+            backoff.next()
+        };
+        if pushing {
+            let mut head = self.store.head_seq();
+            head.borrow_and_update();
+            tokio::select! {
+                keep_going = self.pause(wait) => keep_going,
+                _ = head.changed() => true,
+            }
+        } else {
+            self.pause(wait).await
+        }
+    }
+
+    /// Pushes the events after `acked` (one bounded batch).
+    async fn push_from(
+        &self,
+        acked: u64,
+        backlog: u64,
+    ) -> Result<Option<Exchange<PushResponse>>, HubError> {
+        let me = self.store.node().participant();
+        let origin = me.clone();
+        let batch = self
+            .store
+            .read(move |c| {
+                queries::events_after(
+                    c,
+                    &origin,
+                    acked,
+                    PUSH_BATCH_EVENTS_MAX,
+                    PUSH_BATCH_BYTES_MAX,
+                )
+            })
+            .await
+            .map_err(|e| HubError::Protocol(e.to_string()))?;
+        let Some(last) = batch.last() else {
+            return Ok(None);
+        };
+        let head_signature = self.client.key().sign_b64(&signing::head_message(
+            me.as_str(),
+            last.epoch,
+            last.seq,
+            &last.hash(),
+        ));
+        let request = PushRequest {
+            origin: me,
+            events: batch,
+            head_signature,
+        };
+        let body = serde_json::to_vec(&request).map_err(|e| HubError::Protocol(e.to_string()))?;
+        let path = format!("/v1/sync/push?backlog={backlog}");
+        self.client
+            .call::<PushResponse>(Method::POST, &path, Some(body), REQUEST_TIMEOUT)
+            .await
+            .map(Some)
     }
 
     /// Finds where the hub's copy of our log ends and checks it is ours.
@@ -137,13 +216,26 @@ impl Sync {
             return Err(HubError::Refused {
                 status: 409,
                 code: "quarantined".into(),
-                message: "the hub quarantined this device after a fork; run `edge-node reset`".into(),
+                message: "the hub quarantined this device after a fork; run `edge-node reset`"
+                    .into(),
                 expected_seq: None,
             });
         }
         let local_head = *self.store.head_seq().borrow();
         let seq = hub.head.seq;
         if seq > local_head {
+            // We are behind what the hub holds of us: restored from a backup.
+            // Show the hub what we wrote since our last acknowledged event,
+            // so a divergent one is judged (and we are quarantined) there too.
+            let acked = self
+                .store
+                .read(queries::sync_row)
+                .await
+                .map_err(|e| HubError::Protocol(e.to_string()))?
+                .acked_seq;
+            if local_head > acked {
+                self.push_from(acked, local_head - acked).await?;
+            }
             return Err(HubError::Refused {
                 status: 409,
                 code: "fork".into(),
@@ -164,7 +256,9 @@ impl Sync {
                 return Err(HubError::Refused {
                     status: 409,
                     code: "fork".into(),
-                    message: format!("event {seq} here differs from the hub's; run `edge-node reset`"),
+                    message: format!(
+                        "event {seq} here differs from the hub's; run `edge-node reset`"
+                    ),
                     expected_seq: None,
                 });
             }
@@ -189,7 +283,6 @@ impl Sync {
         let mut backoff = Backoff::default();
         let mut head = self.store.head_seq();
         let mut reconciled = false;
-        let me = self.store.node().participant();
         while !self.stopping() {
             if !reconciled {
                 match self.reconcile().await {
@@ -202,7 +295,7 @@ impl Sync {
                     }
                 }
             }
-            let acked = match self.store.read(|c| queries::sync_row(c)).await {
+            let acked = match self.store.read(queries::sync_row).await {
                 Ok(row) => row.acked_seq,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the sync state");
@@ -220,54 +313,38 @@ impl Sync {
                 }
                 continue;
             }
-            let origin = me.clone();
-            let batch = match self
-                .store
-                .read(move |c| {
-                    queries::events_after(c, &origin, acked, PUSH_BATCH_EVENTS_MAX, PUSH_BATCH_BYTES_MAX)
-                })
-                .await
-            {
-                Ok(batch) if !batch.is_empty() => batch,
-                Ok(_) => continue,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read events to push");
+            match self.push_from(acked, local - acked).await {
+                Ok(None) => {
+                    // Nothing after `acked` although the head is beyond it:
+                    // never expected; do not spin on it.
+                    tracing::error!(acked, local, "no events to push below the head");
                     if !self.pause(backoff.next()).await {
                         return;
                     }
-                    continue;
                 }
-            };
-            let Some(last) = batch.last() else { continue };
-            let head_signature = self.client.key().sign_b64(&signing::head_message(
-                me.as_str(),
-                last.epoch,
-                last.seq,
-                &last.hash(),
-            ));
-            let last_seq = last.seq;
-            let request = PushRequest {
-                origin: me.clone(),
-                events: batch,
-                head_signature,
-            };
-            let Ok(body) = serde_json::to_vec(&request) else {
-                continue;
-            };
-            let path = format!("/v1/sync/push?backlog={}", local - acked);
-            match self
-                .client
-                .call::<PushResponse>(Method::POST, &path, Some(body), REQUEST_TIMEOUT)
-                .await
-            {
-                Ok(exchange) => {
+                Ok(Some(exchange)) if exchange.value.acked.seq > local => {
+                    let behind = HubError::Refused {
+                        status: 409,
+                        code: "fork".into(),
+                        message: format!(
+                            "the hub holds {} events of this location but this node only {local}: \
+                             it was restored from an old backup; run `edge-node reset`",
+                            exchange.value.acked.seq
+                        ),
+                        expected_seq: None,
+                    };
+                    reconciled = false;
+                    if !self.failed(&behind, true, &mut backoff).await {
+                        return;
+                    }
+                }
+                Ok(Some(exchange)) => {
                     backoff.reset();
                     let acked = exchange.value.acked.seq;
-                    debug_assert!(acked >= last_seq, "the hub acked {acked} after we sent up to {last_seq}");
                     let offset = exchange.clock_offset_ms;
                     let _ = self
                         .record(|h| {
-                            h.unreachable = false;
+                            self.reached(h);
                             h.push_error = None;
                             SyncUpdate {
                                 acked_seq: Some(acked),
@@ -285,7 +362,10 @@ impl Sync {
                 }) if code == "gap" => {
                     // The hub holds less than we thought: send from there.
                     let seq = expected.saturating_sub(1);
-                    let _ = self.store.write(move |ctx| ops::rewind_acked(ctx, seq)).await;
+                    let _ = self
+                        .store
+                        .write(move |ctx| ops::rewind_acked(ctx, seq))
+                        .await;
                 }
                 Err(e) => {
                     reconciled = false;
@@ -300,7 +380,7 @@ impl Sync {
     async fn pull_loop(mut self) {
         let mut backoff = Backoff::default();
         while !self.stopping() {
-            let (cursor, acked) = match self.store.read(|c| queries::sync_row(c)).await {
+            let (cursor, acked) = match self.store.read(queries::sync_row).await {
                 Ok(row) => (row.pull_cursor, row.acked_seq),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the sync state");
@@ -311,7 +391,9 @@ impl Sync {
                 }
             };
             let backlog = self.store.head_seq().borrow().saturating_sub(acked);
-            let path = format!("/v1/sync/pull?after={cursor}&wait_ms={LONG_POLL_MAX_MS}&backlog={backlog}");
+            let path = format!(
+                "/v1/sync/pull?after={cursor}&wait_ms={LONG_POLL_MAX_MS}&backlog={backlog}"
+            );
             let timeout = REQUEST_TIMEOUT + Duration::from_millis(LONG_POLL_MAX_MS);
             let exchange = tokio::select! {
                 result = self.client.call::<PullResponse>(Method::GET, &path, None, timeout) => result,
@@ -325,7 +407,9 @@ impl Sync {
                     let applied = if events.is_empty() {
                         Ok(0)
                     } else {
-                        self.store.write(move |ctx| ops::apply_inbox(ctx, &events)).await
+                        self.store
+                            .write(move |ctx| ops::apply_inbox(ctx, &events))
+                            .await
                     };
                     let error = applied.as_ref().err().map(ToString::to_string);
                     if let Some(e) = &error {
@@ -333,7 +417,7 @@ impl Sync {
                     }
                     let _ = self
                         .record(|h| {
-                            h.unreachable = false;
+                            self.reached(h);
                             h.pull_error = error.clone();
                             SyncUpdate {
                                 pulled: true,
@@ -363,6 +447,7 @@ pub async fn run(store: Store, client: HubClient, stop: watch::Receiver<bool>) {
         client,
         health: Arc::default(),
         stop,
+        hub_back: Arc::default(),
     };
     tokio::join!(sync.clone().push_loop(), sync.pull_loop());
 }

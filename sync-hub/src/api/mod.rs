@@ -66,10 +66,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sync/log", get(sync::own_log))
         .route("/v1/sync/reset", post(sync::reset))
         .route("/v1/pools", get(public::pools))
-        .route("/v1/pools/{id}/allotment/return", post(public::return_allotment))
+        .route(
+            "/v1/pools/{id}/allotment/return",
+            post(public::return_allotment),
+        )
         .route("/v1/bookings/{id}", get(public::booking))
         .route("/v1/locations", get(public::locations))
-        .route("/healthz", get(|| async { axum::Json(json!({ "status": "ok" })) }))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(json!({ "status": "ok" })) }),
+        )
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -55,7 +55,8 @@ pub async fn pools(
     query: Result<Query<PoolsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let location = LocationId::parse(&q.location).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let location =
+        LocationId::parse(&q.location).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let now = state.now_ms();
     let mut pools = state.storage.pools(&location).await?;
     for pool in &mut pools {
@@ -104,9 +105,9 @@ pub async fn locations(_key: ApiKey, State(state): State<AppState>) -> ApiResult
         .await?
         .into_iter()
         .map(|health| LocationView {
-            reachable: health.last_seen_at.is_some_and(|at| {
-                now - at.as_millisecond() <= state.settings.unreachable_after_ms
-            }),
+            reachable: health
+                .last_seen_at
+                .is_some_and(|at| now - at.as_millisecond() <= state.settings.unreachable_after_ms),
             clock_alert: health
                 .clock_offset_ms
                 .is_some_and(|o| o.abs() > state.settings.skew_margin_ms / 2),

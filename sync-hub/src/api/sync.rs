@@ -9,7 +9,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use shared::LocationId;
-use shared::limits::{LOG_PAGE_EVENTS_MAX, PULL_EVENTS_MAX, PUSH_BATCH_EVENTS_MAX, SYNC_BODY_MAX_BYTES};
+use shared::limits::{
+    LOG_PAGE_EVENTS_MAX, PULL_EVENTS_MAX, PUSH_BATCH_EVENTS_MAX, SYNC_BODY_MAX_BYTES,
+};
 use shared::protocol::{
     EnrollRequest, EnrollResponse, HeadResponse, LogResponse, PullResponse, PushRequest,
     PushResponse, ResetResponse,
@@ -78,7 +80,9 @@ async fn verify(state: &AppState, request: Request) -> ApiResult<Signed> {
         .map_err(|_| ApiError::unauthorized(format!("bad {HEADER_TIMESTAMP}")))?;
     let nonce = header(&headers, HEADER_NONCE)?.to_owned();
     if !(16..=64).contains(&nonce.len()) || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ApiError::unauthorized("the nonce must be 16 to 64 hex digits"));
+        return Err(ApiError::unauthorized(
+            "the nonce must be 16 to 64 hex digits",
+        ));
     }
     let signature = header(&headers, HEADER_SIGNATURE)?;
     let device = state
@@ -114,7 +118,11 @@ async fn verify(state: &AppState, request: Request) -> ApiResult<Signed> {
         backlog_events: query_u64(&path, "backlog"),
     };
     let expires_at_ms = timestamp.max(now) + FRESHNESS_WINDOW_MS;
-    if !state.storage.admit(&location, &nonce, expires_at_ms, seen).await? {
+    if !state
+        .storage
+        .admit(&location, &nonce, expires_at_ms, seen)
+        .await?
+    {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "replayed_request",
@@ -131,12 +139,18 @@ async fn verify(state: &AppState, request: Request) -> ApiResult<Signed> {
 /// An answer signed for the request that carried `nonce`.
 fn signed_response(state: &AppState, nonce: &str, status: StatusCode, body: Vec<u8>) -> Response {
     let now = state.now_ms();
-    let signature = state
-        .key
-        .sign_b64(&signing::response_message(nonce, now, status.as_u16(), &body));
+    let signature = state.key.sign_b64(&signing::response_message(
+        nonce,
+        now,
+        status.as_u16(),
+        &body,
+    ));
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Ok(value) = HeaderValue::from_str(&now.to_string()) {
         headers.insert(HEADER_HUB_TIME, value);
     }
@@ -180,8 +194,9 @@ where
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut de)
-        .map_err(|e| ApiError::bad_request(format!("invalid request at {}: {}", e.path(), e.inner())))
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        ApiError::bad_request(format!("invalid request at {}: {}", e.path(), e.inner()))
+    })
 }
 
 pub async fn enroll(State(state): State<AppState>, request: Request) -> Response {
@@ -273,11 +288,16 @@ pub async fn pull(State(state): State<AppState>, request: Request) -> Response {
     signed(state, request, |state, signed| async move {
         let q: PullQuery = parse_query(&query)?;
         let location = signed.device.location;
-        let wait = std::time::Duration::from_millis(q.wait_ms.unwrap_or(0).min(state.settings.long_poll_max_ms));
+        let wait = std::time::Duration::from_millis(
+            q.wait_ms.unwrap_or(0).min(state.settings.long_poll_max_ms),
+        );
         let deadline = tokio::time::Instant::now() + wait;
         let mut changes = state.inboxes.subscribe(&location);
         let events = loop {
-            let events = state.storage.inbox(&location, q.after, PULL_EVENTS_MAX).await?;
+            let events = state
+                .storage
+                .inbox(&location, q.after, PULL_EVENTS_MAX)
+                .await?;
             if !events.is_empty() {
                 break events;
             }
@@ -297,7 +317,10 @@ fn parse_query<T: serde::de::DeserializeOwned>(query: &str) -> ApiResult<T> {
         .filter(|p| !p.is_empty())
         .filter_map(|p| p.split_once('='))
         .map(|(k, v)| {
-            let value = v.parse::<u64>().map(serde_json::Value::from).unwrap_or_else(|_| v.into());
+            let value = v
+                .parse::<u64>()
+                .map(serde_json::Value::from)
+                .unwrap_or_else(|_| v.into());
             (k.to_owned(), value)
         })
         .collect();
@@ -316,12 +339,19 @@ pub async fn own_log(State(state): State<AppState>, request: Request) -> Respons
     let query = request.uri().query().unwrap_or_default().to_owned();
     signed(state, request, |state, signed| async move {
         let q: LogQuery = parse_query(&query)?;
-        let limit = q.limit.unwrap_or(LOG_PAGE_EVENTS_MAX).clamp(1, LOG_PAGE_EVENTS_MAX);
+        let limit = q
+            .limit
+            .unwrap_or(LOG_PAGE_EVENTS_MAX)
+            .clamp(1, LOG_PAGE_EVENTS_MAX);
         let (events, head) = state
             .storage
             .own_log(&signed.device.location, q.after, limit)
             .await?;
-        Ok(signed_ok(&state, &signed.nonce, &LogResponse { events, head }))
+        Ok(signed_ok(
+            &state,
+            &signed.nonce,
+            &LogResponse { events, head },
+        ))
     })
     .await
 }

@@ -186,7 +186,12 @@ pub trait HubStorage: Send + Sync + std::fmt::Debug + 'static {
     async fn api_key_exists(&self, key_hash: &str) -> StorageResult<bool>;
 
     // Devices.
-    async fn enroll(&self, request: &EnrollRequest, token_hash: &str, now_ms: i64) -> StorageResult<Enrolled>;
+    async fn enroll(
+        &self,
+        request: &EnrollRequest,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> StorageResult<Enrolled>;
     async fn device(&self, location: &LocationId) -> StorageResult<Option<Device>>;
     /// Records a signed request's nonce and the device's health readings,
     /// in one transaction; `false` (and nothing recorded) if the nonce was
@@ -212,11 +217,22 @@ pub trait HubStorage: Send + Sync + std::fmt::Debug + 'static {
         now_ms: i64,
     ) -> StorageResult<Pushed>;
     /// Hub events addressed to `location` after `after`.
-    async fn inbox(&self, location: &LocationId, after: u64, limit: usize) -> StorageResult<Vec<InboxEvent>>;
+    async fn inbox(
+        &self,
+        location: &LocationId,
+        after: u64,
+        limit: usize,
+    ) -> StorageResult<Vec<InboxEvent>>;
     /// The location's own log as the hub holds it, after `after`.
-    async fn own_log(&self, location: &LocationId, after: u64, limit: usize) -> StorageResult<(Vec<Event>, HeadRef)>;
+    async fn own_log(
+        &self,
+        location: &LocationId,
+        after: u64,
+        limit: usize,
+    ) -> StorageResult<(Vec<Event>, HeadRef)>;
     /// Starts a new epoch after the hub's head and lifts a quarantine.
-    async fn reset(&self, location: &LocationId, now_ms: i64) -> StorageResult<(u32, u64, HeadRef)>;
+    async fn reset(&self, location: &LocationId, now_ms: i64)
+    -> StorageResult<(u32, u64, HeadRef)>;
 
     // The hub's own acts.
     /// Appends to the hub's own log, addressed to `recipient`.
@@ -227,7 +243,12 @@ pub trait HubStorage: Send + Sync + std::fmt::Debug + 'static {
         now_ms: i64,
     ) -> StorageResult<(u64, Event)>;
     /// The hub gives back `units` of its allotment of `pool` to the owner.
-    async fn return_hub_allotment(&self, pool: &PoolId, units: i64, now_ms: i64) -> StorageResult<LocationId>;
+    async fn return_hub_allotment(
+        &self,
+        pool: &PoolId,
+        units: i64,
+        now_ms: i64,
+    ) -> StorageResult<LocationId>;
 
     // Public reads.
     async fn pools(&self, location: &LocationId) -> StorageResult<Vec<PoolSummary>>;

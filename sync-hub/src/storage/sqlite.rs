@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
 use rusqlite_migration::{M, Migrations};
 use shared::event::{ChainHead, canonical_json};
 use shared::protocol::{EnrollRequest, HeadRef, InboxEvent};
@@ -33,13 +35,17 @@ fn open_connection(path: &Path, flags: OpenFlags) -> StorageResult<Connection> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StorageError::Backend(format!("SQLite refused WAL mode ({mode})")));
+        return Err(StorageError::Backend(format!(
+            "SQLite refused WAL mode ({mode})"
+        )));
     }
     // Durable at every commit: an acknowledged push survives power loss.
     conn.pragma_update(None, "synchronous", "FULL")?;
     let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
     if sync != 2 {
-        return Err(StorageError::Backend(format!("SQLite refused synchronous = FULL ({sync})")));
+        return Err(StorageError::Backend(format!(
+            "SQLite refused synchronous = FULL ({sync})"
+        )));
     }
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
@@ -87,8 +93,9 @@ struct Inner {
 impl SqliteStorage {
     /// Opens (creating if needed) the hub database in `data_dir`.
     pub fn open(data_dir: &Path) -> StorageResult<Self> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| StorageError::Backend(format!("cannot create {}: {e}", data_dir.display())))?;
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            StorageError::Backend(format!("cannot create {}: {e}", data_dir.display()))
+        })?;
         let path = data_dir.join(DB_FILE);
         let mut writer = open_connection(
             &path,
@@ -131,7 +138,11 @@ impl SqliteStorage {
     {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let pooled = inner.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let pooled = inner
+                .readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop();
             let conn = match pooled {
                 Some(conn) => conn,
                 None => open_connection(&inner.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?,
@@ -155,7 +166,14 @@ fn load_device(conn: &Connection, location: &LocationId) -> StorageResult<Option
              FROM locations WHERE id = ?1",
         )?
         .query_row([location.as_str()], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
         })
         .optional()?;
     row.map(|(public_key, epoch, start, status, seq, hash)| {
@@ -174,9 +192,20 @@ fn load_device(conn: &Connection, location: &LocationId) -> StorageResult<Option
     .transpose()
 }
 
-fn event_from_row(origin: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, u32, String, String, i64, String, String)> {
+fn event_from_row(
+    origin: &str,
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(i64, u32, String, String, i64, String, String)> {
     let _ = origin;
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
 }
 
 fn build_event(
@@ -196,7 +225,13 @@ fn build_event(
     })
 }
 
-fn insert_event(conn: &Connection, event: &Event, hash: &Hash, recipient: Option<&LocationId>, now_ms: i64) -> StorageResult<()> {
+fn insert_event(
+    conn: &Connection,
+    event: &Event,
+    hash: &Hash,
+    recipient: Option<&LocationId>,
+    now_ms: i64,
+) -> StorageResult<()> {
     conn.prepare_cached(
         "INSERT INTO events (origin, seq, epoch, id, prev, hash, at_ms, kind, body, recipient, received_at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -219,7 +254,9 @@ fn insert_event(conn: &Connection, event: &Event, hash: &Hash, recipient: Option
 
 fn hub_head(conn: &Connection) -> StorageResult<ChainHead> {
     let row: Option<(i64, String)> = conn
-        .prepare_cached("SELECT seq, hash FROM events WHERE origin = 'hub' ORDER BY seq DESC LIMIT 1")?
+        .prepare_cached(
+            "SELECT seq, hash FROM events WHERE origin = 'hub' ORDER BY seq DESC LIMIT 1",
+        )?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     Ok(match row {
@@ -232,7 +269,12 @@ fn hub_head(conn: &Connection) -> StorageResult<ChainHead> {
 }
 
 /// Appends to the hub's own log inside `tx`.
-fn append_hub(conn: &Connection, recipient: Option<&LocationId>, body: EventBody, now_ms: i64) -> StorageResult<Event> {
+fn append_hub(
+    conn: &Connection,
+    recipient: Option<&LocationId>,
+    body: EventBody,
+    now_ms: i64,
+) -> StorageResult<Event> {
     let head = hub_head(conn)?;
     let event = Event::next(head, ParticipantId::Hub, 0, now_ms, body);
     insert_event(conn, &event, &event.hash(), recipient, now_ms)?;
@@ -259,7 +301,10 @@ impl ViewLookup for TxView<'_> {
             .ok()?
             .query_row([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
             .ok()?;
-        Some((ParticipantId::parse(&owner).ok()?, ParticipantId::parse(&charged).ok()?))
+        Some((
+            ParticipantId::parse(&owner).ok()?,
+            ParticipantId::parse(&charged).ok()?,
+        ))
     }
 }
 
@@ -282,7 +327,13 @@ fn view_used(conn: &Connection, booking: &str, sign: i64, hub_charged: bool) -> 
     Ok(())
 }
 
-fn view_set_state(conn: &Connection, id: &BookingId, next: BookingState, reason: Option<&str>, at_ms: i64) -> StorageResult<()> {
+fn view_set_state(
+    conn: &Connection,
+    id: &BookingId,
+    next: BookingState,
+    reason: Option<&str>,
+    at_ms: i64,
+) -> StorageResult<()> {
     let key = id.to_string();
     let (state, charged_to): (String, String) = conn
         .prepare_cached("SELECT state, charged_to FROM view_bookings WHERE id = ?1")?
@@ -304,16 +355,39 @@ fn view_set_state(conn: &Connection, id: &BookingId, next: BookingState, reason:
 }
 
 /// Applies one event of `origin`'s log to the materialized view.
-fn apply_to_view(conn: &Connection, origin: &ParticipantId, body: &EventBody, at_ms: i64) -> StorageResult<()> {
+fn apply_to_view(
+    conn: &Connection,
+    origin: &ParticipantId,
+    body: &EventBody,
+    at_ms: i64,
+) -> StorageResult<()> {
     match body {
-        EventBody::ResourceCreated { id, owner, name, kind } => {
+        EventBody::ResourceCreated {
+            id,
+            owner,
+            name,
+            kind,
+        } => {
             conn.prepare_cached(
                 "INSERT OR IGNORE INTO view_resources (id, owner, name, kind, created_at_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![id.as_str(), owner.as_str(), name, kind.as_str(), at_ms])?;
+            .execute(params![
+                id.as_str(),
+                owner.as_str(),
+                name,
+                kind.as_str(),
+                at_ms
+            ])?;
         }
-        EventBody::PoolCreated { id, resource_id, owner, capacity, starts_at_ms, ends_at_ms } => {
+        EventBody::PoolCreated {
+            id,
+            resource_id,
+            owner,
+            capacity,
+            starts_at_ms,
+            ends_at_ms,
+        } => {
             conn.prepare_cached(
                 "INSERT OR IGNORE INTO view_pools (id, resource_id, owner, capacity, starts_at_ms, ends_at_ms, updated_at_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -329,8 +403,10 @@ fn apply_to_view(conn: &Connection, origin: &ParticipantId, body: &EventBody, at
             ])?;
         }
         EventBody::PoolAdjusted { pool, delta } => {
-            conn.prepare_cached("UPDATE view_pools SET capacity = capacity + ?2, updated_at_ms = ?3 WHERE id = ?1")?
-                .execute(params![pool.as_str(), delta, at_ms])?;
+            conn.prepare_cached(
+                "UPDATE view_pools SET capacity = capacity + ?2, updated_at_ms = ?3 WHERE id = ?1",
+            )?
+            .execute(params![pool.as_str(), delta, at_ms])?;
         }
         EventBody::AllotmentGranted { pool, to, units } => {
             conn.prepare_cached(
@@ -390,9 +466,15 @@ fn apply_to_view(conn: &Connection, origin: &ParticipantId, body: &EventBody, at
                 view_used(conn, &key, 1, *charged_to == ParticipantId::Hub)?;
             }
         }
-        EventBody::BookingConfirmed { id } => view_set_state(conn, id, BookingState::Confirmed, None, at_ms)?,
-        EventBody::BookingCancelled { id } => view_set_state(conn, id, BookingState::Cancelled, None, at_ms)?,
-        EventBody::BookingFulfilled { id } => view_set_state(conn, id, BookingState::Fulfilled, None, at_ms)?,
+        EventBody::BookingConfirmed { id } => {
+            view_set_state(conn, id, BookingState::Confirmed, None, at_ms)?
+        }
+        EventBody::BookingCancelled { id } => {
+            view_set_state(conn, id, BookingState::Cancelled, None, at_ms)?
+        }
+        EventBody::BookingFulfilled { id } => {
+            view_set_state(conn, id, BookingState::Fulfilled, None, at_ms)?
+        }
         EventBody::BookingExpired { id, reason } => {
             view_set_state(conn, id, BookingState::Expired, Some(reason), at_ms)?
         }
@@ -407,7 +489,8 @@ fn push_in_tx(
     head_signature: &str,
     now_ms: i64,
 ) -> StorageResult<Pushed> {
-    let device = load_device(tx, location)?.ok_or_else(|| StorageError::not_found("location", location))?;
+    let device =
+        load_device(tx, location)?.ok_or_else(|| StorageError::not_found("location", location))?;
     if device.status == DeviceStatus::Quarantined {
         let reason: Option<String> = tx.query_row(
             "SELECT quarantine_reason FROM locations WHERE id = ?1",
@@ -437,11 +520,14 @@ fn push_in_tx(
         epoch_start_seq: device.epoch_start_seq,
     };
     let first_new = {
-        let mut stmt = tx.prepare_cached("SELECT hash FROM events WHERE origin = ?1 AND seq = ?2")?;
+        let mut stmt =
+            tx.prepare_cached("SELECT hash FROM events WHERE origin = ?1 AND seq = ?2")?;
         plan::plan_batch(&log, events, |seq| {
-            stmt.query_row(params![location.as_str(), seq as i64], |r| r.get::<_, String>(0))
-                .ok()
-                .and_then(|h| Hash::parse_hex(&h))
+            stmt.query_row(params![location.as_str(), seq as i64], |r| {
+                r.get::<_, String>(0)
+            })
+            .ok()
+            .and_then(|h| Hash::parse_hex(&h))
         })?
     };
     let origin = ParticipantId::Location(location.clone());
@@ -454,13 +540,21 @@ fn push_in_tx(
         let hash = event.hash();
         insert_event(tx, event, &hash, None, now_ms)?;
         apply_to_view(tx, &origin, &body, event.at_ms)?;
-        head = ChainHead { seq: event.seq, hash };
+        head = ChainHead {
+            seq: event.seq,
+            hash,
+        };
     }
     if first_new < events.len() {
         tx.prepare_cached(
             "UPDATE locations SET head_seq = ?2, head_hash = ?3, head_signature = ?4 WHERE id = ?1",
         )?
-        .execute(params![location.as_str(), head.seq as i64, head.hash.to_hex(), head_signature])?;
+        .execute(params![
+            location.as_str(),
+            head.seq as i64,
+            head.hash.to_hex(),
+            head_signature
+        ])?;
     }
     Ok(Pushed {
         acked: head.into(),
@@ -480,7 +574,12 @@ impl HubStorage for SqliteStorage {
         expires_at_ms: i64,
         now_ms: i64,
     ) -> StorageResult<()> {
-        let (id, name, timezone, token_hash) = (id.clone(), name.to_owned(), timezone.to_owned(), token_hash.to_owned());
+        let (id, name, timezone, token_hash) = (
+            id.clone(),
+            name.to_owned(),
+            timezone.to_owned(),
+            token_hash.to_owned(),
+        );
         self.write(move |tx| {
             // Adding a known location again issues a fresh token for it,
             // which is how an operator replaces a store PC.
@@ -520,7 +619,12 @@ impl HubStorage for SqliteStorage {
         .await
     }
 
-    async fn enroll(&self, request: &EnrollRequest, token_hash: &str, now_ms: i64) -> StorageResult<Enrolled> {
+    async fn enroll(
+        &self,
+        request: &EnrollRequest,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> StorageResult<Enrolled> {
         let request = request.clone();
         let token_hash = token_hash.to_owned();
         self.write(move |tx| {
@@ -678,7 +782,12 @@ impl HubStorage for SqliteStorage {
         result
     }
 
-    async fn inbox(&self, location: &LocationId, after: u64, limit: usize) -> StorageResult<Vec<InboxEvent>> {
+    async fn inbox(
+        &self,
+        location: &LocationId,
+        after: u64,
+        limit: usize,
+    ) -> StorageResult<Vec<InboxEvent>> {
         let location = location.clone();
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
@@ -686,30 +795,41 @@ impl HubStorage for SqliteStorage {
                  WHERE recipient = ?1 AND seq > ?2 AND origin = 'hub'
                  ORDER BY seq LIMIT ?3",
             )?;
-            let rows = stmt.query_map(params![location.as_str(), after as i64, limit as i64], |r| {
-                event_from_row("hub", r)
-            })?;
+            let rows = stmt.query_map(
+                params![location.as_str(), after as i64, limit as i64],
+                |r| event_from_row("hub", r),
+            )?;
             rows.map(|raw| {
                 let event = build_event(&ParticipantId::Hub, raw?)?;
-                Ok(InboxEvent { hub_seq: event.seq, event })
+                Ok(InboxEvent {
+                    hub_seq: event.seq,
+                    event,
+                })
             })
             .collect()
         })
         .await
     }
 
-    async fn own_log(&self, location: &LocationId, after: u64, limit: usize) -> StorageResult<(Vec<Event>, HeadRef)> {
+    async fn own_log(
+        &self,
+        location: &LocationId,
+        after: u64,
+        limit: usize,
+    ) -> StorageResult<(Vec<Event>, HeadRef)> {
         let location = location.clone();
         self.read(move |conn| {
-            let device = load_device(conn, &location)?.ok_or_else(|| StorageError::not_found("location", &location))?;
+            let device = load_device(conn, &location)?
+                .ok_or_else(|| StorageError::not_found("location", &location))?;
             let origin = ParticipantId::Location(location.clone());
             let mut stmt = conn.prepare_cached(
                 "SELECT seq, epoch, id, prev, at_ms, kind, body FROM events
                  WHERE origin = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
             )?;
-            let rows = stmt.query_map(params![location.as_str(), after as i64, limit as i64], |r| {
-                event_from_row(location.as_str(), r)
-            })?;
+            let rows = stmt.query_map(
+                params![location.as_str(), after as i64, limit as i64],
+                |r| event_from_row(location.as_str(), r),
+            )?;
             let events = rows
                 .map(|raw| build_event(&origin, raw?))
                 .collect::<StorageResult<Vec<_>>>()?;
@@ -718,7 +838,11 @@ impl HubStorage for SqliteStorage {
         .await
     }
 
-    async fn reset(&self, location: &LocationId, _now_ms: i64) -> StorageResult<(u32, u64, HeadRef)> {
+    async fn reset(
+        &self,
+        location: &LocationId,
+        _now_ms: i64,
+    ) -> StorageResult<(u32, u64, HeadRef)> {
         let location = location.clone();
         self.write(move |tx| {
             let device = load_device(tx, &location)?.ok_or_else(|| StorageError::not_found("location", &location))?;
@@ -749,7 +873,12 @@ impl HubStorage for SqliteStorage {
         .await
     }
 
-    async fn return_hub_allotment(&self, pool: &PoolId, units: i64, now_ms: i64) -> StorageResult<LocationId> {
+    async fn return_hub_allotment(
+        &self,
+        pool: &PoolId,
+        units: i64,
+        now_ms: i64,
+    ) -> StorageResult<LocationId> {
         let pool = pool.clone();
         self.write(move |tx| {
             let row: Option<(String, i64, i64)> = tx
@@ -870,8 +999,8 @@ impl HubStorage for SqliteStorage {
                     id,
                     code: id.short_code(),
                     state: BookingState::parse(&state).ok_or_else(|| corrupt("state", &state))?,
-                    lines: serde_json::from_str(&lines).map_err(|_| corrupt("lines", &id))?,
-                    customer: serde_json::from_str(&customer).map_err(|_| corrupt("customer", &id))?,
+                    lines: serde_json::from_str(&lines).map_err(|_| corrupt("lines", id))?,
+                    customer: serde_json::from_str(&customer).map_err(|_| corrupt("customer", id))?,
                     channel: shared::Channel::parse(&channel).ok_or_else(|| corrupt("channel", &channel))?,
                     owner: participant(&owner)?,
                     requested_by: participant(&requested_by)?,

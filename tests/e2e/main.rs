@@ -1,0 +1,8 @@
+//! End-to-end tests: the hub and edge nodes as real processes on loopback,
+//! killed with SIGKILL, restored from backups, replaced.
+
+mod enrollment;
+mod protocol;
+mod recovery;
+mod replication;
+mod world;

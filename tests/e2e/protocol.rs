@@ -1,0 +1,337 @@
+//! The sync protocol refuses what DESIGN section 6 says it must, and
+//! applies nothing of a refused batch. The test plays a device itself.
+
+use serde_json::{Value, json};
+use shared::event::{ChainHead, ResourceKind};
+use shared::protocol::PushRequest;
+use shared::signing::{self, SigningKey};
+use shared::{Event, EventBody, ParticipantId, PoolId, ResourceId};
+
+use crate::world::World;
+
+/// A device driven by hand: its key and its log.
+struct Device {
+    location: String,
+    key: SigningKey,
+    epoch: u32,
+}
+
+/// What to do to a request before it is sent.
+#[derive(Default, Clone)]
+struct Twist {
+    timestamp_ms: Option<i64>,
+    nonce: Option<String>,
+    sign_with: Option<usize>,
+    claim_device: Option<String>,
+    alter_body_after_signing: bool,
+}
+
+impl Device {
+    async fn enroll(world: &World, location: &str) -> Self {
+        let token = world.add_location(location);
+        let key = SigningKey::generate().expect("key");
+        let (status, body) = e2e::post(
+            &world.http,
+            &format!("{}/v1/sync/enroll", world.hub_url()),
+            "",
+            &json!({"token": token, "public_key": key.public_key_b64(), "head_seq": 0}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        Self {
+            location: location.to_owned(),
+            epoch: body["epoch"].as_u64().expect("epoch") as u32,
+            key,
+        }
+    }
+
+    fn origin(&self) -> ParticipantId {
+        ParticipantId::parse(&self.location).expect("id")
+    }
+
+    /// Our catalog: a resource, its pool, then stock adjustments.
+    fn log(&self, len: usize, salt: i64) -> Vec<Event> {
+        let mut head = ChainHead::EMPTY;
+        let pool = PoolId::parse(&format!("{}:pool", self.location)).expect("id");
+        let resource = ResourceId::parse(&format!("{}:res", self.location)).expect("id");
+        (0..len)
+            .map(|i| {
+                let body = match i {
+                    0 => EventBody::ResourceCreated {
+                        id: resource.clone(),
+                        owner: self.origin(),
+                        name: "Thing".into(),
+                        kind: ResourceKind::Stock,
+                    },
+                    1 => EventBody::PoolCreated {
+                        id: pool.clone(),
+                        resource_id: resource.clone(),
+                        owner: self.origin(),
+                        capacity: 10,
+                        starts_at_ms: None,
+                        ends_at_ms: None,
+                    },
+                    _ => EventBody::PoolAdjusted {
+                        pool: pool.clone(),
+                        delta: i as i64 + salt,
+                    },
+                };
+                let event = Event::next(head, self.origin(), self.epoch, 1_000 + i as i64, body);
+                head = event.head();
+                event
+            })
+            .collect()
+    }
+
+    async fn push(
+        &self,
+        world: &World,
+        events: &[Event],
+        twist: Twist,
+        keys: &[&SigningKey],
+    ) -> (u16, Value) {
+        let last = events.last().expect("events");
+        let batch = PushRequest {
+            origin: self.origin(),
+            events: events.to_vec(),
+            head_signature: self.key.sign_b64(&signing::head_message(
+                &self.location,
+                last.epoch,
+                last.seq,
+                &last.hash(),
+            )),
+        };
+        let mut body = serde_json::to_vec(&batch).expect("json");
+        self.send(world, "POST", "/v1/sync/push", &mut body, twist, keys)
+            .await
+    }
+
+    async fn send(
+        &self,
+        world: &World,
+        method: &str,
+        path: &str,
+        body: &mut Vec<u8>,
+        twist: Twist,
+        keys: &[&SigningKey],
+    ) -> (u16, Value) {
+        let timestamp = twist
+            .timestamp_ms
+            .unwrap_or_else(|| jiff::Timestamp::now().as_millisecond());
+        let nonce = twist
+            .nonce
+            .clone()
+            .unwrap_or_else(|| signing::nonce().expect("nonce"));
+        let key = twist.sign_with.map_or(&self.key, |i| keys[i]);
+        let signature = key.sign_b64(&signing::request_message(
+            method, path, timestamp, &nonce, body,
+        ));
+        if twist.alter_body_after_signing {
+            let text = String::from_utf8(body.clone()).expect("utf8");
+            *body = text.replacen("\"Thing\"", "\"Th1ng\"", 1).into_bytes();
+        }
+        let device = twist
+            .claim_device
+            .clone()
+            .unwrap_or_else(|| self.location.clone());
+        let response = world
+            .http
+            .request(
+                method.parse().expect("method"),
+                format!("{}{path}", world.hub_url()),
+            )
+            .header(signing::HEADER_DEVICE, device)
+            .header(signing::HEADER_TIMESTAMP, timestamp.to_string())
+            .header(signing::HEADER_NONCE, nonce)
+            .header(signing::HEADER_SIGNATURE, signature)
+            .body(body.clone())
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("")
+}
+
+fn held(world: &World, location: &str) -> (u64, i64) {
+    let count: i64 = world
+        .hub_db()
+        .query_row(
+            "SELECT count(*) FROM events WHERE origin = ?1",
+            [location],
+            |r| r.get(0),
+        )
+        .expect("count");
+    (world.hub_head(location), count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_batch_is_refused_with_nothing_applied() {
+    let mut world = World::new();
+    world.start_hub();
+    let device = Device::enroll(&world, "store-9").await;
+    let other = Device::enroll(&world, "store-8").await;
+    let log = device.log(6, 0);
+
+    let (status, body) = device.push(&world, &log[..3], Twist::default(), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["acked"]["seq"], 3);
+    assert_eq!(held(&world, "store-9"), (3, 3));
+
+    // A repeated batch changes nothing and is acknowledged again.
+    let (status, body) = device.push(&world, &log[..3], Twist::default(), &[]).await;
+    assert_eq!((status, body["acked"]["seq"].as_u64()), (200, Some(3)));
+    assert_eq!(held(&world, "store-9"), (3, 3));
+
+    let refusals: Vec<(&str, Vec<Event>, Twist, u16, &str)> = vec![
+        ("a gap", log[4..].to_vec(), Twist::default(), 409, "gap"),
+        (
+            "a tampered event",
+            {
+                let mut batch = log[3..].to_vec();
+                batch[0].body["delta"] = json!(1000);
+                batch
+            },
+            Twist::default(),
+            400,
+            "broken_chain",
+        ),
+        (
+            "a body changed after signing",
+            log[..4].to_vec(),
+            Twist {
+                alter_body_after_signing: true,
+                ..Twist::default()
+            },
+            401,
+            "unauthorized",
+        ),
+        (
+            "a bad signature",
+            log[3..].to_vec(),
+            Twist {
+                sign_with: Some(0),
+                ..Twist::default()
+            },
+            401,
+            "unauthorized",
+        ),
+        (
+            "a stale timestamp",
+            log[3..].to_vec(),
+            Twist {
+                timestamp_ms: Some(jiff::Timestamp::now().as_millisecond() - 6 * 60 * 1000),
+                ..Twist::default()
+            },
+            401,
+            "stale_request",
+        ),
+        (
+            "a device claiming to be another",
+            log[3..].to_vec(),
+            Twist {
+                claim_device: Some("store-8".into()),
+                ..Twist::default()
+            },
+            401,
+            "unauthorized",
+        ),
+    ];
+    for (what, batch, twist, status, expected) in refusals {
+        let (got, body) = device.push(&world, &batch, twist, &[&other.key]).await;
+        assert_eq!((got, code(&body)), (status, expected), "{what}: {body}");
+        assert_eq!(held(&world, "store-9"), (3, 3), "{what} applied nothing");
+    }
+    let (_, gap) = device.push(&world, &log[4..], Twist::default(), &[]).await;
+    assert_eq!(
+        gap["error"]["expected_seq"], 4,
+        "a gap names the seq to resend from"
+    );
+
+    // A reused nonce: the first use is fine, the second refused.
+    let nonce = signing::nonce().expect("nonce");
+    let twist = Twist {
+        nonce: Some(nonce),
+        ..Twist::default()
+    };
+    let (status, _) = device.push(&world, &log[..3], twist.clone(), &[]).await;
+    assert_eq!(status, 200);
+    let (status, body) = device.push(&world, &log[3..], twist, &[]).await;
+    assert_eq!((status, code(&body)), (401, "replayed_request"), "{body}");
+    assert_eq!(held(&world, "store-9"), (3, 3));
+
+    // A valid key pushing another location's log.
+    let (status, body) = other.push(&world, &log[3..], Twist::default(), &[]).await;
+    assert_eq!((status, code(&body)), (403, "forbidden"), "{body}");
+    assert_eq!(held(&world, "store-9"), (3, 3));
+    assert_eq!(held(&world, "store-8"), (0, 0));
+
+    // The rest of the log, as it should be sent, is applied.
+    let (status, body) = device.push(&world, &log[3..], Twist::default(), &[]).await;
+    assert_eq!(
+        (status, body["acked"]["seq"].as_u64()),
+        (200, Some(6)),
+        "{body}"
+    );
+
+    // A fork: another event 6. Refused, and the device is quarantined.
+    let forked = device.log(7, 50);
+    let (status, body) = device
+        .push(&world, &forked[5..], Twist::default(), &[])
+        .await;
+    assert_eq!((status, code(&body)), (409, "fork"), "{body}");
+    let (status, body) = device.push(&world, &log[5..], Twist::default(), &[]).await;
+    assert_eq!((status, code(&body)), (409, "quarantined"), "{body}");
+    assert_eq!(held(&world, "store-9"), (6, 6));
+    let (_, locations) = world.public("/v1/locations").await;
+    let status_of = |id: &str| {
+        locations["locations"]
+            .as_array()
+            .and_then(|all| all.iter().find(|l| l["id"] == id))
+            .map(|l| l["status"].clone())
+    };
+    assert_eq!(status_of("store-9"), Some(json!("quarantined")));
+    assert_eq!(status_of("store-8"), Some(json!("active")));
+    world.kill_hub();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_and_unknown_callers_get_nothing() {
+    let mut world = World::new();
+    world.start_hub();
+    let response = world
+        .http
+        .get(format!("{}/v1/sync/head", world.hub_url()))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 401);
+    let stranger = Device {
+        location: "nobody".into(),
+        key: SigningKey::generate().expect("key"),
+        epoch: 1,
+    };
+    let (status, body) = stranger
+        .send(
+            &world,
+            "GET",
+            "/v1/sync/head",
+            &mut Vec::new(),
+            Twist::default(),
+            &[],
+        )
+        .await;
+    assert_eq!((status, code(&body)), (401, "unauthorized"), "{body}");
+    let (status, _) = e2e::get(
+        &world.http,
+        &format!("{}/v1/locations", world.hub_url()),
+        "wrong-key",
+    )
+    .await;
+    assert_eq!(status, 401);
+    world.kill_hub();
+}

@@ -1,0 +1,331 @@
+//! A hub and its stores, as real processes over real files.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use e2e::{Bins, Served, eventually, free_port, get, http, last_line, post, run};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+pub fn bins() -> Bins {
+    Bins {
+        edge: PathBuf::from(env!("CARGO_BIN_EXE_e2e-edge-node")),
+        hub: PathBuf::from(env!("CARGO_BIN_EXE_e2e-sync-hub")),
+    }
+}
+
+/// The hub, on a fixed port so stores find it again after a restart.
+pub struct World {
+    pub bins: Bins,
+    pub hub_dir: TempDir,
+    pub port: u16,
+    pub hub: Option<Served>,
+    pub api_key: String,
+    pub http: reqwest::Client,
+}
+
+impl World {
+    pub fn new() -> Self {
+        let bins = bins();
+        let hub_dir = tempfile::tempdir().expect("tempdir");
+        let api_key = last_line(&run(
+            &bins.hub,
+            hub_dir.path(),
+            &["api-key", "create", "--name", "tests"],
+        ));
+        Self {
+            bins,
+            hub_dir,
+            port: free_port(),
+            hub: None,
+            api_key,
+            http: http(),
+        }
+    }
+
+    pub fn hub_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn start_hub(&mut self) {
+        let listen = format!("127.0.0.1:{}", self.port);
+        self.hub = Some(Served::start(
+            &self.bins.hub,
+            self.hub_dir.path(),
+            &listen,
+            &[],
+            &[],
+        ));
+    }
+
+    pub fn kill_hub(&mut self) {
+        if let Some(hub) = self.hub.take() {
+            hub.kill();
+        }
+    }
+
+    /// Adds a location; returns its enrollment token.
+    pub fn add_location(&self, id: &str) -> String {
+        last_line(&run(
+            &self.bins.hub,
+            self.hub_dir.path(),
+            &[
+                "location",
+                "add",
+                "--id",
+                id,
+                "--name",
+                id,
+                "--timezone",
+                "Europe/Berlin",
+            ],
+        ))
+    }
+
+    pub fn hub_db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
+            self.hub_dir.path().join("hub.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("hub db")
+    }
+
+    /// The hub's head of `location`'s log.
+    pub fn hub_head(&self, location: &str) -> u64 {
+        self.hub_db()
+            .query_row(
+                "SELECT head_seq FROM locations WHERE id = ?1",
+                [location],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|s| s as u64)
+            .unwrap_or(0)
+    }
+
+    pub async fn public(&self, path: &str) -> (u16, Value) {
+        get(
+            &self.http,
+            &format!("{}{path}", self.hub_url()),
+            &self.api_key,
+        )
+        .await
+    }
+}
+
+/// One store: its data directory, a manager token, and maybe its server.
+pub struct Store {
+    pub location: String,
+    pub dir: TempDir,
+    pub token: String,
+    pub served: Option<Served>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Store {
+    /// A new store enrolled with the world's hub (which must be running).
+    pub fn enroll(world: &World, location: &str) -> Self {
+        let enrollment = world.add_location(location);
+        let dir = tempfile::tempdir().expect("tempdir");
+        run(
+            &world.bins.edge,
+            dir.path(),
+            &["enroll", "--hub", &world.hub_url(), "--token", &enrollment],
+        );
+        let token = last_line(&run(
+            &world.bins.edge,
+            dir.path(),
+            &["token", "create", "--role", "manager"],
+        ));
+        Self {
+            location: location.to_owned(),
+            dir,
+            token,
+            served: None,
+            env: Vec::new(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn start(&mut self, world: &World) {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.served = Some(Served::start(
+            &world.bins.edge,
+            self.dir.path(),
+            "127.0.0.1:0",
+            &[],
+            &env,
+        ));
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(served) = self.served.take() {
+            served.kill();
+        }
+    }
+
+    pub fn base(&self) -> String {
+        self.served.as_ref().expect("store is running").base.clone()
+    }
+
+    pub async fn api_get(&self, world: &World, path: &str) -> (u16, Value) {
+        get(
+            &world.http,
+            &format!("{}/api/v1{path}", self.base()),
+            &self.token,
+        )
+        .await
+    }
+
+    pub async fn api_post(&self, world: &World, path: &str, body: &Value) -> (u16, Value) {
+        post(
+            &world.http,
+            &format!("{}/api/v1{path}", self.base()),
+            &self.token,
+            body,
+        )
+        .await
+    }
+
+    /// A stock item with one pool of `capacity`.
+    pub async fn stock(&self, world: &World, id: &str, capacity: i64) {
+        let (status, body) = self
+            .api_post(
+                world,
+                "/resources",
+                &json!({"name": id, "kind": "stock", "id": id}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let (status, body) = self
+            .api_post(
+                world,
+                "/pools",
+                &json!({"resource_id": id, "capacity": capacity, "id": id}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    /// Places `count` bookings of one unit from `clients` concurrent
+    /// clients; returns their ids in no particular order.
+    pub async fn book_many(
+        &self,
+        world: &World,
+        pool: &str,
+        count: usize,
+        clients: usize,
+    ) -> Vec<String> {
+        let base = self.base();
+        let tasks: Vec<_> = (0..clients)
+            .map(|c| {
+                let http = world.http.clone();
+                let url = format!("{base}/api/v1/bookings");
+                let token = self.token.clone();
+                let pool = pool.to_owned();
+                let mine = count / clients + usize::from(c < count % clients);
+                tokio::spawn(async move {
+                    let mut ids = Vec::with_capacity(mine);
+                    for i in 0..mine {
+                        let body = json!({"lines": [{"pool_id": pool, "quantity": 1}],
+                                          "customer": {"name": format!("guest {c}-{i}")}});
+                        let (status, made) = post(&http, &url, &token, &body).await;
+                        assert_eq!(status, 201, "{made}");
+                        ids.push(made["id"].as_str().expect("id").to_owned());
+                    }
+                    ids
+                })
+            })
+            .collect();
+        let mut ids = Vec::with_capacity(count);
+        for task in tasks {
+            ids.extend(task.await.expect("client"));
+        }
+        ids
+    }
+
+    pub async fn status(&self, world: &World) -> Value {
+        let (status, body) = self.api_get(world, "/sync/status").await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Waits until everything this store wrote is at the hub.
+    pub async fn synced(&self, world: &World, limit: Duration) {
+        eventually(limit, "the store's backlog to reach 0", || async {
+            let status = self.status(world).await;
+            (status["backlog_events"] == 0 && status["state"] == "online").then_some(())
+        })
+        .await;
+    }
+
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
+            self.dir.path().join("edge.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("edge db")
+    }
+
+    /// (seq, hash) of every event of this store's own log.
+    pub fn log(&self) -> Vec<(i64, String)> {
+        let conn = self.db();
+        let mut stmt = conn
+            .prepare("SELECT seq, hash FROM events ORDER BY seq")
+            .expect("prepare");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    }
+}
+
+/// (seq, hash) of every event of `location`'s log held by the hub.
+pub fn hub_log(world: &World, location: &str) -> Vec<(i64, String)> {
+    let conn = world.hub_db();
+    let mut stmt = conn
+        .prepare("SELECT seq, hash FROM events WHERE origin = ?1 ORDER BY seq")
+        .expect("prepare");
+    stmt.query_map([location], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+/// The hub holds exactly the store's log: same events, same order, no gap,
+/// nothing twice; and its view has each booking once.
+pub fn assert_hub_mirrors(world: &World, store: &Store) {
+    let ours = store.log();
+    let theirs = hub_log(world, &store.location);
+    assert_eq!(theirs.len(), ours.len(), "hub holds every event once");
+    for (i, (seq, hash)) in theirs.iter().enumerate() {
+        assert_eq!(*seq, i as i64 + 1, "hub log has no gap");
+        assert_eq!(
+            (seq, hash),
+            (&ours[i].0, &ours[i].1),
+            "same event at seq {seq}"
+        );
+    }
+    let edge_bookings: i64 = store
+        .db()
+        .query_row("SELECT count(*) FROM bookings", [], |r| r.get(0))
+        .expect("count");
+    let hub_bookings: i64 = world
+        .hub_db()
+        .query_row(
+            "SELECT count(*) FROM view_bookings WHERE owner = ?1",
+            [&store.location],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(
+        hub_bookings, edge_bookings,
+        "the hub's view has each booking once"
+    );
+}
