@@ -2,6 +2,7 @@
 //! killed with SIGKILL, restored from backups, replaced.
 
 mod enrollment;
+mod inbox;
 mod protocol;
 mod recovery;
 mod replication;
