@@ -19,10 +19,10 @@ use crate::store::{Store, StoreResult, queries};
 /// First retry delay after a failure; doubles up to [`BACKOFF_MAX`].
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
 /// Longest wait between two attempts while the hub is unreachable: short
-/// enough that a store catches up soon after the hub returns (the puller's
-/// success also wakes the pusher at once), long enough that hundreds of
-/// stores retrying cost the hub nothing.
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// enough that a store catches up within seconds of the hub's return (the
+/// first loop through also wakes the other), long enough that even a
+/// thousand stores retrying cost the hub a few hundred requests a second.
+const BACKOFF_MAX: Duration = Duration::from_secs(3);
 /// How often a refused device asks again whether it was let back in.
 const REFUSED_RETRY: Duration = Duration::from_secs(30);
 

@@ -1,0 +1,236 @@
+//! Replication figures, in one run over loopback, durable on both sides:
+//!
+//! 1. Replay: a store takes `BENCH_EVENTS` events (default 100,000) while
+//!    the hub is down; the hub starts; we time until the hub holds them all
+//!    (events per second of the replay itself) and until the store's
+//!    backlog is 0 counted from the hub's start.
+//! 2. Delivery: with the store connected, the hub appends an event
+//!    addressed to it (`BENCH_SAMPLES` times, default 1,000); we time from
+//!    just before the hub's API call until the store has applied it
+//!    (p50, p99).
+//!
+//! The hub runs as its real binary; the store runs in this process (the
+//! same library the binary runs) so the bench can see its commits.
+//!
+//! `cargo bench -p e2e --bench replication`
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use edge_node::store::ops::{self, NewBooking, NewPool, NewResource};
+use edge_node::store::{Store, SystemClock, queries};
+use serde_json::json;
+use shared::protocol::CreateBooking;
+use shared::{Channel, ResourceKind};
+
+const HUB: &str = env!("CARGO_BIN_EXE_e2e-sync-hub");
+const EDGE: &str = env!("CARGO_BIN_EXE_e2e-edge-node");
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn cli(bin: &str, dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(bin).arg("--data-dir").arg(dir).args(args).output().expect("run");
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf8").lines().last().unwrap_or_default().trim().to_owned()
+}
+
+struct Hub(Child);
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_hub(dir: &Path, port: u16) -> Hub {
+    let mut child = Command::new(HUB)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn hub");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("read");
+    assert!(line.starts_with("listening on"), "{line}");
+    Hub(child)
+}
+
+fn hub_head(dir: &Path) -> u64 {
+    rusqlite::Connection::open_with_flags(dir.join("hub.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| c.query_row("SELECT head_seq FROM locations WHERE id = 'bench'", [], |r| r.get::<_, i64>(0)))
+        .map(|s| s as u64)
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn fill(store: &Store, events: u64) {
+    let tasks: Vec<_> = (0..64)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut n = t;
+                while n < events {
+                    let request: CreateBooking = serde_json::from_value(json!({
+                        "lines": [{"pool_id": "bench-pool", "quantity": 1}],
+                        "customer": {"name": format!("Bench {n}")},
+                    }))
+                    .expect("request");
+                    let new = NewBooking { request, channel: Channel::Kiosk };
+                    store.write(move |ctx| ops::create_booking(ctx, new)).await.expect("booked");
+                    n += 64;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let events = env_or("BENCH_EVENTS", 100_000);
+    let samples = env_or("BENCH_SAMPLES", 1_000) as usize;
+    let root = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let hub_dir = root.path().join("hub");
+    let edge_dir = root.path().join("edge");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let api_key = cli(HUB, &hub_dir, &["api-key", "create", "--name", "bench"]);
+    let token = cli(HUB, &hub_dir, &["location", "add", "--id", "bench", "--name", "Bench", "--timezone", "UTC"]);
+    let hub = start_hub(&hub_dir, port);
+    let hub_url = format!("http://127.0.0.1:{port}");
+    cli(EDGE, &edge_dir, &["enroll", "--hub", &hub_url, "--token", &token]);
+    drop(hub);
+
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let store = Store::open(&edge_dir, Arc::new(SystemClock::default())).expect("open");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(edge_node::run(store.clone(), listener, async move {
+            let _ = stopped.await;
+        }));
+        store
+            .write(|ctx| {
+                ops::create_resource(ctx, NewResource {
+                    id: Some("bench-pool".parse().expect("id")),
+                    name: "Bench".into(),
+                    kind: ResourceKind::Stock,
+                })?;
+                ops::create_pool(ctx, NewPool {
+                    id: Some("bench-pool".parse().expect("id")),
+                    resource_id: "bench-pool".parse().expect("id"),
+                    capacity: 1_000_000_000,
+                    starts_at_ms: None,
+                    ends_at_ms: None,
+                })
+            })
+            .await
+            .expect("seed");
+        let filled = Instant::now();
+        fill(&store, events.saturating_sub(2)).await;
+        let total = *store.head_seq().borrow();
+        eprintln!("store took {total} events in {:.1} s with the hub down", filled.elapsed().as_secs_f64());
+
+        // 1. Replay.
+        let started = Instant::now();
+        let _hub = start_hub(&hub_dir, port);
+        let hub_up = started.elapsed();
+        let mut first_at = None;
+        loop {
+            let head = hub_head(&hub_dir);
+            if head > 0 && first_at.is_none() {
+                first_at = Some(started.elapsed());
+            }
+            if head >= total {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let all_at = started.elapsed();
+        loop {
+            let row = store.read(queries::sync_row).await.expect("sync row");
+            if row.acked_seq >= total {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let backlog_zero_at = started.elapsed();
+        let first_at = first_at.unwrap_or(all_at);
+        let replay = all_at.saturating_sub(first_at).max(Duration::from_millis(1));
+
+        // 2. Delivery latency of hub events to the connected store.
+        store
+            .write(|ctx| {
+                ops::grant_allotment(ctx, &"bench-pool".parse().expect("id"), &shared::ParticipantId::Hub, 1_000_000)
+            })
+            .await
+            .expect("grant");
+        loop {
+            let row = store.read(queries::sync_row).await.expect("row");
+            if row.acked_seq >= *store.head_seq().borrow() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let http = reqwest::Client::new();
+        let url = format!("{hub_url}/v1/pools/bench-pool/allotment/return");
+        let mut head = store.head_seq();
+        let mut latencies = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            head.borrow_and_update();
+            let t = Instant::now();
+            let status = http
+                .post(&url)
+                .bearer_auth(&api_key)
+                .json(&json!({"units": 1}))
+                .send()
+                .await
+                .expect("return")
+                .status();
+            assert_eq!(status, 200);
+            tokio::time::timeout(Duration::from_secs(10), head.changed())
+                .await
+                .expect("delivered")
+                .expect("head");
+            latencies.push(t.elapsed());
+        }
+        latencies.sort();
+        let _ = stop.send(());
+        let _ = served.await;
+
+        println!("\nreplication over loopback, SQLite FULL on both sides, same disk:\n");
+        println!("| measurement | figure |");
+        println!("|---|---|");
+        println!("| events replayed | {total} |");
+        println!("| hub process start to listening | {:.0} ms |", hub_up.as_secs_f64() * 1e3);
+        println!("| hub start to first event applied (store's retry backoff) | {:.0} ms |", first_at.as_secs_f64() * 1e3);
+        println!("| replay throughput (first to last event at the hub) | {:.0} events/s |", total as f64 / replay.as_secs_f64());
+        println!("| hub start to store backlog 0 | {:.2} s |", backlog_zero_at.as_secs_f64());
+        println!(
+            "| hub event to store applied, {} samples | p50 {:.2} ms, p99 {:.2} ms |",
+            latencies.len(),
+            percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+            percentile(&latencies, 0.99).as_secs_f64() * 1e3
+        );
+    });
+}
