@@ -65,6 +65,11 @@ enum Command {
             default_value_t = 0
         )]
         clock_offset_ms: i64,
+        /// How long past a request's expiry to wait for the owner's decision
+        /// before giving up; an offset to the hub beyond half of it is an
+        /// alert.
+        #[arg(long, env = "EDGE_NODE_SKEW_MARGIN_MS", default_value_t = shared::limits::SKEW_MARGIN_MS)]
+        skew_margin_ms: i64,
     },
     /// Manage LAN API tokens.
     Token {
@@ -149,11 +154,16 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve {
             listen,
             clock_offset_ms,
+            skew_margin_ms,
         } => {
             let clock = SystemClock {
                 offset_ms: clock_offset_ms,
             };
-            let store = Store::open(&data_dir, Arc::new(clock))?;
+            let store = Store::open_with(
+                &data_dir,
+                Arc::new(clock),
+                store::StoreSettings { skew_margin_ms },
+            )?;
             serve(store, listen, false)
         }
         Command::Token {
@@ -254,7 +264,7 @@ fn serve(store: Store, listen: SocketAddr, fall_back_to_any_port: bool) -> Resul
 
 fn status(data_dir: &Path, json: bool) -> Result<()> {
     let (conn, node) = store::open_admin(data_dir)?;
-    let status = sync_status_of(&conn, node.hub.is_some())?;
+    let status = sync_status_of(&conn, node.hub.is_some(), shared::limits::SKEW_MARGIN_MS)?;
     if json {
         let mut value = serde_json::to_value(&status)?;
         value["location"] = serde_json::Value::from(node.location.as_str());

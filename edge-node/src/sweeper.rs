@@ -1,5 +1,5 @@
-//! Expires pending holds at their `expires_at` and purges old idempotency
-//! records. Sleeps until the next expiry (woken early when a new hold is
+//! Expires pending holds at their `expires_at`, gives up on our requests
+//! the owner did not decide in time, and purges old idempotency records. Sleeps until the next expiry (woken early when a new hold is
 //! placed) and never longer than [`IDLE_WAKE`], so a hold is expired well
 //! within a second of its time even if a wake-up were missed.
 
@@ -43,9 +43,10 @@ async fn sweep(
     last_purge: &mut Option<tokio::time::Instant>,
 ) -> StoreResult<Duration> {
     loop {
-        let expired = store.write(ops::expire_due_holds).await?;
+        let margin = store.settings().skew_margin_ms;
+        let expired = store.write(move |ctx| ops::expire_due(ctx, margin)).await?;
         if expired > 0 {
-            tracing::info!(expired, "expired pending holds");
+            tracing::info!(expired, "expired pending holds and unanswered requests");
         }
         if expired < ops::EXPIRE_BATCH_MAX {
             break;
@@ -59,8 +60,9 @@ async fn sweep(
         *last_purge = Some(tokio::time::Instant::now());
     }
     let me = store.node().participant();
+    let margin = store.settings().skew_margin_ms;
     let next = store
-        .read(move |conn| queries::next_hold_expiry_ms(conn, &me))
+        .read(move |conn| queries::next_expiry_ms(conn, &me, margin))
         .await?;
     let wait = match next {
         Some(at) => Duration::from_millis(u64::try_from(at - store.now_ms()).unwrap_or(0)),

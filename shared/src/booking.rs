@@ -148,6 +148,75 @@ pub fn transition(from: BookingState, action: Action) -> Result<BookingState, Tr
     Ok(to)
 }
 
+/// What the owner of a pool does with a request that reaches it: decided
+/// at once, on receipt (DESIGN section 5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnerDecision {
+    Hold { expires_at_ms: i64 },
+    Confirm,
+    Reject { reason: String },
+    Expire { reason: String },
+}
+
+impl OwnerDecision {
+    pub fn state(&self) -> BookingState {
+        match self {
+            Self::Hold { .. } => BookingState::Held,
+            Self::Confirm => BookingState::Confirmed,
+            Self::Reject { .. } => BookingState::Rejected,
+            Self::Expire { .. } => BookingState::Expired,
+        }
+    }
+}
+
+/// The owner's decision on a request that expires at `expires_at_ms`, when
+/// its own allotment can (`fits`) or cannot hold it.
+pub fn decide_request(
+    now_ms: i64,
+    expires_at_ms: Option<i64>,
+    hold_seconds: Option<i64>,
+    fits: Result<(), String>,
+) -> OwnerDecision {
+    if expires_at_ms.is_some_and(|at| now_ms > at) {
+        return OwnerDecision::Expire {
+            reason: "the request reached the owner after it expired".into(),
+        };
+    }
+    match (fits, hold_seconds) {
+        (Err(reason), _) => OwnerDecision::Reject { reason },
+        (Ok(()), Some(seconds)) => OwnerDecision::Hold {
+            expires_at_ms: now_ms + seconds * 1000,
+        },
+        (Ok(()), None) => OwnerDecision::Confirm,
+    }
+}
+
+/// What a requester records when it learns that its booking is `remote` at
+/// the participant that decides it; `None` to change nothing.
+///
+/// Until it has an answer it adopts whatever the owner says. Once it gave
+/// up (`expired`), its word stands, except against `fulfilled`: the goods
+/// left the shelf, and the requester adopts that.
+pub fn requester_adopts(local: BookingState, remote: BookingState) -> Option<BookingState> {
+    use BookingState as S;
+    match (local, remote) {
+        (l, r) if l == r => None,
+        (S::Expired, S::Fulfilled) => Some(S::Fulfilled),
+        (S::Expired | S::Cancelled | S::Fulfilled, _) => None,
+        (_, r) => Some(r),
+    }
+}
+
+/// Whether a requester that has had no decision should give up now.
+pub fn requester_gives_up(
+    state: BookingState,
+    now_ms: i64,
+    expires_at_ms: Option<i64>,
+    skew_margin_ms: i64,
+) -> bool {
+    state == BookingState::Requested && expires_at_ms.is_some_and(|at| now_ms > at + skew_margin_ms)
+}
+
 /// How a booking reached us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -315,6 +384,60 @@ mod tests {
             }
         }
         assert_eq!(refused, S::ALL.len() * A::ALL.len() - ALLOWED.len());
+    }
+
+    #[test]
+    fn the_owner_decides_a_request_at_once_on_receipt() {
+        assert_eq!(
+            decide_request(10, Some(20), None, Ok(())),
+            OwnerDecision::Confirm
+        );
+        assert_eq!(
+            decide_request(10, Some(20), Some(60), Ok(())),
+            OwnerDecision::Hold {
+                expires_at_ms: 60_010
+            }
+        );
+        assert!(matches!(
+            decide_request(10, Some(20), None, Err("full".into())),
+            OwnerDecision::Reject { .. }
+        ));
+        assert!(matches!(
+            decide_request(21, Some(20), None, Ok(())),
+            OwnerDecision::Expire { .. }
+        ));
+    }
+
+    #[test]
+    fn a_requester_adopts_decisions_until_it_gives_up_and_then_only_fulfilment() {
+        assert_eq!(
+            requester_adopts(S::Requested, S::Confirmed),
+            Some(S::Confirmed)
+        );
+        assert_eq!(
+            requester_adopts(S::Requested, S::Rejected),
+            Some(S::Rejected)
+        );
+        assert_eq!(
+            requester_adopts(S::Confirmed, S::Fulfilled),
+            Some(S::Fulfilled)
+        );
+        assert_eq!(requester_adopts(S::Held, S::Expired), Some(S::Expired));
+        assert_eq!(requester_adopts(S::Expired, S::Confirmed), None);
+        assert_eq!(requester_adopts(S::Expired, S::Expired), None);
+        assert_eq!(
+            requester_adopts(S::Expired, S::Fulfilled),
+            Some(S::Fulfilled)
+        );
+        assert_eq!(requester_adopts(S::Cancelled, S::Confirmed), None);
+    }
+
+    #[test]
+    fn a_requester_gives_up_only_after_the_skew_margin() {
+        assert!(!requester_gives_up(S::Requested, 130, Some(100), 30));
+        assert!(requester_gives_up(S::Requested, 131, Some(100), 30));
+        assert!(!requester_gives_up(S::Confirmed, 1_000, Some(100), 30));
+        assert!(!requester_gives_up(S::Requested, 1_000, None, 30));
     }
 
     #[test]

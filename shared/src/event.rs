@@ -103,7 +103,7 @@ impl ResourceKind {
 
 /// The typed content of an event. Times are UTC milliseconds since the epoch
 /// so the encoding has one spelling for each instant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "body", rename_all = "snake_case")]
 pub enum EventBody {
     ResourceCreated {
@@ -156,6 +156,13 @@ pub enum EventBody {
         state: BookingState,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         expires_at_ms: Option<i64>,
+        /// On a request: the owner places a pending hold of this many
+        /// seconds instead of confirming.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hold_seconds: Option<i64>,
+        /// Why an owner rejected or expired a request on receipt.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     BookingConfirmed {
         id: BookingId,
@@ -169,6 +176,21 @@ pub enum EventBody {
     BookingExpired {
         id: BookingId,
         reason: String,
+    },
+    /// The requester asks the participant charged with a booking to cancel it.
+    BookingCancelRequested {
+        id: BookingId,
+    },
+    /// A hub event carrying another participant's event to its recipient.
+    Relayed {
+        event: Box<Event>,
+    },
+    /// Recorded by a participant in its own log when it applied an event of
+    /// another participant that reached it through the hub's log at
+    /// `hub_seq`, so its own log stays the whole story of its state.
+    Observed {
+        hub_seq: u64,
+        event: Box<Event>,
     },
 }
 

@@ -66,3 +66,12 @@ pub const LONG_POLL_MAX_MS: u64 = 4000;
 /// Default clock skew margin (DESIGN section 6); an offset beyond half of it
 /// is an alert.
 pub const SKEW_MARGIN_MS: i64 = 30_000;
+
+/// How long a request may wait for its owner by default (DESIGN section 8).
+pub const REQUEST_TTL_DEFAULT_S: i64 = 900;
+
+/// Longest a request may wait for its owner: a day.
+pub const REQUEST_TTL_MAX_S: i64 = 24 * 3600;
+
+/// Longest a web order waits for the owner's decision before answering 202.
+pub const WAIT_MS_MAX: u64 = 10_000;

@@ -16,6 +16,10 @@ pub struct CreateBooking {
     /// A pending hold for this many seconds instead of a confirmation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_seconds: Option<i64>,
+    /// For a booking the owner must decide: how long the request may wait
+    /// for it (default [`crate::limits::REQUEST_TTL_DEFAULT_S`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_ttl_seconds: Option<i64>,
 }
 
 /// The JSON error shape of every API: `{"error": {"code", "message"}}`.

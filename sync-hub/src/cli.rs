@@ -48,6 +48,21 @@ enum Command {
         #[command(subcommand)]
         command: ApiKeyCommand,
     },
+    /// Manage webhooks: every booking state change is POSTed to each URL.
+    Webhook {
+        #[command(subcommand)]
+        command: WebhookCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhookCommand {
+    /// Add a receiver; prints the HMAC secret its signatures use as the
+    /// last line.
+    Add {
+        #[arg(long)]
+        url: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -155,6 +170,20 @@ fn run(cli: Cli) -> Result<()> {
             ))?;
             println!("location {id} added; enrollment token (one use, valid 24 h):");
             println!("{token}");
+            Ok(())
+        }
+        Command::Webhook {
+            command: WebhookCommand::Add { url },
+        } => {
+            anyhow::ensure!(
+                url.starts_with("http://") || url.starts_with("https://"),
+                "the webhook URL must be http:// or https://"
+            );
+            let state = crate::open(&data_dir, HubSettings::default())?;
+            let (secret, _) = keys::new_secret("whsec_")?;
+            let id = runtime.block_on(state.storage.add_webhook(&url, &secret, now_ms()))?;
+            println!("webhook {id} added for {url}; signing secret:");
+            println!("{secret}");
             Ok(())
         }
         Command::ApiKey {

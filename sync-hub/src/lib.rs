@@ -6,6 +6,7 @@
 //! [`router`] and [`run`] are what the binary and the tests start.
 
 pub mod api;
+pub mod background;
 pub mod cli;
 pub mod keys;
 pub mod notify;
@@ -28,16 +29,32 @@ pub fn open(data_dir: &Path, settings: HubSettings) -> anyhow::Result<AppState> 
         key: Arc::new(key),
         inboxes: Arc::default(),
         settings,
+        decisions: tokio::sync::broadcast::channel(DECISIONS_BUFFERED).0,
+        in_flight: Arc::default(),
     })
 }
 
-/// Serves the hub on `listener` until `shutdown` resolves.
+/// Booking changes buffered for waiting web orders; a waiter that falls
+/// further behind re-reads its booking.
+const DECISIONS_BUFFERED: usize = 1024;
+
+/// Serves the hub on `listener` until `shutdown` resolves, with the expiry
+/// sweeper and the webhook dispatcher running beside it.
 pub async fn run(
     state: AppState,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let sweeper = tokio::spawn(background::sweep(state.clone(), stop_rx.clone()));
+    let webhooks = tokio::spawn(background::deliver_webhooks(state.clone(), stop_rx));
+    let served = axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        })
+        .await;
+    let _ = sweeper.await;
+    let _ = webhooks.await;
+    served
 }

@@ -29,13 +29,31 @@ const HUB: &str = env!("CARGO_BIN_EXE_e2e-sync-hub");
 const EDGE: &str = env!("CARGO_BIN_EXE_e2e-edge-node");
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn cli(bin: &str, dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(bin).arg("--data-dir").arg(dir).args(args).output().expect("run");
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf8").lines().last().unwrap_or_default().trim().to_owned()
+    let out = Command::new(bin)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
 }
 
 struct Hub(Child);
@@ -68,10 +86,19 @@ fn start_hub(dir: &Path, port: u16) -> Hub {
 }
 
 fn hub_head(dir: &Path) -> u64 {
-    rusqlite::Connection::open_with_flags(dir.join("hub.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .and_then(|c| c.query_row("SELECT head_seq FROM locations WHERE id = 'bench'", [], |r| r.get::<_, i64>(0)))
-        .map(|s| s as u64)
-        .unwrap_or(0)
+    rusqlite::Connection::open_with_flags(
+        dir.join("hub.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .and_then(|c| {
+        c.query_row(
+            "SELECT head_seq FROM locations WHERE id = 'bench'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+    })
+    .map(|s| s as u64)
+    .unwrap_or(0)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -90,8 +117,14 @@ async fn fill(store: &Store, events: u64) {
                         "customer": {"name": format!("Bench {n}")},
                     }))
                     .expect("request");
-                    let new = NewBooking { request, channel: Channel::Kiosk };
-                    store.write(move |ctx| ops::create_booking(ctx, new)).await.expect("booked");
+                    let new = NewBooking {
+                        request,
+                        channel: Channel::Kiosk,
+                    };
+                    store
+                        .write(move |ctx| ops::create_booking(ctx, new))
+                        .await
+                        .expect("booked");
                     n += 64;
                 }
             })
@@ -112,43 +145,75 @@ fn main() {
     let root = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
     let hub_dir = root.path().join("hub");
     let edge_dir = root.path().join("edge");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
     let api_key = cli(HUB, &hub_dir, &["api-key", "create", "--name", "bench"]);
-    let token = cli(HUB, &hub_dir, &["location", "add", "--id", "bench", "--name", "Bench", "--timezone", "UTC"]);
+    let token = cli(
+        HUB,
+        &hub_dir,
+        &[
+            "location",
+            "add",
+            "--id",
+            "bench",
+            "--name",
+            "Bench",
+            "--timezone",
+            "UTC",
+        ],
+    );
     let hub = start_hub(&hub_dir, port);
     let hub_url = format!("http://127.0.0.1:{port}");
-    cli(EDGE, &edge_dir, &["enroll", "--hub", &hub_url, "--token", &token]);
+    cli(
+        EDGE,
+        &edge_dir,
+        &["enroll", "--hub", &hub_url, "--token", &token],
+    );
     drop(hub);
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let store = Store::open(&edge_dir, Arc::new(SystemClock::default())).expect("open");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let served = tokio::spawn(edge_node::run(store.clone(), listener, async move {
             let _ = stopped.await;
         }));
         store
             .write(|ctx| {
-                ops::create_resource(ctx, NewResource {
-                    id: Some("bench-pool".parse().expect("id")),
-                    name: "Bench".into(),
-                    kind: ResourceKind::Stock,
-                })?;
-                ops::create_pool(ctx, NewPool {
-                    id: Some("bench-pool".parse().expect("id")),
-                    resource_id: "bench-pool".parse().expect("id"),
-                    capacity: 1_000_000_000,
-                    starts_at_ms: None,
-                    ends_at_ms: None,
-                })
+                ops::create_resource(
+                    ctx,
+                    NewResource {
+                        id: Some("bench-pool".parse().expect("id")),
+                        name: "Bench".into(),
+                        kind: ResourceKind::Stock,
+                    },
+                )?;
+                ops::create_pool(
+                    ctx,
+                    NewPool {
+                        id: Some("bench-pool".parse().expect("id")),
+                        resource_id: "bench-pool".parse().expect("id"),
+                        capacity: 1_000_000_000,
+                        starts_at_ms: None,
+                        ends_at_ms: None,
+                    },
+                )
             })
             .await
             .expect("seed");
         let filled = Instant::now();
         fill(&store, events.saturating_sub(2)).await;
         let total = *store.head_seq().borrow();
-        eprintln!("store took {total} events in {:.1} s with the hub down", filled.elapsed().as_secs_f64());
+        eprintln!(
+            "store took {total} events in {:.1} s with the hub down",
+            filled.elapsed().as_secs_f64()
+        );
 
         // 1. Replay.
         let started = Instant::now();
@@ -175,12 +240,19 @@ fn main() {
         }
         let backlog_zero_at = started.elapsed();
         let first_at = first_at.unwrap_or(all_at);
-        let replay = all_at.saturating_sub(first_at).max(Duration::from_millis(1));
+        let replay = all_at
+            .saturating_sub(first_at)
+            .max(Duration::from_millis(1));
 
         // 2. Delivery latency of hub events to the connected store.
         store
             .write(|ctx| {
-                ops::grant_allotment(ctx, &"bench-pool".parse().expect("id"), &shared::ParticipantId::Hub, 1_000_000)
+                ops::grant_allotment(
+                    ctx,
+                    &"bench-pool".parse().expect("id"),
+                    &shared::ParticipantId::Hub,
+                    1_000_000,
+                )
             })
             .await
             .expect("grant");
@@ -222,10 +294,22 @@ fn main() {
         println!("| measurement | figure |");
         println!("|---|---|");
         println!("| events replayed | {total} |");
-        println!("| hub process start to listening | {:.0} ms |", hub_up.as_secs_f64() * 1e3);
-        println!("| hub start to first event applied (store's retry backoff) | {:.0} ms |", first_at.as_secs_f64() * 1e3);
-        println!("| replay throughput (first to last event at the hub) | {:.0} events/s |", total as f64 / replay.as_secs_f64());
-        println!("| hub start to store backlog 0 | {:.2} s |", backlog_zero_at.as_secs_f64());
+        println!(
+            "| hub process start to listening | {:.0} ms |",
+            hub_up.as_secs_f64() * 1e3
+        );
+        println!(
+            "| hub start to first event applied (store's retry backoff) | {:.0} ms |",
+            first_at.as_secs_f64() * 1e3
+        );
+        println!(
+            "| replay throughput (first to last event at the hub) | {:.0} events/s |",
+            total as f64 / replay.as_secs_f64()
+        );
+        println!(
+            "| hub start to store backlog 0 | {:.2} s |",
+            backlog_zero_at.as_secs_f64()
+        );
         println!(
             "| hub event to store applied, {} samples | p50 {:.2} ms, p99 {:.2} ms |",
             latencies.len(),

@@ -16,13 +16,20 @@ async fn units_the_hub_returns_reach_the_store_once() {
     store.start(&world);
     store.stock(&world, "beans", 10).await;
     let (status, granted) = store
-        .api_post(&world, "/pools/beans/allotments", &json!({"to": "hub", "units": 4}))
+        .api_post(
+            &world,
+            "/pools/beans/allotments",
+            &json!({"to": "hub", "units": 4}),
+        )
         .await;
     assert_eq!(status, 201, "{granted}");
     assert_eq!(granted["available"], 6);
     store.synced(&world, Duration::from_secs(30)).await;
     let (_, pools) = world.public("/v1/pools?location=store-1").await;
-    assert_eq!(pools["pools"][0]["hub_available"], 4, "the hub credited the grant");
+    assert_eq!(
+        pools["pools"][0]["hub_available"], 4,
+        "the hub credited the grant"
+    );
 
     // The hub gives 3 back; the connected store has them at once.
     let (status, body) = post(
@@ -33,10 +40,14 @@ async fn units_the_hub_returns_reach_the_store_once() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    eventually(Duration::from_secs(10), "the returned units at the store", || async {
-        let (_, pool) = store.api_get(&world, "/pools/beans").await;
-        (pool["available"] == 9).then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the returned units at the store",
+        || async {
+            let (_, pool) = store.api_get(&world, "/pools/beans").await;
+            (pool["available"] == 9).then_some(())
+        },
+    )
     .await;
     let (_, pool) = store.api_get(&world, "/pools/beans").await;
     assert_eq!(pool["allotments"], json!([{"to": "hub", "units": 1}]));
@@ -49,7 +60,10 @@ async fn units_the_hub_returns_reach_the_store_once() {
         &json!({"units": 2}),
     )
     .await;
-    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("insufficient_capacity")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("insufficient_capacity"))
+    );
 
     // Restarts of both sides apply nothing twice.
     store.synced(&world, Duration::from_secs(30)).await;
@@ -63,7 +77,11 @@ async fn units_the_hub_returns_reach_the_store_once() {
     assert_eq!(pool["available"], 9, "{pool}");
     let credited: i64 = store
         .db()
-        .query_row("SELECT count(*) FROM events WHERE kind = 'allotment_credited'", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM events WHERE kind = 'allotment_credited'",
+            [],
+            |r| r.get(0),
+        )
         .expect("count");
     assert_eq!(credited, 1);
     assert_hub_mirrors(&world, &store);
@@ -74,7 +92,9 @@ async fn a_store_clock_off_by_a_minute_is_flagged_at_the_store_and_the_hub() {
     let mut world = World::new();
     world.start_hub();
     let mut store = Store::enroll(&world, "store-1");
-    store.env.push(("EDGE_NODE_CLOCK_OFFSET_MS".into(), "60000".into()));
+    store
+        .env
+        .push(("EDGE_NODE_CLOCK_OFFSET_MS".into(), "60000".into()));
     store.start(&world);
     store.stock(&world, "beans", 10).await;
     store.synced(&world, Duration::from_secs(30)).await;
@@ -83,7 +103,10 @@ async fn a_store_clock_off_by_a_minute_is_flagged_at_the_store_and_the_hub() {
     assert!((59_000..61_000).contains(&offset), "{status}");
     assert_eq!(status["clock_alert"], true);
     let (_, locations) = world.public("/v1/locations").await;
-    assert_eq!(locations["locations"][0]["clock_alert"], true, "{locations}");
+    assert_eq!(
+        locations["locations"][0]["clock_alert"], true,
+        "{locations}"
+    );
     let cli = e2e::run(&world.bins.edge, store.path(), &["status"]);
     assert!(cli.contains("ALERT"), "{cli}");
 }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use e2e::{Bins, Served, eventually, free_port, get, http, last_line, post, run};
+use e2e::{Bins, Served, free_port, get, http, last_line, post, run};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -258,11 +258,22 @@ impl Store {
 
     /// Waits until everything this store wrote is at the hub.
     pub async fn synced(&self, world: &World, limit: Duration) {
-        eventually(limit, "the store's backlog to reach 0", || async {
+        let last = std::sync::Mutex::new(Value::Null);
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
             let status = self.status(world).await;
-            (status["backlog_events"] == 0 && status["state"] == "online").then_some(())
-        })
-        .await;
+            if status["backlog_events"] == 0 && status["state"] == "online" {
+                return;
+            }
+            *last.lock().expect("lock") = status;
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: timed out waiting for the backlog to reach 0; last status {}",
+                self.location,
+                last.lock().expect("lock")
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn db(&self) -> rusqlite::Connection {

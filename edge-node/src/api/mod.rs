@@ -110,6 +110,7 @@ pub fn router(state: AppState) -> Router {
         .route("/pools/{id}", get(get_pool))
         .route("/pools/{id}/adjust", post(adjust_pool))
         .route("/pools/{id}/allotments", post(grant_allotment))
+        .route("/pools/{id}/return", post(return_allotment))
         .route("/bookings", post(create_booking).get(list_bookings))
         .route("/bookings/{id}", get(get_booking))
         .route("/bookings/{id}/confirm", post(confirm_booking))
@@ -297,6 +298,27 @@ async fn grant_allotment(
         .write(move |ctx| ops::grant_allotment(ctx, &id, &body.to, body.units))
         .await?;
     Ok(created(view))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReturnBody {
+    units: i64,
+}
+
+/// A grantee gives unused units back to the owner.
+async fn return_allotment(
+    principal: Principal,
+    State(state): State<AppState>,
+    IdPath(id): IdPath<PoolId>,
+    JsonBody(body): JsonBody<ReturnBody>,
+) -> ApiResult<Response> {
+    principal.require(Role::Manager)?;
+    let view = state
+        .store
+        .write(move |ctx| ops::return_allotment(ctx, &id, body.units))
+        .await?;
+    Ok(Json(view).into_response())
 }
 
 /// The `Idempotency-Key` header, if any, checked for shape.
@@ -498,6 +520,7 @@ pub struct SyncStatus {
 pub fn sync_status_of(
     conn: &rusqlite::Connection,
     enrolled: bool,
+    skew_margin_ms: i64,
 ) -> crate::store::StoreResult<SyncStatus> {
     let stats = queries::log_stats(conn)?;
     let row = queries::sync_row(conn)?;
@@ -515,7 +538,7 @@ pub fn sync_status_of(
         clock_offset_ms: row.clock_offset_ms,
         clock_alert: row
             .clock_offset_ms
-            .is_some_and(|o| o.abs() > shared::limits::SKEW_MARGIN_MS / 2),
+            .is_some_and(|o| o.abs() > skew_margin_ms / 2),
         error: row.error,
     })
 }
@@ -523,9 +546,10 @@ pub fn sync_status_of(
 async fn sync_status(principal: Principal, State(state): State<AppState>) -> ApiResult<Response> {
     principal.require(Role::Kiosk)?;
     let enrolled = state.store.node().hub.is_some();
+    let margin = state.store.settings().skew_margin_ms;
     let status = state
         .store
-        .read(move |conn| sync_status_of(conn, enrolled))
+        .read(move |conn| sync_status_of(conn, enrolled, margin))
         .await?;
     Ok(Json(status).into_response())
 }

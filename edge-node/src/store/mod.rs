@@ -63,6 +63,23 @@ impl Clock for SystemClock {
     }
 }
 
+/// Settings of a running store.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreSettings {
+    /// How long past a request's `expires_at` we wait for the owner's
+    /// decision before giving up (DESIGN section 6: 30 s by default); also
+    /// the scale of the clock-offset alert (half of it).
+    pub skew_margin_ms: i64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            skew_margin_ms: shared::limits::SKEW_MARGIN_MS,
+        }
+    }
+}
+
 /// Who this node is, read from the `node` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeInfo {
@@ -262,6 +279,7 @@ struct Inner {
     path: PathBuf,
     node: NodeInfo,
     clock: Arc<dyn Clock>,
+    settings: StoreSettings,
     /// Woken after a commit that created or moved a hold's expiry.
     holds_changed: Arc<Notify>,
     /// The seq of the newest committed event of this node's log.
@@ -281,6 +299,14 @@ impl Store {
     /// Opens the store of an initialized data directory and starts its
     /// writer thread.
     pub fn open(data_dir: &Path, clock: Arc<dyn Clock>) -> StoreResult<Self> {
+        Self::open_with(data_dir, clock, StoreSettings::default())
+    }
+
+    pub fn open_with(
+        data_dir: &Path,
+        clock: Arc<dyn Clock>,
+        settings: StoreSettings,
+    ) -> StoreResult<Self> {
         let path = data_dir.join(DB_FILE);
         if !path.exists() {
             return Err(StoreError::NotInitialized(data_dir.display().to_string()));
@@ -304,6 +330,7 @@ impl Store {
                 path,
                 node,
                 clock,
+                settings,
                 holds_changed,
                 head_seq,
             }),
@@ -320,6 +347,10 @@ impl Store {
 
     pub fn now_ms(&self) -> i64 {
         self.inner.clock.now_ms()
+    }
+
+    pub fn settings(&self) -> StoreSettings {
+        self.inner.settings
     }
 
     pub fn clock(&self) -> Arc<dyn Clock> {

@@ -6,7 +6,8 @@ use rusqlite::{OptionalExtension, params};
 use shared::booking::{self, Action, validate_request};
 use shared::event::ResourceKind;
 use shared::limits::{
-    HOLD_SECONDS_MAX, IDEMPOTENCY_RETENTION_MS, POOL_CAPACITY_MAX, RESOURCE_NAME_MAX_CHARS,
+    HOLD_SECONDS_MAX, IDEMPOTENCY_RETENTION_MS, POOL_CAPACITY_MAX, REQUEST_TTL_DEFAULT_S,
+    REQUEST_TTL_MAX_S, RESOURCE_NAME_MAX_CHARS,
 };
 use shared::protocol::{CreateBooking, ErrorBody};
 use shared::{BookingId, BookingState, Channel, EventBody, ParticipantId, PoolId, ResourceId};
@@ -230,13 +231,18 @@ pub struct NewBooking {
     pub channel: Channel,
 }
 
-/// Places a local booking: `held` with a `hold_seconds` expiry or
-/// `confirmed`, or refused with `insufficient_capacity`.
+/// Places a booking. Against units charged to this node (its own pools,
+/// or an allotment it received) it is `held` with a `hold_seconds` expiry or
+/// `confirmed` at once, or refused with `insufficient_capacity` when the
+/// pools are ours. For another participant's pools that our allotment does
+/// not cover, it becomes a `requested` booking routed to their owner, which
+/// decides it (DESIGN section 5).
 pub fn create_booking(ctx: &mut WriteCtx<'_>, new: NewBooking) -> StoreResult<BookingView> {
     let CreateBooking {
         mut lines,
         customer,
         hold_seconds,
+        request_ttl_seconds,
     } = new.request;
     validate_request(&lines, &customer)?;
     // One order everywhere: the log, the view and the database read back.
@@ -248,9 +254,17 @@ pub fn create_booking(ctx: &mut WriteCtx<'_>, new: NewBooking) -> StoreResult<Bo
             "hold_seconds must be between 1 and {HOLD_SECONDS_MAX}"
         )));
     }
+    if let Some(ttl) = request_ttl_seconds
+        && !(1..=REQUEST_TTL_MAX_S).contains(&ttl)
+    {
+        return Err(StoreError::Invalid(format!(
+            "request_ttl_seconds must be between 1 and {REQUEST_TTL_MAX_S}"
+        )));
+    }
     let me = ctx.node().participant();
     let now = ctx.now_ms();
     let mut owner: Option<ParticipantId> = None;
+    let mut shortfall: Option<StoreError> = None;
     for line in &lines {
         let row = pool_row(ctx, &line.pool_id)?;
         match &owner {
@@ -268,21 +282,38 @@ pub fn create_booking(ctx: &mut WriteCtx<'_>, new: NewBooking) -> StoreResult<Bo
                 row.id
             )));
         }
-        row.holding()
-            .reserve(line.quantity)
-            .map_err(|e| StoreError::InsufficientCapacity {
+        if let Err(e) = row.holding().reserve(line.quantity) {
+            shortfall.get_or_insert(StoreError::InsufficientCapacity {
                 pool: row.id.clone(),
                 requested: e.requested,
                 available: e.available,
-            })?;
+            });
+        }
     }
     let owner = owner.ok_or(StoreError::BookingInput(
         booking::BookingInputError::NoLines,
     ))?;
     let id = BookingId::generate();
-    let (state, expires_at_ms) = match hold_seconds {
-        Some(seconds) => (BookingState::Held, Some(now + seconds * 1000)),
-        None => (BookingState::Confirmed, None),
+    let (state, charged_to, expires_at_ms, request_hold) = match shortfall {
+        None => match hold_seconds {
+            Some(seconds) => (
+                BookingState::Held,
+                me.clone(),
+                Some(now + seconds * 1000),
+                None,
+            ),
+            None => (BookingState::Confirmed, me.clone(), None, None),
+        },
+        Some(e) if owner == me => return Err(e),
+        Some(_) => {
+            let ttl = request_ttl_seconds.unwrap_or(REQUEST_TTL_DEFAULT_S);
+            (
+                BookingState::Requested,
+                owner.clone(),
+                Some(now + ttl * 1000),
+                hold_seconds,
+            )
+        }
     };
     let view = BookingView {
         id,
@@ -292,8 +323,8 @@ pub fn create_booking(ctx: &mut WriteCtx<'_>, new: NewBooking) -> StoreResult<Bo
         customer,
         channel: new.channel,
         owner,
-        requested_by: me.clone(),
-        charged_to: me,
+        requested_by: me,
+        charged_to,
         expires_at: expires_at_ms.map(queries::ts),
         reason: None,
         created_at: queries::ts(now),
@@ -311,9 +342,11 @@ pub fn create_booking(ctx: &mut WriteCtx<'_>, new: NewBooking) -> StoreResult<Bo
             customer: view.customer.clone(),
             state,
             expires_at_ms,
+            hold_seconds: request_hold,
+            reason: None,
         },
     )?;
-    if state == BookingState::Held {
+    if matches!(state, BookingState::Held | BookingState::Requested) {
         ctx.hold_changed();
     }
     // What a read would return, built without reading it back.
@@ -326,6 +359,15 @@ pub fn create_booking(ctx: &mut WriteCtx<'_>, new: NewBooking) -> StoreResult<Bo
 
 fn booking_view(ctx: &WriteCtx<'_>, id: &BookingId) -> StoreResult<BookingView> {
     queries::booking(ctx.conn(), id)?.ok_or_else(|| StoreError::not_found("booking", id))
+}
+
+/// 201 for a booking made, 202 for a request its owner has yet to decide.
+pub fn created_status(view: &BookingView) -> u16 {
+    if view.state == BookingState::Requested {
+        202
+    } else {
+        201
+    }
 }
 
 /// The answer to a request that carried an `Idempotency-Key`, as first
@@ -369,7 +411,7 @@ pub fn create_booking_idempotent(
         Ok(view) => {
             exec(ctx.conn(), "RELEASE booking")?;
             (
-                201,
+                created_status(&view),
                 serde_json::to_string(&view).map_err(|e| StoreError::Internal(e.to_string()))?,
             )
         }
@@ -407,7 +449,11 @@ pub fn transition(
 ) -> StoreResult<BookingView> {
     let current = booking_view(ctx, id)?;
     let me = ctx.node().participant();
-    if current.charged_to != me {
+    // Handing over the goods is physical: the owner's staff fulfil what the
+    // website sold from the hub's allotment too. Everything else belongs to
+    // whoever the units are charged to.
+    let may = current.charged_to == me || (action == Action::Fulfil && current.owner == me);
+    if !may {
         return Err(StoreError::Conflict(format!(
             "booking {id} is charged to {}; only it can {} the booking",
             current.charged_to,
@@ -445,41 +491,48 @@ pub fn transition(
 /// Holds expired in one job at most, so one sweep never stalls the writer.
 pub const EXPIRE_BATCH_MAX: usize = 256;
 
-/// Expires holds charged to this node whose `expires_at` has passed and
-/// frees their units. (The `state IN` term lets SQLite use the partial
-/// index of pending bookings.) Returns how many it expired; the sweeper calls again
-/// while that is the batch maximum.
-pub fn expire_due_holds(ctx: &mut WriteCtx<'_>) -> StoreResult<usize> {
+/// Expires what is due: holds charged to this node whose `expires_at` has
+/// passed (freeing their units), and requests of ours that had no decision
+/// by `expires_at + skew_margin_ms` (the requester's expiry, which wins
+/// wherever it arrives). Returns how many; the sweeper calls again while
+/// that is the batch maximum. (The `state IN` term lets SQLite use the
+/// partial index of pending bookings.)
+pub fn expire_due(ctx: &mut WriteCtx<'_>, skew_margin_ms: i64) -> StoreResult<usize> {
     let me = ctx.node().participant();
-    let ids: Vec<String> = {
+    let now = ctx.now_ms();
+    let due: Vec<(String, String)> = {
         let mut stmt = ctx.conn().prepare_cached(
-            "SELECT id FROM bookings
-             WHERE state IN ('requested', 'held') AND state = 'held'
-               AND charged_to = ?1 AND expires_at_ms <= ?2
-             ORDER BY expires_at_ms LIMIT ?3",
+            "SELECT id, state FROM bookings
+             WHERE state IN ('requested', 'held')
+               AND ((state = 'held' AND charged_to = ?1 AND expires_at_ms <= ?2)
+                 OR (state = 'requested' AND requested_by = ?1 AND charged_to != ?1
+                     AND expires_at_ms < ?2 - ?3))
+             ORDER BY expires_at_ms LIMIT ?4",
         )?;
         let rows = stmt.query_map(
-            params![me.as_str(), ctx.now_ms(), EXPIRE_BATCH_MAX as i64],
-            |r| r.get(0),
+            params![me.as_str(), now, skew_margin_ms, EXPIRE_BATCH_MAX as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         rows.collect::<rusqlite::Result<_>>()?
     };
-    for raw in &ids {
+    for (raw, state) in &due {
         let id =
             BookingId::parse(raw).map_err(|_| StoreError::Corrupt(format!("booking id {raw}")))?;
-        let current = booking_view(ctx, &id)?;
-        booking::transition(current.state, Action::Expire)
-            .map_err(|source| StoreError::InvalidTransition { id, source })?;
+        let reason = if state == "held" {
+            "the hold was not confirmed in time"
+        } else {
+            "the owner did not decide the request in time"
+        };
         ctx.hold_changed();
         emit(
             ctx,
             EventBody::BookingExpired {
                 id,
-                reason: "the hold was not confirmed in time".into(),
+                reason: reason.into(),
             },
         )?;
     }
-    Ok(ids.len())
+    Ok(due.len())
 }
 
 /// Forgets idempotency records older than the retention promise.
@@ -543,15 +596,62 @@ pub fn rewind_acked(ctx: &mut WriteCtx<'_>, acked_seq: u64) -> StoreResult<()> {
     Ok(())
 }
 
-/// Applies events of the hub's log addressed to us, each exactly once:
-/// its effect is recorded in our own log with the hub seq it came from,
-/// and the pull cursor moves in the same transaction.
+/// `POST /pools/{id}/return`: a grantee gives unused units of its
+/// allotment back to the owner, debited here at once.
+pub fn return_allotment(ctx: &mut WriteCtx<'_>, id: &PoolId, units: i64) -> StoreResult<PoolView> {
+    let row = pool_row(ctx, id)?;
+    if row.owner == ctx.node().participant() {
+        return Err(StoreError::Invalid(
+            "the owner holds its units already; only a grantee returns units".into(),
+        ));
+    }
+    if !(1..=POOL_CAPACITY_MAX).contains(&units) {
+        return Err(StoreError::Invalid(format!(
+            "units must be between 1 and {POOL_CAPACITY_MAX}"
+        )));
+    }
+    row.holding()
+        .give(units)
+        .map_err(|e| StoreError::InsufficientCapacity {
+            pool: id.clone(),
+            requested: e.requested,
+            available: e.available,
+        })?;
+    emit(
+        ctx,
+        EventBody::AllotmentReturned {
+            pool: id.clone(),
+            units,
+        },
+    )?;
+    pool_view(ctx, id)
+}
+
+/// Whether our own allotment covers every line (without taking anything).
+fn fits(ctx: &WriteCtx<'_>, lines: &[shared::Line]) -> StoreResult<Result<(), String>> {
+    for line in lines {
+        let Some(row) = queries::pool_row_of(ctx.conn(), &line.pool_id)? else {
+            return Ok(Err(format!("pool {} is unknown here", line.pool_id)));
+        };
+        if let Err(e) = row.holding().reserve(line.quantity) {
+            return Ok(Err(format!(
+                "insufficient_capacity: pool {} has {} of {} units left",
+                line.pool_id, e.available, e.requested
+            )));
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// Applies events of the hub's log addressed to us, each exactly once: its
+/// effect is recorded in our own log (our decision on a request, units
+/// credited, or what we observed of others), carrying the hub seq it came
+/// from, and the pull cursor moves in the same transaction.
 pub fn apply_inbox(
     ctx: &mut WriteCtx<'_>,
     events: &[shared::protocol::InboxEvent],
 ) -> StoreResult<usize> {
     let cursor = queries::sync_row(ctx.conn())?.pull_cursor;
-    let me = ctx.node().participant();
     let mut applied = 0;
     for inbox in events {
         if inbox.hub_seq <= cursor {
@@ -563,35 +663,17 @@ pub fn apply_inbox(
                 inbox.hub_seq
             )));
         }
-        let body = inbox
-            .event
-            .typed()
-            .map_err(|e| StoreError::Invalid(format!("inbox event {}: {e}", inbox.hub_seq)))?;
-        match body {
-            EventBody::AllotmentReturned { pool, units } => {
-                let row = pool_row(ctx, &pool)?;
-                if row.owner != me {
-                    return Err(StoreError::Invalid(format!(
-                        "the hub returned units of pool {pool}, which {me} does not own"
-                    )));
-                }
-                emit(
-                    ctx,
-                    EventBody::AllotmentCredited {
-                        pool,
-                        from: ParticipantId::Hub,
-                        units,
-                        hub_seq: inbox.hub_seq,
-                    },
-                )?;
-            }
-            other => {
+        let inner = match inbox.event.typed() {
+            Ok(EventBody::Relayed { event }) => *event,
+            Ok(_) => inbox.event.clone(),
+            Err(e) => {
                 return Err(StoreError::Invalid(format!(
-                    "this node does not understand inbox events of kind {}; upgrade it",
-                    other.into_parts().0
+                    "inbox event {}: {e}",
+                    inbox.hub_seq
                 )));
             }
-        }
+        };
+        apply_one(ctx, inbox.hub_seq, inner)?;
         ctx.conn()
             .prepare_cached(
                 "UPDATE sync_state SET pull_cursor = max(pull_cursor, ?1) WHERE id = 1",
@@ -600,4 +682,139 @@ pub fn apply_inbox(
         applied += 1;
     }
     Ok(applied)
+}
+
+fn observe(ctx: &mut WriteCtx<'_>, hub_seq: u64, event: shared::Event) -> StoreResult<()> {
+    emit(
+        ctx,
+        EventBody::Observed {
+            hub_seq,
+            event: Box::new(event),
+        },
+    )?;
+    Ok(())
+}
+
+/// One event of another participant, from the hub's log at `hub_seq`.
+fn apply_one(ctx: &mut WriteCtx<'_>, hub_seq: u64, event: shared::Event) -> StoreResult<()> {
+    let me = ctx.node().participant();
+    let from = event.origin.clone();
+    let body = event
+        .typed()
+        .map_err(|e| StoreError::Invalid(format!("inbox event {hub_seq}: {e}")))?;
+    match body {
+        // A request for our capacity: decided at once, in this transaction.
+        EventBody::BookingCreated {
+            id,
+            owner,
+            requested_by,
+            channel,
+            lines,
+            customer,
+            state: BookingState::Requested,
+            expires_at_ms,
+            hold_seconds,
+            ..
+        } if owner == me => {
+            if queries::booking(ctx.conn(), &id)?.is_some() {
+                return Ok(());
+            }
+            let decision = booking::decide_request(
+                ctx.now_ms(),
+                expires_at_ms,
+                hold_seconds,
+                fits(ctx, &lines)?,
+            );
+            let (expires_at_ms, reason) = match &decision {
+                booking::OwnerDecision::Hold { expires_at_ms } => (Some(*expires_at_ms), None),
+                booking::OwnerDecision::Confirm => (None, None),
+                booking::OwnerDecision::Reject { reason }
+                | booking::OwnerDecision::Expire { reason } => {
+                    (expires_at_ms, Some(reason.clone()))
+                }
+            };
+            let state = decision.state();
+            emit(
+                ctx,
+                EventBody::BookingCreated {
+                    id,
+                    owner,
+                    requested_by,
+                    charged_to: me,
+                    channel,
+                    lines,
+                    customer,
+                    state,
+                    expires_at_ms,
+                    hold_seconds: None,
+                    reason,
+                },
+            )?;
+            if state == BookingState::Held {
+                ctx.hold_changed();
+            }
+        }
+        // The requester gave up on a booking charged to us: its word wins,
+        // except over goods already handed over.
+        EventBody::BookingExpired { id, .. } => {
+            let Some(current) = queries::booking(ctx.conn(), &id)? else {
+                return Ok(());
+            };
+            if current.charged_to == me && current.requested_by == from {
+                if booking::transition(current.state, Action::RequesterGaveUp).is_ok() {
+                    emit(
+                        ctx,
+                        EventBody::BookingExpired {
+                            id,
+                            reason: "the requester gave up before the decision reached it".into(),
+                        },
+                    )?;
+                }
+            } else if current.charged_to != me {
+                observe(ctx, hub_seq, event)?;
+            }
+        }
+        EventBody::BookingCancelRequested { id } => {
+            if let Some(current) = queries::booking(ctx.conn(), &id)?
+                && current.charged_to == me
+                && booking::transition(current.state, Action::Cancel).is_ok()
+            {
+                emit(ctx, EventBody::BookingCancelled { id })?;
+            }
+        }
+        EventBody::AllotmentGranted { pool, to, units }
+            if to == me && queries::pool_row_of(ctx.conn(), &pool)?.is_some() =>
+        {
+            emit(
+                ctx,
+                EventBody::AllotmentCredited {
+                    pool,
+                    from,
+                    units,
+                    hub_seq,
+                },
+            )?;
+        }
+        EventBody::AllotmentReturned { pool, units } if pool_row(ctx, &pool)?.owner == me => {
+            emit(
+                ctx,
+                EventBody::AllotmentCredited {
+                    pool,
+                    from,
+                    units,
+                    hub_seq,
+                },
+            )?;
+        }
+        // What others decided or did with bookings we requested or own, and
+        // the catalog of other locations.
+        EventBody::BookingCreated { .. }
+        | EventBody::BookingConfirmed { .. }
+        | EventBody::BookingCancelled { .. }
+        | EventBody::BookingFulfilled { .. }
+        | EventBody::ResourceCreated { .. }
+        | EventBody::PoolCreated { .. } => observe(ctx, hub_seq, event)?,
+        _ => {}
+    }
+    Ok(())
 }

@@ -180,13 +180,15 @@ pub fn apply(
             customer,
             state,
             expires_at_ms,
+            reason,
+            ..
         } => {
             let key = id.to_string();
             conn.prepare_cached(
                 "INSERT INTO bookings (id, code, owner, requested_by, charged_to, channel, state,
                     customer_name, customer_phone, customer_email, expires_at_ms, reason,
                     created_at_ms, updated_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, ?12, ?12)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?13, ?12, ?12)",
             )?
             .execute(params![
                 key,
@@ -200,7 +202,8 @@ pub fn apply(
                 customer.phone,
                 customer.email,
                 expires_at_ms,
-                at_ms
+                at_ms,
+                reason
             ])?;
             {
                 let mut insert = conn.prepare_cached(
@@ -246,6 +249,164 @@ pub fn apply(
             Some(reason),
             at_ms,
         )?,
+        EventBody::Observed { hub_seq, event } => {
+            observe(conn, me, event, at_ms)?;
+            conn.prepare_cached(
+                "UPDATE sync_state SET pull_cursor = max(pull_cursor, ?1) WHERE id = 1",
+            )?
+            .execute([*hub_seq as i64])?;
+        }
+        // Requests to others and hub relays change nothing here by themselves.
+        EventBody::BookingCancelRequested { .. } | EventBody::Relayed { .. } => {}
+    }
+    Ok(())
+}
+
+/// Takes in what another participant did, as far as it concerns us.
+fn observe(
+    conn: &Connection,
+    me: &ParticipantId,
+    event: &shared::Event,
+    at_ms: i64,
+) -> StoreResult<()> {
+    let body = event
+        .typed()
+        .map_err(|e| StoreError::Corrupt(format!("observed event: {e}")))?;
+    match &body {
+        EventBody::ResourceCreated {
+            id,
+            owner,
+            name,
+            kind,
+        } => {
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO resources (id, owner, name, kind, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                id.as_str(),
+                owner.as_str(),
+                name,
+                kind.as_str(),
+                at_ms
+            ])?;
+        }
+        EventBody::PoolCreated {
+            id,
+            resource_id,
+            owner,
+            capacity,
+            starts_at_ms,
+            ends_at_ms,
+        } => {
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO pools (id, resource_id, owner, capacity, starts_at_ms, ends_at_ms,
+                                    allotted, used, created_at_ms, updated_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0, ?7, ?7)",
+            )?
+            .execute(params![
+                id.as_str(),
+                resource_id.as_str(),
+                owner.as_str(),
+                capacity,
+                starts_at_ms,
+                ends_at_ms,
+                at_ms
+            ])?;
+        }
+        EventBody::BookingCreated {
+            id,
+            state,
+            expires_at_ms,
+            reason,
+            ..
+        } => {
+            let key = id.to_string();
+            let known = conn
+                .prepare_cached("SELECT 1 FROM bookings WHERE id = ?1")?
+                .exists([&key])?;
+            if known {
+                adopt(
+                    conn,
+                    me,
+                    &key,
+                    *state,
+                    reason.as_deref(),
+                    *expires_at_ms,
+                    at_ms,
+                )?;
+            } else {
+                // A booking on our pool charged to someone else (the hub's
+                // web sales, a grantee's): ours to see and hand over.
+                apply(conn, me, &body, at_ms)?;
+            }
+        }
+        EventBody::BookingConfirmed { id } => adopt(
+            conn,
+            me,
+            &id.to_string(),
+            BookingState::Confirmed,
+            None,
+            None,
+            at_ms,
+        )?,
+        EventBody::BookingCancelled { id } => adopt(
+            conn,
+            me,
+            &id.to_string(),
+            BookingState::Cancelled,
+            None,
+            None,
+            at_ms,
+        )?,
+        EventBody::BookingFulfilled { id } => adopt(
+            conn,
+            me,
+            &id.to_string(),
+            BookingState::Fulfilled,
+            None,
+            None,
+            at_ms,
+        )?,
+        EventBody::BookingExpired { id, reason } => adopt(
+            conn,
+            me,
+            &id.to_string(),
+            BookingState::Expired,
+            Some(reason),
+            None,
+            at_ms,
+        )?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Moves our copy of someone else's booking to what they say it is, by the
+/// requester's rules: until we gave up we adopt their word; after, only
+/// fulfilment.
+fn adopt(
+    conn: &Connection,
+    me: &ParticipantId,
+    id: &str,
+    remote: BookingState,
+    reason: Option<&str>,
+    expires_at_ms: Option<i64>,
+    at_ms: i64,
+) -> StoreResult<()> {
+    let state: Option<String> = conn
+        .prepare_cached("SELECT state FROM bookings WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    let Some(state) = state else { return Ok(()) };
+    let local = BookingState::parse(&state).ok_or_else(|| StoreError::Corrupt(state.clone()))?;
+    let Some(next) = shared::booking::requester_adopts(local, remote) else {
+        return Ok(());
+    };
+    set_state(conn, me, id, next, reason, at_ms)?;
+    if let Some(at) = expires_at_ms {
+        conn.prepare_cached("UPDATE bookings SET expires_at_ms = ?2 WHERE id = ?1")?
+            .execute(params![id, at])?;
     }
     Ok(())
 }

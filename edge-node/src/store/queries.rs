@@ -406,16 +406,24 @@ pub fn bookings(conn: &Connection, filter: &BookingFilter) -> StoreResult<Vec<Bo
         .collect()
 }
 
-/// The earliest expiry among holds this node must expire itself. The
-/// `state IN (...)` term repeats the partial index's condition word for word,
-/// which is how SQLite recognises that the index applies.
-pub fn next_hold_expiry_ms(conn: &Connection, me: &ParticipantId) -> StoreResult<Option<i64>> {
+/// When this node must next expire something itself: a hold charged to it,
+/// or a request of its own that had no decision by `expires_at` plus the
+/// skew margin. The `state IN (...)` term repeats the partial index's
+/// condition word for word, which is how SQLite recognises that it applies.
+pub fn next_expiry_ms(
+    conn: &Connection,
+    me: &ParticipantId,
+    skew_margin_ms: i64,
+) -> StoreResult<Option<i64>> {
     Ok(conn
         .prepare_cached(
-            "SELECT min(expires_at_ms) FROM bookings
-             WHERE state IN ('requested', 'held') AND state = 'held' AND charged_to = ?1",
+            "SELECT min(CASE WHEN state = 'held' THEN expires_at_ms ELSE expires_at_ms + ?2 END)
+             FROM bookings
+             WHERE state IN ('requested', 'held')
+               AND ((state = 'held' AND charged_to = ?1)
+                 OR (state = 'requested' AND requested_by = ?1 AND charged_to != ?1))",
         )?
-        .query_row([me.as_str()], |r| r.get(0))?)
+        .query_row(rusqlite::params![me.as_str(), skew_margin_ms], |r| r.get(0))?)
 }
 
 /// Counts for `edge-node status` and the sync status endpoint.

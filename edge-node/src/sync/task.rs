@@ -127,7 +127,13 @@ impl Sync {
     /// backoff while the hub is unreachable, longer after a refusal, but a
     /// pusher also tries again as soon as there is something new to show
     /// (a refused, forked node's new events are how the hub learns of it).
-    async fn failed(&mut self, error: &HubError, pushing: bool, backoff: &mut Backoff) -> bool {
+    async fn failed(
+        &mut self,
+        error: &HubError,
+        head: Option<&mut watch::Receiver<u64>>,
+        backoff: &mut Backoff,
+    ) -> bool {
+        let pushing = head.is_some();
         let message = error.to_string();
         let unreachable = matches!(error, HubError::Unreachable(_));
         tracing::warn!(error = %message, pushing, "sync exchange failed");
@@ -145,29 +151,25 @@ impl Sync {
             })
             .await;
         let refused = matches!(error.code(), Some("fork" | "fenced" | "quarantined"));
-        let wait = if refused {
-            REFUSED_RETRY
-        } else {
-            backoff.next()
-        };
-        if pushing {
-            let mut head = self.store.head_seq();
-            head.borrow_and_update();
-            tokio::select! {
+        let wait = if refused { REFUSED_RETRY } else { backoff.next() };
+        match head {
+            // The pusher's own receiver: any commit since it last looked
+            // ends the wait at once.
+            Some(head) => tokio::select! {
                 keep_going = self.pause(wait) => keep_going,
                 _ = head.changed() => true,
-            }
-        } else {
-            self.pause(wait).await
+            },
+            None => self.pause(wait).await,
         }
     }
 
-    /// Pushes the events after `acked` (one bounded batch).
+    /// Pushes the events after `acked` (one bounded batch); the answer and
+    /// the last seq sent.
     async fn push_from(
         &self,
         acked: u64,
         backlog: u64,
-    ) -> Result<Option<Exchange<PushResponse>>, HubError> {
+    ) -> Result<Option<(Exchange<PushResponse>, u64)>, HubError> {
         let me = self.store.node().participant();
         let origin = me.clone();
         let batch = self
@@ -186,6 +188,7 @@ impl Sync {
         let Some(last) = batch.last() else {
             return Ok(None);
         };
+        let last_sent = last.seq;
         let head_signature = self.client.key().sign_b64(&signing::head_message(
             me.as_str(),
             last.epoch,
@@ -202,7 +205,7 @@ impl Sync {
         self.client
             .call::<PushResponse>(Method::POST, &path, Some(body), REQUEST_TIMEOUT)
             .await
-            .map(Some)
+            .map(|exchange| Some((exchange, last_sent)))
     }
 
     /// Finds where the hub's copy of our log ends and checks it is ours.
@@ -288,7 +291,7 @@ impl Sync {
                 match self.reconcile().await {
                     Ok(()) => reconciled = true,
                     Err(e) => {
-                        if !self.failed(&e, true, &mut backoff).await {
+                        if !self.failed(&e, Some(&mut head), &mut backoff).await {
                             return;
                         }
                         continue;
@@ -322,23 +325,23 @@ impl Sync {
                         return;
                     }
                 }
-                Ok(Some(exchange)) if exchange.value.acked.seq > local => {
+                Ok(Some((exchange, last_sent))) if exchange.value.acked.seq > last_sent => {
                     let behind = HubError::Refused {
                         status: 409,
                         code: "fork".into(),
                         message: format!(
-                            "the hub holds {} events of this location but this node only {local}: \
+                            "the hub holds {} events of this location but this node only {last_sent}: \
                              it was restored from an old backup; run `edge-node reset`",
                             exchange.value.acked.seq
                         ),
                         expected_seq: None,
                     };
                     reconciled = false;
-                    if !self.failed(&behind, true, &mut backoff).await {
+                    if !self.failed(&behind, Some(&mut head), &mut backoff).await {
                         return;
                     }
                 }
-                Ok(Some(exchange)) => {
+                Ok(Some((exchange, _))) => {
                     backoff.reset();
                     let acked = exchange.value.acked.seq;
                     let offset = exchange.clock_offset_ms;
@@ -369,7 +372,7 @@ impl Sync {
                 }
                 Err(e) => {
                     reconciled = false;
-                    if !self.failed(&e, true, &mut backoff).await {
+                    if !self.failed(&e, Some(&mut head), &mut backoff).await {
                         return;
                     }
                 }
@@ -431,7 +434,7 @@ impl Sync {
                     }
                 }
                 Err(e) => {
-                    if !self.failed(&e, false, &mut backoff).await {
+                    if !self.failed(&e, None, &mut backoff).await {
                         return;
                     }
                 }

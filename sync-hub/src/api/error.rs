@@ -62,6 +62,12 @@ impl From<StorageError> for ApiError {
             StorageError::InsufficientCapacity(m) => {
                 Self::new(StatusCode::CONFLICT, "insufficient_capacity", m)
             }
+            StorageError::IdempotencyMismatch => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                e.to_string(),
+            ),
+            StorageError::InvalidState(m) => Self::new(StatusCode::CONFLICT, "invalid_state", m),
             StorageError::Refused(refusal) => {
                 let status =
                     StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST);

@@ -1,6 +1,7 @@
 //! The hub's HTTP surface: the signed sync protocol under `/v1/sync/` and
 //! the public API (API keys) under `/v1/`.
 
+pub mod bookings;
 pub mod error;
 pub mod public;
 pub mod sync;
@@ -49,6 +50,10 @@ pub struct AppState {
     pub key: Arc<SigningKey>,
     pub inboxes: Arc<Inboxes>,
     pub settings: HubSettings,
+    /// Ids of bookings whose state just changed, for web orders waiting on
+    /// their owner's decision.
+    pub decisions: tokio::sync::broadcast::Sender<shared::BookingId>,
+    pub in_flight: Arc<bookings::InFlight>,
 }
 
 impl AppState {
@@ -70,7 +75,9 @@ pub fn router(state: AppState) -> Router {
             "/v1/pools/{id}/allotment/return",
             post(public::return_allotment),
         )
+        .route("/v1/bookings", post(bookings::create))
         .route("/v1/bookings/{id}", get(public::booking))
+        .route("/v1/bookings/{id}/cancel", post(bookings::cancel))
         .route("/v1/locations", get(public::locations))
         .route(
             "/healthz",

@@ -270,6 +270,9 @@ pub async fn push(State(state): State<AppState>, request: Request) -> Response {
         for recipient in &pushed.notify {
             state.inboxes.notify(recipient);
         }
+        for id in &pushed.changed {
+            let _ = state.decisions.send(*id);
+        }
         tracing::debug!(%location, applied = pushed.applied, head = pushed.acked.seq, "push applied");
         Ok(signed_ok(&state, &signed.nonce, &PushResponse { acked: pushed.acked }))
     })

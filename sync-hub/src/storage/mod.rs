@@ -24,6 +24,10 @@ pub enum StorageError {
     Refused(#[from] Refusal),
     #[error("insufficient capacity: {0}")]
     InsufficientCapacity(String),
+    #[error("this Idempotency-Key was used with a different request body")]
+    IdempotencyMismatch,
+    #[error("{0}")]
+    InvalidState(String),
     #[error("storage error: {0}")]
     Backend(String),
 }
@@ -102,6 +106,40 @@ pub struct Pushed {
     pub applied: usize,
     /// Locations with new inbox events because of this push.
     pub notify: Vec<LocationId>,
+    /// Bookings whose state changed in the view.
+    pub changed: Vec<BookingId>,
+}
+
+/// A web order as the public API took it.
+#[derive(Debug, Clone)]
+pub struct WebOrder {
+    pub lines: Vec<shared::Line>,
+    pub customer: shared::Customer,
+    pub hold_seconds: Option<i64>,
+    pub ttl_ms: i64,
+    /// `(key, hash of the request)` when the caller sent an Idempotency-Key.
+    pub idempotency: Option<(String, String)>,
+}
+
+/// What the hub did with a web order or a cancellation.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub booking: HubBooking,
+    /// The location to wake, when something was addressed to it.
+    pub notify: Option<LocationId>,
+    /// Whether this answers an earlier request with the same key.
+    pub replayed: bool,
+}
+
+/// A webhook delivery due now.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: i64,
+    pub url: String,
+    pub secret: String,
+    pub event_id: String,
+    pub payload: String,
+    pub attempts: u32,
 }
 
 /// Health readings a device reports with every signed request.
@@ -249,6 +287,32 @@ pub trait HubStorage: Send + Sync + std::fmt::Debug + 'static {
         units: i64,
         now_ms: i64,
     ) -> StorageResult<LocationId>;
+
+    // Bookings through the hub.
+    /// Takes a web order: routed to its owner when the owner is reachable,
+    /// else confirmed from the hub's own allotment, else routed to wait for
+    /// the owner until it expires (DESIGN section 5).
+    async fn place_web_order(
+        &self,
+        order: WebOrder,
+        unreachable_after_ms: i64,
+        now_ms: i64,
+    ) -> StorageResult<Placed>;
+    async fn cancel_booking(&self, id: &BookingId, now_ms: i64) -> StorageResult<Placed>;
+    /// Gives up on the hub's requests without a decision by `expires_at +
+    /// skew_margin_ms` and expires the hub's holds; returns locations to wake.
+    async fn expire_due(
+        &self,
+        skew_margin_ms: i64,
+        now_ms: i64,
+    ) -> StorageResult<(Vec<LocationId>, Vec<BookingId>)>;
+
+    // Webhooks.
+    async fn add_webhook(&self, url: &str, secret: &str, now_ms: i64) -> StorageResult<i64>;
+    /// The next undelivered change of each (webhook, booking), if due.
+    async fn due_deliveries(&self, now_ms: i64, limit: usize) -> StorageResult<Vec<Delivery>>;
+    async fn delivery_done(&self, id: i64, now_ms: i64) -> StorageResult<()>;
+    async fn delivery_failed(&self, id: i64, error: &str, retry_at_ms: i64) -> StorageResult<()>;
 
     // Public reads.
     async fn pools(&self, location: &LocationId) -> StorageResult<Vec<PoolSummary>>;

@@ -16,14 +16,19 @@ use shared::protocol::{EnrollRequest, HeadRef, InboxEvent};
 use shared::{BookingId, BookingState, Event, EventBody, Hash, LocationId, ParticipantId, PoolId};
 
 use super::{
-    Device, DeviceStatus, Enrolled, HubBooking, HubStorage, LocationHealth, PoolSummary, Pushed,
-    Seen, StorageError, StorageResult,
+    Delivery, Device, DeviceStatus, Enrolled, HubBooking, HubStorage, LocationHealth, Placed,
+    PoolSummary, Pushed, Seen, StorageError, StorageResult, WebOrder,
 };
 use crate::plan::{self, DeviceLog, Refusal, ViewLookup};
 
-const MIGRATIONS: &[M<'static>] = &[M::up(include_str!(
-    "../../../migrations/sync-hub/sqlite/0001_initial.sql"
-))];
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(include_str!(
+        "../../../migrations/sync-hub/sqlite/0001_initial.sql"
+    )),
+    M::up(include_str!(
+        "../../../migrations/sync-hub/sqlite/0002_bookings.sql"
+    )),
+];
 
 /// Read connections kept open.
 const READERS: usize = 4;
@@ -308,6 +313,28 @@ impl ViewLookup for TxView<'_> {
     }
 }
 
+/// What applying one event to the view set in motion: events to relay to
+/// locations, and bookings whose state changed.
+#[derive(Debug, Default)]
+pub(crate) struct Effects {
+    pub relays: Vec<(LocationId, Event)>,
+    pub changed: Vec<BookingId>,
+}
+
+impl Effects {
+    fn relay(&mut self, to: &ParticipantId, origin: &ParticipantId, event: &Event) {
+        if let ParticipantId::Location(location) = to
+            && to != origin
+            && !self
+                .relays
+                .iter()
+                .any(|(l, e)| l == location && e.id == event.id)
+        {
+            self.relays.push((location.clone(), event.clone()));
+        }
+    }
+}
+
 fn view_used(conn: &Connection, booking: &str, sign: i64, hub_charged: bool) -> StorageResult<()> {
     let lines: String = conn
         .prepare_cached("SELECT lines FROM view_bookings WHERE id = ?1")?
@@ -327,40 +354,104 @@ fn view_used(conn: &Connection, booking: &str, sign: i64, hub_charged: bool) -> 
     Ok(())
 }
 
-fn view_set_state(
+/// The parties of a booking as the view holds them.
+struct Parties {
+    state: BookingState,
+    owner: ParticipantId,
+    requested_by: ParticipantId,
+    charged_to: ParticipantId,
+}
+
+fn parties(conn: &Connection, id: &BookingId) -> StorageResult<Option<Parties>> {
+    let row: Option<(String, String, String, String)> = conn
+        .prepare_cached(
+            "SELECT state, owner, requested_by, charged_to FROM view_bookings WHERE id = ?1",
+        )?
+        .query_row([id.to_string()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    row.map(|(state, owner, requested_by, charged_to)| {
+        Ok(Parties {
+            state: BookingState::parse(&state).ok_or_else(|| corrupt("state", &state))?,
+            owner: participant(&owner)?,
+            requested_by: participant(&requested_by)?,
+            charged_to: participant(&charged_to)?,
+        })
+    })
+    .transpose()
+}
+
+/// Moves the view's copy of a booking to `incoming`, by the same rule a
+/// requester follows (the requester's expiry wins over anything but
+/// fulfilment), so the view and webhooks never flip back and forth.
+/// Returns whether the state changed.
+fn view_merge_state(
     conn: &Connection,
     id: &BookingId,
-    next: BookingState,
+    incoming: BookingState,
     reason: Option<&str>,
+    expires_at_ms: Option<i64>,
+    decided_by: Option<&ParticipantId>,
     at_ms: i64,
-) -> StorageResult<()> {
+) -> StorageResult<bool> {
+    let Some(current) = parties(conn, id)? else {
+        return Ok(false);
+    };
+    let Some(next) = shared::booking::requester_adopts(current.state, incoming) else {
+        return Ok(false);
+    };
     let key = id.to_string();
-    let (state, charged_to): (String, String) = conn
-        .prepare_cached("SELECT state, charged_to FROM view_bookings WHERE id = ?1")?
-        .query_row([&key], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?
-        .ok_or_else(|| StorageError::not_found("booking", id))?;
-    let current = BookingState::parse(&state).ok_or_else(|| corrupt("state", &state))?;
-    let hub_charged = charged_to == "hub";
-    match (current.consumes_units(), next.consumes_units()) {
+    let hub_charged = current.charged_to == ParticipantId::Hub;
+    match (current.state.consumes_units(), next.consumes_units()) {
         (true, false) => view_used(conn, &key, -1, hub_charged)?,
         (false, true) => view_used(conn, &key, 1, hub_charged)?,
         _ => {}
     }
     conn.prepare_cached(
-        "UPDATE view_bookings SET state = ?2, reason = coalesce(?3, reason), updated_at_ms = ?4 WHERE id = ?1",
+        "UPDATE view_bookings SET state = ?2, reason = coalesce(?3, reason),
+                expires_at_ms = coalesce(?4, expires_at_ms), decided_by = coalesce(?5, decided_by),
+                updated_at_ms = ?6
+         WHERE id = ?1",
     )?
-    .execute(params![key, next.as_str(), reason, at_ms])?;
-    Ok(())
+    .execute(params![
+        key,
+        next.as_str(),
+        reason,
+        expires_at_ms,
+        decided_by.map(ParticipantId::as_str),
+        at_ms
+    ])?;
+    Ok(true)
 }
 
-/// Applies one event of `origin`'s log to the materialized view.
-fn apply_to_view(
-    conn: &Connection,
-    origin: &ParticipantId,
-    body: &EventBody,
-    at_ms: i64,
-) -> StorageResult<()> {
+/// Every other location with a device, for catalog news.
+fn other_locations(conn: &Connection, origin: &ParticipantId) -> StorageResult<Vec<LocationId>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id FROM locations WHERE public_key IS NOT NULL AND id != ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([origin.as_str()], |r| r.get::<_, String>(0))?;
+    rows.map(|id| {
+        let id = id?;
+        LocationId::parse(&id).map_err(|_| corrupt("location", &id))
+    })
+    .collect()
+}
+
+fn pool_owner(conn: &Connection, pool: &PoolId) -> StorageResult<Option<ParticipantId>> {
+    conn.prepare_cached("SELECT owner FROM view_pools WHERE id = ?1")?
+        .query_row([pool.as_str()], |r| r.get::<_, String>(0))
+        .optional()?
+        .map(|o| participant(&o))
+        .transpose()
+}
+
+/// Applies one event of `event.origin`'s log to the materialized view and
+/// says what it sets in motion.
+fn apply_to_view(conn: &Connection, event: &Event, body: &EventBody) -> StorageResult<Effects> {
+    let origin = &event.origin;
+    let at_ms = event.at_ms;
+    let mut effects = Effects::default();
     match body {
         EventBody::ResourceCreated {
             id,
@@ -379,6 +470,9 @@ fn apply_to_view(
                 kind.as_str(),
                 at_ms
             ])?;
+            for location in other_locations(conn, origin)? {
+                effects.relays.push((location, event.clone()));
+            }
         }
         EventBody::PoolCreated {
             id,
@@ -401,6 +495,9 @@ fn apply_to_view(
                 ends_at_ms,
                 at_ms
             ])?;
+            for location in other_locations(conn, origin)? {
+                effects.relays.push((location, event.clone()));
+            }
         }
         EventBody::PoolAdjusted { pool, delta } => {
             conn.prepare_cached(
@@ -421,16 +518,17 @@ fn apply_to_view(
                 )?
                 .execute(params![pool.as_str(), units, at_ms])?;
             }
+            effects.relay(to, origin, event);
         }
         EventBody::AllotmentReturned { pool, units } => {
             conn.prepare_cached(
                 "UPDATE view_allotments SET units = units - ?3 WHERE pool_id = ?1 AND holder = ?2",
             )?
             .execute(params![pool.as_str(), origin.as_str(), units])?;
+            if let Some(owner) = pool_owner(conn, pool)? {
+                effects.relay(&owner, origin, event);
+            }
         }
-        // The receiving side's record of units that already moved in the
-        // view when they were granted or returned.
-        EventBody::AllotmentCredited { .. } => {}
         EventBody::BookingCreated {
             id,
             owner,
@@ -441,43 +539,137 @@ fn apply_to_view(
             customer,
             state,
             expires_at_ms,
+            reason,
+            ..
         } => {
             let key = id.to_string();
-            let inserted = conn
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO view_bookings (id, owner, requested_by, charged_to, channel, state,
-                        lines, customer, expires_at_ms, reason, decided_by, created_at_ms, updated_at_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10, ?11, ?11)",
-                )?
-                .execute(params![
-                    key,
-                    owner.as_str(),
-                    requested_by.as_str(),
-                    charged_to.as_str(),
-                    channel.as_str(),
-                    state.as_str(),
-                    serde_json::to_string(lines).map_err(|e| StorageError::Backend(e.to_string()))?,
-                    serde_json::to_string(customer).map_err(|e| StorageError::Backend(e.to_string()))?,
-                    expires_at_ms,
-                    (*state != BookingState::Requested).then(|| charged_to.as_str()),
-                    at_ms
-                ])?;
-            if inserted == 1 && state.consumes_units() {
-                view_used(conn, &key, 1, *charged_to == ParticipantId::Hub)?;
+            match parties(conn, id)? {
+                None => {
+                    conn.prepare_cached(
+                        "INSERT INTO view_bookings (id, owner, requested_by, charged_to, channel, state,
+                            lines, customer, expires_at_ms, reason, decided_by, created_at_ms, updated_at_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+                    )?
+                    .execute(params![
+                        key,
+                        owner.as_str(),
+                        requested_by.as_str(),
+                        charged_to.as_str(),
+                        channel.as_str(),
+                        state.as_str(),
+                        serde_json::to_string(lines).map_err(|e| StorageError::Backend(e.to_string()))?,
+                        serde_json::to_string(customer).map_err(|e| StorageError::Backend(e.to_string()))?,
+                        expires_at_ms,
+                        reason,
+                        (*state != BookingState::Requested).then(|| origin.as_str()),
+                        at_ms
+                    ])?;
+                    if state.consumes_units() {
+                        view_used(conn, &key, 1, *charged_to == ParticipantId::Hub)?;
+                    }
+                    effects.changed.push(*id);
+                    // A request goes to the owner; a sale from an allotment
+                    // is news for the owner, whose staff hand the goods over.
+                    effects.relay(owner, origin, event);
+                }
+                Some(known) => {
+                    // The owner's decision on a request.
+                    if view_merge_state(
+                        conn,
+                        id,
+                        *state,
+                        reason.as_deref(),
+                        *expires_at_ms,
+                        Some(origin),
+                        at_ms,
+                    )? {
+                        effects.changed.push(*id);
+                    }
+                    effects.relay(&known.requested_by, origin, event);
+                }
             }
         }
-        EventBody::BookingConfirmed { id } => {
-            view_set_state(conn, id, BookingState::Confirmed, None, at_ms)?
+        EventBody::BookingConfirmed { id }
+        | EventBody::BookingCancelled { id }
+        | EventBody::BookingFulfilled { id }
+        | EventBody::BookingExpired { id, .. } => {
+            let (incoming, reason) = match body {
+                EventBody::BookingConfirmed { .. } => (BookingState::Confirmed, None),
+                EventBody::BookingCancelled { .. } => (BookingState::Cancelled, None),
+                EventBody::BookingFulfilled { .. } => (BookingState::Fulfilled, None),
+                EventBody::BookingExpired { reason, .. } => {
+                    (BookingState::Expired, Some(reason.as_str()))
+                }
+                _ => unreachable!("matched above"),
+            };
+            let known = parties(conn, id)?.ok_or_else(|| StorageError::not_found("booking", id))?;
+            if view_merge_state(conn, id, incoming, reason, None, None, at_ms)? {
+                effects.changed.push(*id);
+            }
+            for party in [&known.owner, &known.requested_by, &known.charged_to] {
+                effects.relay(party, origin, event);
+            }
         }
-        EventBody::BookingCancelled { id } => {
-            view_set_state(conn, id, BookingState::Cancelled, None, at_ms)?
+        EventBody::BookingCancelRequested { id } => {
+            if let Some(known) = parties(conn, id)? {
+                effects.relay(&known.charged_to, origin, event);
+            }
         }
-        EventBody::BookingFulfilled { id } => {
-            view_set_state(conn, id, BookingState::Fulfilled, None, at_ms)?
+        // A participant's records of what reached it: the view has it
+        // from the source already.
+        EventBody::AllotmentCredited { .. }
+        | EventBody::Observed { .. }
+        | EventBody::Relayed { .. } => {}
+    }
+    Ok(effects)
+}
+
+/// Appends the relays and webhook deliveries `effects` call for; returns
+/// the locations to wake.
+fn settle(conn: &Connection, effects: Effects, now_ms: i64) -> StorageResult<Vec<LocationId>> {
+    let mut wake = Vec::new();
+    for (to, event) in effects.relays {
+        append_hub(
+            conn,
+            Some(&to),
+            EventBody::Relayed {
+                event: Box::new(event),
+            },
+            now_ms,
+        )?;
+        if !wake.contains(&to) {
+            wake.push(to);
         }
-        EventBody::BookingExpired { id, reason } => {
-            view_set_state(conn, id, BookingState::Expired, Some(reason), at_ms)?
-        }
+    }
+    for id in effects.changed {
+        enqueue_webhooks(conn, &id, now_ms)?;
+    }
+    Ok(wake)
+}
+
+fn enqueue_webhooks(conn: &Connection, id: &BookingId, now_ms: i64) -> StorageResult<()> {
+    let hooks: Vec<i64> = {
+        let mut stmt = conn.prepare_cached("SELECT id FROM webhooks ORDER BY id")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    let booking = load_booking(conn, id)?.ok_or_else(|| StorageError::not_found("booking", id))?;
+    for hook in hooks {
+        let event_id = uuid::Uuid::now_v7().to_string();
+        let payload = serde_json::json!({
+            "event_id": event_id,
+            "type": "booking.state_changed",
+            "at": ts(now_ms),
+            "booking": booking,
+        });
+        conn.prepare_cached(
+            "INSERT INTO webhook_deliveries (webhook_id, event_id, booking_id, payload, next_attempt_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![hook, event_id, id.to_string(), payload.to_string(), now_ms])?;
     }
     Ok(())
 }
@@ -530,8 +722,9 @@ fn push_in_tx(
             .and_then(|h| Hash::parse_hex(&h))
         })?
     };
-    let origin = ParticipantId::Location(location.clone());
     let mut head = log.head;
+    let mut notify = Vec::new();
+    let mut changed = Vec::new();
     for event in &events[first_new..] {
         let body = event
             .typed()
@@ -539,7 +732,13 @@ fn push_in_tx(
         plan::authorize(location, &body, &TxView(tx))?;
         let hash = event.hash();
         insert_event(tx, event, &hash, None, now_ms)?;
-        apply_to_view(tx, &origin, &body, event.at_ms)?;
+        let effects = apply_to_view(tx, event, &body)?;
+        changed.extend(effects.changed.iter().copied());
+        for to in settle(tx, effects, now_ms)? {
+            if !notify.contains(&to) {
+                notify.push(to);
+            }
+        }
         head = ChainHead {
             seq: event.seq,
             hash,
@@ -559,7 +758,220 @@ fn push_in_tx(
     Ok(Pushed {
         acked: head.into(),
         applied: events.len() - first_new,
-        notify: Vec::new(),
+        notify,
+        changed,
+    })
+}
+
+/// The hub's own act: appends `body` to its log addressed to `recipient`,
+/// applies it to the view, and settles its effects.
+fn hub_act(
+    conn: &Connection,
+    recipient: Option<&LocationId>,
+    body: EventBody,
+    now_ms: i64,
+) -> StorageResult<(Event, Vec<BookingId>)> {
+    let event = append_hub(conn, recipient, body.clone(), now_ms)?;
+    let mut effects = apply_to_view(conn, &event, &body)?;
+    // The hub addresses its own events itself.
+    effects.relays.clear();
+    let changed = effects.changed.clone();
+    settle(conn, effects, now_ms)?;
+    Ok((event, changed))
+}
+
+fn load_booking(conn: &Connection, id: &BookingId) -> StorageResult<Option<HubBooking>> {
+    let id = *id;
+    let row = conn
+        .prepare_cached(
+            "SELECT owner, requested_by, charged_to, channel, state, lines, customer, expires_at_ms,
+                    reason, decided_by, created_at_ms, updated_at_ms
+             FROM view_bookings WHERE id = ?1",
+        )?
+        .query_row([id.to_string()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, Option<i64>>(7)?,
+                r.get::<_, Option<String>>(8)?,
+                r.get::<_, Option<String>>(9)?,
+                r.get::<_, i64>(10)?,
+                r.get::<_, i64>(11)?,
+            ))
+        })
+        .optional()?;
+    row.map(
+        |(
+            owner,
+            requested_by,
+            charged_to,
+            channel,
+            state,
+            lines,
+            customer,
+            expires,
+            reason,
+            decided_by,
+            created,
+            updated,
+        )| {
+            Ok(HubBooking {
+                id,
+                code: id.short_code(),
+                state: BookingState::parse(&state).ok_or_else(|| corrupt("state", &state))?,
+                lines: serde_json::from_str(&lines).map_err(|_| corrupt("lines", id))?,
+                customer: serde_json::from_str(&customer).map_err(|_| corrupt("customer", id))?,
+                channel: shared::Channel::parse(&channel)
+                    .ok_or_else(|| corrupt("channel", &channel))?,
+                owner: participant(&owner)?,
+                requested_by: participant(&requested_by)?,
+                charged_to: participant(&charged_to)?,
+                decided_by: decided_by.as_deref().map(participant).transpose()?,
+                expires_at: expires.map(ts),
+                reason,
+                created_at: ts(created),
+                updated_at: ts(updated),
+            })
+        },
+    )
+    .transpose()
+}
+
+fn location_reachable(
+    conn: &Connection,
+    location: &LocationId,
+    unreachable_after_ms: i64,
+    now_ms: i64,
+) -> StorageResult<bool> {
+    let last_seen: Option<i64> = conn
+        .prepare_cached("SELECT last_seen_at_ms FROM locations WHERE id = ?1")?
+        .query_row([location.as_str()], |r| r.get(0))
+        .optional()?
+        .flatten();
+    Ok(last_seen.is_some_and(|at| now_ms - at <= unreachable_after_ms))
+}
+
+fn place_web_order_in_tx(
+    tx: &Transaction<'_>,
+    order: WebOrder,
+    unreachable_after_ms: i64,
+    now_ms: i64,
+) -> StorageResult<Placed> {
+    if let Some((key, hash)) = &order.idempotency {
+        let earlier: Option<(String, String)> = tx
+            .prepare_cached("SELECT request_hash, booking_id FROM idempotency_keys WHERE key = ?1")?
+            .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((earlier_hash, booking)) = earlier {
+            if earlier_hash != *hash {
+                return Err(StorageError::IdempotencyMismatch);
+            }
+            let id = BookingId::parse(&booking).map_err(|_| corrupt("booking id", &booking))?;
+            let booking =
+                load_booking(tx, &id)?.ok_or_else(|| StorageError::not_found("booking", id))?;
+            return Ok(Placed {
+                booking,
+                notify: None,
+                replayed: true,
+            });
+        }
+    }
+    let mut owner: Option<ParticipantId> = None;
+    let mut fits_hub = true;
+    for line in &order.lines {
+        let row: Option<(String, Option<i64>, i64, i64)> = tx
+            .prepare_cached(
+                "SELECT owner, ends_at_ms, hub_allotted, hub_used FROM view_pools WHERE id = ?1",
+            )?
+            .query_row([line.pool_id.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()?;
+        let (pool_owner, ends_at, allotted, used) =
+            row.ok_or_else(|| StorageError::not_found("pool", &line.pool_id))?;
+        let pool_owner = participant(&pool_owner)?;
+        match &owner {
+            None => owner = Some(pool_owner),
+            Some(o) if *o != pool_owner => {
+                return Err(StorageError::Invalid(
+                    "a booking's pools must all have one owner".into(),
+                ));
+            }
+            Some(_) => {}
+        }
+        if ends_at.is_some_and(|end| end <= now_ms) {
+            return Err(StorageError::InvalidState(format!(
+                "slot {} has already ended",
+                line.pool_id
+            )));
+        }
+        fits_hub &= shared::Holding { allotted, used }
+            .reserve(line.quantity)
+            .is_ok();
+    }
+    let owner =
+        owner.ok_or_else(|| StorageError::Invalid("a booking needs at least one line".into()))?;
+    let ParticipantId::Location(location) = owner.clone() else {
+        return Err(StorageError::Invalid(
+            "pools owned by the hub itself are not sold yet".into(),
+        ));
+    };
+    let id = BookingId::generate();
+    let mut lines = order.lines;
+    lines.sort_by(|a, b| a.pool_id.cmp(&b.pool_id));
+    let reachable = location_reachable(tx, &location, unreachable_after_ms, now_ms)?;
+    // The owner decides when it can; the hub sells its allotment when the
+    // owner cannot; otherwise the request waits for the owner.
+    let body = if !reachable && fits_hub {
+        let (state, expires_at_ms) = match order.hold_seconds {
+            Some(seconds) => (BookingState::Held, Some(now_ms + seconds * 1000)),
+            None => (BookingState::Confirmed, None),
+        };
+        EventBody::BookingCreated {
+            id,
+            owner,
+            requested_by: ParticipantId::Hub,
+            charged_to: ParticipantId::Hub,
+            channel: shared::Channel::Web,
+            lines,
+            customer: order.customer,
+            state,
+            expires_at_ms,
+            hold_seconds: None,
+            reason: None,
+        }
+    } else {
+        EventBody::BookingCreated {
+            id,
+            owner: owner.clone(),
+            requested_by: ParticipantId::Hub,
+            charged_to: owner,
+            channel: shared::Channel::Web,
+            lines,
+            customer: order.customer,
+            state: BookingState::Requested,
+            expires_at_ms: Some(now_ms + order.ttl_ms),
+            hold_seconds: order.hold_seconds,
+            reason: None,
+        }
+    };
+    hub_act(tx, Some(&location), body, now_ms)?;
+    if let Some((key, hash)) = &order.idempotency {
+        tx.prepare_cached(
+            "INSERT INTO idempotency_keys (key, request_hash, booking_id, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![key, hash, id.to_string(), now_ms])?;
+    }
+    let booking = load_booking(tx, &id)?.ok_or_else(|| StorageError::not_found("booking", id))?;
+    Ok(Placed {
+        booking,
+        notify: Some(location),
+        replayed: false,
     })
 }
 
@@ -677,6 +1089,27 @@ impl HubStorage for SqliteStorage {
                  WHERE id = ?1",
                 params![location.as_str(), request.public_key, epoch, epoch_start_seq as i64, now_ms],
             )?;
+            if !request.restore {
+                // A new device learns the catalog of the other locations.
+                let catalog: Vec<(String, i64)> = {
+                    let mut stmt = tx.prepare(
+                        "SELECT origin, seq FROM events
+                         WHERE kind IN ('resource_created', 'pool_created') AND origin NOT IN ('hub', ?1)
+                         ORDER BY origin, seq",
+                    )?;
+                    let rows = stmt.query_map([location.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                    rows.collect::<rusqlite::Result<_>>()?
+                };
+                for (origin, seq) in catalog {
+                    let raw = tx.query_row(
+                        "SELECT seq, epoch, id, prev, at_ms, kind, body FROM events WHERE origin = ?1 AND seq = ?2",
+                        params![origin, seq],
+                        |r| event_from_row(&origin, r),
+                    )?;
+                    let event = build_event(&participant(&origin)?, raw)?;
+                    append_hub(tx, Some(&location), EventBody::Relayed { event: Box::new(event) }, now_ms)?;
+                }
+            }
             let (name, timezone): (String, String) = tx.query_row(
                 "SELECT name, timezone FROM locations WHERE id = ?1",
                 [location.as_str()],
@@ -866,8 +1299,7 @@ impl HubStorage for SqliteStorage {
     ) -> StorageResult<(u64, Event)> {
         let recipient = recipient.cloned();
         self.write(move |tx| {
-            apply_to_view(tx, &ParticipantId::Hub, &body, now_ms)?;
-            let event = append_hub(tx, recipient.as_ref(), body, now_ms)?;
+            let (event, _) = hub_act(tx, recipient.as_ref(), body, now_ms)?;
             Ok((event.seq, event))
         })
         .await
@@ -888,23 +1320,188 @@ impl HubStorage for SqliteStorage {
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()?;
-            let (owner, allotted, used) = row.ok_or_else(|| StorageError::not_found("pool", &pool))?;
+            let (owner, allotted, used) =
+                row.ok_or_else(|| StorageError::not_found("pool", &pool))?;
             let mut holding = shared::Holding { allotted, used };
-            holding
-                .give(units)
-                .map_err(|e| StorageError::InsufficientCapacity(format!("the hub holds {} unused units of {pool}", e.available)))?;
-            let owner = LocationId::parse(&owner)
-                .map_err(|_| StorageError::Conflict(format!("pool {pool} is owned by the hub itself")))?;
+            holding.give(units).map_err(|e| {
+                StorageError::InsufficientCapacity(format!(
+                    "the hub holds {} unused units of {pool}",
+                    e.available
+                ))
+            })?;
+            let owner = LocationId::parse(&owner).map_err(|_| {
+                StorageError::Conflict(format!("pool {pool} is owned by the hub itself"))
+            })?;
             tx.execute(
                 "UPDATE view_pools SET hub_allotted = ?2, updated_at_ms = ?3 WHERE id = ?1",
                 params![pool.as_str(), holding.allotted, now_ms],
             )?;
-            tx.execute(
-                "UPDATE view_allotments SET units = units - ?2 WHERE pool_id = ?1 AND holder = 'hub'",
-                params![pool.as_str(), units],
+            // The view's allotment row follows from the event itself.
+            hub_act(
+                tx,
+                Some(&owner),
+                EventBody::AllotmentReturned {
+                    pool: pool.clone(),
+                    units,
+                },
+                now_ms,
             )?;
-            append_hub(tx, Some(&owner), EventBody::AllotmentReturned { pool: pool.clone(), units }, now_ms)?;
             Ok(owner)
+        })
+        .await
+    }
+
+    async fn place_web_order(
+        &self,
+        order: WebOrder,
+        unreachable_after_ms: i64,
+        now_ms: i64,
+    ) -> StorageResult<Placed> {
+        self.write(move |tx| place_web_order_in_tx(tx, order, unreachable_after_ms, now_ms))
+            .await
+    }
+
+    async fn cancel_booking(&self, id: &BookingId, now_ms: i64) -> StorageResult<Placed> {
+        let id = *id;
+        self.write(move |tx| {
+            let known = parties(tx, &id)?.ok_or_else(|| StorageError::not_found("booking", id))?;
+            let recipient = |p: &ParticipantId| match p {
+                ParticipantId::Location(l) => Some(l.clone()),
+                ParticipantId::Hub => None,
+            };
+            let (body, to) = if known.state == BookingState::Requested
+                && known.requested_by == ParticipantId::Hub
+            {
+                (
+                    EventBody::BookingExpired {
+                        id,
+                        reason: "the customer withdrew the request before the owner decided".into(),
+                    },
+                    recipient(&known.owner),
+                )
+            } else if !matches!(known.state, BookingState::Held | BookingState::Confirmed) {
+                return Err(StorageError::InvalidState(format!(
+                    "cannot cancel a booking that is {}",
+                    known.state
+                )));
+            } else if known.charged_to == ParticipantId::Hub {
+                (EventBody::BookingCancelled { id }, recipient(&known.owner))
+            } else {
+                (
+                    EventBody::BookingCancelRequested { id },
+                    recipient(&known.charged_to),
+                )
+            };
+            hub_act(tx, to.as_ref(), body, now_ms)?;
+            let booking =
+                load_booking(tx, &id)?.ok_or_else(|| StorageError::not_found("booking", id))?;
+            Ok(Placed {
+                booking,
+                notify: to,
+                replayed: false,
+            })
+        })
+        .await
+    }
+
+    async fn expire_due(
+        &self,
+        skew_margin_ms: i64,
+        now_ms: i64,
+    ) -> StorageResult<(Vec<LocationId>, Vec<BookingId>)> {
+        self.write(move |tx| {
+            let due: Vec<(String, String, String)> = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT id, state, owner FROM view_bookings
+                     WHERE state IN ('requested', 'held')
+                       AND ((state = 'requested' AND requested_by = 'hub' AND expires_at_ms < ?1 - ?2)
+                         OR (state = 'held' AND charged_to = 'hub' AND expires_at_ms <= ?1))
+                     LIMIT 256",
+                )?;
+                let rows = stmt.query_map(params![now_ms, skew_margin_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let mut wake = Vec::new();
+            let mut changed = Vec::new();
+            for (id, state, owner) in due {
+                let id = BookingId::parse(&id).map_err(|_| corrupt("booking id", &id))?;
+                let owner = LocationId::parse(&owner).ok();
+                let reason = if state == "held" {
+                    "the hold was not confirmed in time"
+                } else {
+                    "the owner did not decide the request in time"
+                };
+                let (_, moved) = hub_act(tx, owner.as_ref(), EventBody::BookingExpired { id, reason: reason.into() }, now_ms)?;
+                changed.extend(moved);
+                if let Some(owner) = owner
+                    && !wake.contains(&owner)
+                {
+                    wake.push(owner);
+                }
+            }
+            Ok((wake, changed))
+        })
+        .await
+    }
+
+    async fn add_webhook(&self, url: &str, secret: &str, now_ms: i64) -> StorageResult<i64> {
+        let (url, secret) = (url.to_owned(), secret.to_owned());
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO webhooks (url, secret, created_at_ms) VALUES (?1, ?2, ?3)",
+                params![url, secret, now_ms],
+            )?;
+            Ok(tx.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn due_deliveries(&self, now_ms: i64, limit: usize) -> StorageResult<Vec<Delivery>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT d.id, w.url, w.secret, d.event_id, d.payload, d.attempts
+                 FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
+                 WHERE d.delivered_at_ms IS NULL AND d.next_attempt_at_ms <= ?1
+                   AND d.id = (SELECT min(e.id) FROM webhook_deliveries e
+                               WHERE e.webhook_id = d.webhook_id AND e.booking_id = d.booking_id
+                                 AND e.delivered_at_ms IS NULL)
+                 ORDER BY d.id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![now_ms, limit as i64], |r| {
+                Ok(Delivery {
+                    id: r.get(0)?,
+                    url: r.get(1)?,
+                    secret: r.get(2)?,
+                    event_id: r.get(3)?,
+                    payload: r.get(4)?,
+                    attempts: r.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn delivery_done(&self, id: i64, now_ms: i64) -> StorageResult<()> {
+        self.write(move |tx| {
+            tx.execute(
+                "UPDATE webhook_deliveries SET delivered_at_ms = ?2, attempts = attempts + 1 WHERE id = ?1",
+                params![id, now_ms],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delivery_failed(&self, id: i64, error: &str, retry_at_ms: i64) -> StorageResult<()> {
+        let error: String = error.chars().take(500).collect();
+        self.write(move |tx| {
+            tx.execute(
+                "UPDATE webhook_deliveries SET attempts = attempts + 1, next_attempt_at_ms = ?2, last_error = ?3
+                 WHERE id = ?1",
+                params![id, retry_at_ms, error],
+            )?;
+            Ok(())
         })
         .await
     }
@@ -970,51 +1567,7 @@ impl HubStorage for SqliteStorage {
 
     async fn booking(&self, id: &BookingId) -> StorageResult<Option<HubBooking>> {
         let id = *id;
-        self.read(move |conn| {
-            let row = conn
-                .prepare_cached(
-                    "SELECT owner, requested_by, charged_to, channel, state, lines, customer, expires_at_ms,
-                            reason, decided_by, created_at_ms, updated_at_ms
-                     FROM view_bookings WHERE id = ?1",
-                )?
-                .query_row([id.to_string()], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, String>(5)?,
-                        r.get::<_, String>(6)?,
-                        r.get::<_, Option<i64>>(7)?,
-                        r.get::<_, Option<String>>(8)?,
-                        r.get::<_, Option<String>>(9)?,
-                        r.get::<_, i64>(10)?,
-                        r.get::<_, i64>(11)?,
-                    ))
-                })
-                .optional()?;
-            row.map(|(owner, requested_by, charged_to, channel, state, lines, customer, expires, reason, decided_by, created, updated)| {
-                Ok(HubBooking {
-                    id,
-                    code: id.short_code(),
-                    state: BookingState::parse(&state).ok_or_else(|| corrupt("state", &state))?,
-                    lines: serde_json::from_str(&lines).map_err(|_| corrupt("lines", id))?,
-                    customer: serde_json::from_str(&customer).map_err(|_| corrupt("customer", id))?,
-                    channel: shared::Channel::parse(&channel).ok_or_else(|| corrupt("channel", &channel))?,
-                    owner: participant(&owner)?,
-                    requested_by: participant(&requested_by)?,
-                    charged_to: participant(&charged_to)?,
-                    decided_by: decided_by.as_deref().map(participant).transpose()?,
-                    expires_at: expires.map(ts),
-                    reason,
-                    created_at: ts(created),
-                    updated_at: ts(updated),
-                })
-            })
-            .transpose()
-        })
-        .await
+        self.read(move |conn| load_booking(conn, &id)).await
     }
 
     async fn locations(&self) -> StorageResult<Vec<LocationHealth>> {

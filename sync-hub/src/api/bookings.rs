@@ -1,0 +1,271 @@
+//! The public booking API: web orders decided by the store that owns the
+//! capacity (or by the hub's allotment when the store is away), and
+//! cancellations.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use shared::booking::validate_request;
+use shared::event::canonical_json;
+use shared::limits::{
+    HOLD_SECONDS_MAX, IDEMPOTENCY_KEY_MAX_CHARS, REQUEST_BODY_MAX_BYTES, REQUEST_TTL_DEFAULT_S,
+    REQUEST_TTL_MAX_S, WAIT_MS_MAX,
+};
+use shared::protocol::ErrorBody;
+use shared::{BookingId, BookingState, Customer, Line};
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::public::ApiKey;
+use crate::keys::hash_secret;
+use crate::storage::{HubBooking, WebOrder};
+
+/// How long a cancellation waits for the store to carry it out.
+const CANCEL_WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrderBody {
+    lines: Vec<Line>,
+    customer: Customer,
+    #[serde(default)]
+    hold_seconds: Option<i64>,
+    #[serde(default)]
+    request_ttl_seconds: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderQuery {
+    #[serde(default)]
+    wait_ms: Option<u64>,
+}
+
+/// Idempotency keys of orders being placed right now.
+#[derive(Debug, Default)]
+pub struct InFlight(Mutex<HashSet<String>>);
+
+struct Claim {
+    keys: Arc<InFlight>,
+    key: String,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.keys
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
+    }
+}
+
+fn claim(keys: &Arc<InFlight>, key: &str) -> Option<Claim> {
+    let inserted = keys
+        .0
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key.to_owned());
+    inserted.then(|| Claim {
+        keys: keys.clone(),
+        key: key.to_owned(),
+    })
+}
+
+#[derive(Debug, Serialize)]
+struct Rejected<'a> {
+    #[serde(flatten)]
+    error: ErrorBody,
+    booking: &'a HubBooking,
+}
+
+/// 201 when decided, 202 while the owner has yet to decide, 409 when
+/// refused or run out.
+fn answer(booking: &HubBooking, replayed: bool) -> Response {
+    let mut response = match booking.state {
+        BookingState::Requested => (StatusCode::ACCEPTED, Json(booking)).into_response(),
+        BookingState::Rejected | BookingState::Expired => {
+            let reason = booking
+                .reason
+                .clone()
+                .unwrap_or_else(|| booking.state.to_string());
+            let code = if reason.starts_with("insufficient_capacity") {
+                "insufficient_capacity"
+            } else if booking.state == BookingState::Expired {
+                "expired"
+            } else {
+                "rejected"
+            };
+            let body = Rejected {
+                error: ErrorBody::new(code, reason),
+                booking,
+            };
+            (StatusCode::CONFLICT, Json(body)).into_response()
+        }
+        _ => (StatusCode::CREATED, Json(booking)).into_response(),
+    };
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// Waits until `id` leaves `state` or `limit` passes; the booking as it is then.
+async fn wait_while(
+    state: &AppState,
+    id: BookingId,
+    current: HubBooking,
+    waiting_in: BookingState,
+    limit: Duration,
+) -> ApiResult<HubBooking> {
+    let mut changes = state.decisions.subscribe();
+    let deadline = tokio::time::Instant::now() + limit;
+    // Re-read once after subscribing, in case it moved in between.
+    let mut booking = state.storage.booking(&id).await?.unwrap_or(current);
+    while booking.state == waiting_in {
+        match tokio::time::timeout_at(deadline, changes.recv()).await {
+            Err(_) => break,
+            Ok(Ok(changed)) if changed != id => continue,
+            Ok(_) => {
+                if let Some(now) = state.storage.booking(&id).await? {
+                    booking = now;
+                }
+            }
+        }
+    }
+    Ok(booking)
+}
+
+pub async fn create(
+    _key: ApiKey,
+    State(state): State<AppState>,
+    query: Result<Query<OrderQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let wait = Duration::from_millis(query.wait_ms.unwrap_or(0).min(WAIT_MS_MAX));
+    if body.len() > REQUEST_BODY_MAX_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request bodies are limited to {REQUEST_BODY_MAX_BYTES} bytes"),
+        ));
+    }
+    let raw: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("malformed JSON: {e}"),
+        )
+    })?;
+    let request_hash = hash_secret(&canonical_json(&raw));
+    let order: OrderBody = serde_path_to_error::deserialize(raw).map_err(|e| {
+        ApiError::bad_request(format!("invalid request at {}: {}", e.path(), e.inner()))
+    })?;
+    validate_request(&order.lines, &order.customer)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if order
+        .hold_seconds
+        .is_some_and(|s| !(1..=HOLD_SECONDS_MAX).contains(&s))
+    {
+        return Err(ApiError::bad_request(format!(
+            "hold_seconds must be between 1 and {HOLD_SECONDS_MAX}"
+        )));
+    }
+    let ttl_s = order.request_ttl_seconds.unwrap_or(REQUEST_TTL_DEFAULT_S);
+    if !(1..=REQUEST_TTL_MAX_S).contains(&ttl_s) {
+        return Err(ApiError::bad_request(format!(
+            "request_ttl_seconds must be between 1 and {REQUEST_TTL_MAX_S}"
+        )));
+    }
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => {
+            let key = value
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= IDEMPOTENCY_KEY_MAX_CHARS)
+                .ok_or_else(|| {
+                    ApiError::bad_request("Idempotency-Key must be 1 to 255 printable characters")
+                })?;
+            Some(key.to_owned())
+        }
+    };
+    let _claim = match &key {
+        Some(key) => Some(claim(&state.in_flight, key).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "idempotency_key_in_flight",
+                "a request with this Idempotency-Key is still being processed; retry shortly",
+            )
+        })?),
+        None => None,
+    };
+    let placed = state
+        .storage
+        .place_web_order(
+            WebOrder {
+                lines: order.lines,
+                customer: order.customer,
+                hold_seconds: order.hold_seconds,
+                ttl_ms: ttl_s * 1000,
+                idempotency: key.map(|k| (k, request_hash)),
+            },
+            state.settings.unreachable_after_ms,
+            state.now_ms(),
+        )
+        .await?;
+    if let Some(location) = &placed.notify {
+        state.inboxes.notify(location);
+    }
+    let id = placed.booking.id;
+    if !placed.replayed {
+        let _ = state.decisions.send(id);
+    }
+    let booking = if placed.booking.state == BookingState::Requested && !wait.is_zero() {
+        wait_while(&state, id, placed.booking, BookingState::Requested, wait).await?
+    } else {
+        placed.booking
+    };
+    Ok(answer(&booking, placed.replayed))
+}
+
+pub async fn cancel(
+    _key: ApiKey,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id = BookingId::parse(&id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let placed = state.storage.cancel_booking(&id, state.now_ms()).await?;
+    if let Some(location) = &placed.notify {
+        state.inboxes.notify(location);
+    }
+    let _ = state.decisions.send(id);
+    let booking = if matches!(
+        placed.booking.state,
+        BookingState::Held | BookingState::Confirmed
+    ) {
+        // Charged to the store: it carries the cancellation out.
+        wait_while(
+            &state,
+            id,
+            placed.booking.clone(),
+            placed.booking.state,
+            CANCEL_WAIT,
+        )
+        .await?
+    } else {
+        placed.booking
+    };
+    Ok(Json(booking).into_response())
+}
