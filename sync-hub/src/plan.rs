@@ -3,7 +3,7 @@
 //! storage backend runs these inside its transaction.
 
 use shared::event::{ChainHead, ChainVerdict, check_next};
-use shared::{BookingId, Event, EventBody, Hash, LocationId, ParticipantId, PoolId};
+use shared::{BookingId, BookingState, Event, EventBody, Hash, LocationId, ParticipantId, PoolId};
 
 /// Why a batch is refused. Nothing of a refused batch is applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -142,22 +142,34 @@ pub fn plan_batch(
     Ok(first_new)
 }
 
+/// The participants of a booking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookingParties {
+    pub owner: ParticipantId,
+    pub charged_to: ParticipantId,
+    pub requested_by: ParticipantId,
+}
+
 /// What the hub's view says about the things an event names.
 pub trait ViewLookup {
     fn pool_owner(&self, pool: &PoolId) -> Option<ParticipantId>;
-    fn booking_parties(&self, id: &BookingId) -> Option<(ParticipantId, ParticipantId)>;
+    /// Whether `holder` was ever granted units of `pool`.
+    fn holds_allotment(&self, pool: &PoolId, holder: &ParticipantId) -> bool;
+    fn booking_parties(&self, id: &BookingId) -> Option<BookingParties>;
 }
 
 /// Whether `origin` may author `body`: a device never speaks for another
-/// participant, nor decides for pools it does not own.
-pub fn authorize(
-    origin: &LocationId,
-    body: &EventBody,
-    view: &impl ViewLookup,
-) -> Result<(), Refusal> {
+/// participant, nor decides for pools it does not own: it books against its
+/// own units (its pools, or an allotment it was granted) or requests from
+/// the owner, and it changes a booking only in its own role in it.
+pub fn authorize(origin: &LocationId, body: &EventBody, view: &impl ViewLookup) -> Result<(), Refusal> {
     let me = ParticipantId::Location(origin.clone());
     let deny = |what: String| Err(Refusal::Forbidden(format!("{origin} may not {what}")));
     let owns = |pool: &PoolId| view.pool_owner(pool).is_some_and(|owner| owner == me);
+    let parties = |id: &BookingId| {
+        view.booking_parties(id)
+            .ok_or_else(|| Refusal::BadEvent(format!("event names unknown booking {id}")))
+    };
     match body {
         EventBody::ResourceCreated { owner, .. } | EventBody::PoolCreated { owner, .. }
             if *owner != me =>
@@ -169,25 +181,59 @@ pub fn authorize(
         {
             deny(format!("adjust or grant units of pool {pool}"))
         }
-        EventBody::AllotmentGranted { to, .. } if *to == me => deny("grant units to itself".into()),
+        EventBody::AllotmentGranted { to, .. } if *to == me => {
+            deny("grant units to itself".into())
+        }
         EventBody::AllotmentReturned { pool, .. } | EventBody::AllotmentCredited { pool, .. }
             if view.pool_owner(pool).is_none() =>
         {
             deny(format!("move units of unknown pool {pool}"))
         }
-        EventBody::BookingCreated { charged_to, .. } if *charged_to != me => {
-            deny(format!("book against {charged_to}'s units"))
+        EventBody::BookingCreated {
+            charged_to,
+            requested_by,
+            state,
+            lines,
+            ..
+        } => {
+            if *state == BookingState::Requested {
+                // A request: ours, to be decided by whoever it is charged to.
+                if *requested_by != me {
+                    return deny(format!("request in {requested_by}'s name"));
+                }
+                return Ok(());
+            }
+            if *charged_to != me {
+                return deny(format!("book against {charged_to}'s units"));
+            }
+            for line in lines {
+                if !owns(&line.pool_id) && !view.holds_allotment(&line.pool_id, &me) {
+                    return deny(format!("book pool {} it neither owns nor holds units of", line.pool_id));
+                }
+            }
+            Ok(())
         }
-        EventBody::BookingConfirmed { id }
-        | EventBody::BookingCancelled { id }
-        | EventBody::BookingFulfilled { id }
-        | EventBody::BookingExpired { id, .. } => match view.booking_parties(id) {
-            Some((owner, charged_to)) if owner == me || charged_to == me => Ok(()),
-            Some(_) => deny(format!("change booking {id}")),
-            None => Err(Refusal::BadEvent(format!(
-                "event names unknown booking {id}"
-            ))),
-        },
+        EventBody::BookingConfirmed { id } | EventBody::BookingCancelled { id } => {
+            let p = parties(id)?;
+            if p.charged_to == me { Ok(()) } else { deny(format!("change booking {id}")) }
+        }
+        EventBody::BookingFulfilled { id } => {
+            let p = parties(id)?;
+            if p.charged_to == me || p.owner == me { Ok(()) } else { deny(format!("fulfil booking {id}")) }
+        }
+        EventBody::BookingExpired { id, .. } => {
+            let p = parties(id)?;
+            if p.charged_to == me || p.requested_by == me {
+                Ok(())
+            } else {
+                deny(format!("expire booking {id}"))
+            }
+        }
+        EventBody::BookingCancelRequested { id } => {
+            let p = parties(id)?;
+            if p.requested_by == me { Ok(()) } else { deny(format!("ask to cancel booking {id}")) }
+        }
+        EventBody::Relayed { .. } => deny("author the hub's relays".into()),
         _ => Ok(()),
     }
 }
@@ -306,9 +352,16 @@ mod tests {
                 _ => None,
             }
         }
-        fn booking_parties(&self, _: &BookingId) -> Option<(ParticipantId, ParticipantId)> {
+        fn holds_allotment(&self, _: &PoolId, _: &ParticipantId) -> bool {
+            false
+        }
+        fn booking_parties(&self, _: &BookingId) -> Option<BookingParties> {
             let other = ParticipantId::parse("store-2").ok()?;
-            Some((other.clone(), other))
+            Some(BookingParties {
+                owner: other.clone(),
+                charged_to: other.clone(),
+                requested_by: other,
+            })
         }
     }
 

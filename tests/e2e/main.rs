@@ -1,6 +1,7 @@
 //! End-to-end tests: the hub and edge nodes as real processes on loopback,
 //! killed with SIGKILL, restored from backups, replaced.
 
+mod bookings;
 mod enrollment;
 mod inbox;
 mod protocol;

@@ -22,6 +22,8 @@ pub struct World {
     pub hub: Option<Served>,
     pub api_key: String,
     pub http: reqwest::Client,
+    /// Extra flags for `sync-hub serve`.
+    pub hub_args: Vec<String>,
 }
 
 impl World {
@@ -40,7 +42,18 @@ impl World {
             hub: None,
             api_key,
             http: http(),
+            hub_args: Vec::new(),
         }
+    }
+
+    /// A hub that gives up on requests and takes stores for gone quickly,
+    /// so expiry scenarios run in seconds.
+    pub fn quick() -> Self {
+        let mut world = Self::new();
+        world.hub_args = ["--skew-margin-ms", "1000", "--unreachable-after-ms", "1500"]
+            .map(String::from)
+            .to_vec();
+        world
     }
 
     pub fn hub_url(&self) -> String {
@@ -49,11 +62,12 @@ impl World {
 
     pub fn start_hub(&mut self) {
         let listen = format!("127.0.0.1:{}", self.port);
+        let args: Vec<&str> = self.hub_args.iter().map(String::as_str).collect();
         self.hub = Some(Served::start(
             &self.bins.hub,
             self.hub_dir.path(),
             &listen,
-            &[],
+            &args,
             &[],
         ));
     }
@@ -110,6 +124,32 @@ impl World {
         )
         .await
     }
+
+    /// A web order through the public API.
+    pub async fn order(&self, body: &Value, wait_ms: u64) -> (u16, Value) {
+        post(
+            &self.http,
+            &format!("{}/v1/bookings?wait_ms={wait_ms}", self.hub_url()),
+            &self.api_key,
+            body,
+        )
+        .await
+    }
+
+    pub async fn hub_booking(&self, id: &str) -> Value {
+        let (status, body) = self.public(&format!("/v1/bookings/{id}")).await;
+        assert_eq!(status, 200, "the hub has no booking {id}: {body}");
+        body
+    }
+
+    /// Whether the hub currently takes `location` for reachable.
+    pub async fn reachable(&self, location: &str) -> bool {
+        let (_, body) = self.public("/v1/locations").await;
+        body["locations"]
+            .as_array()
+            .and_then(|all| all.iter().find(|l| l["id"] == location))
+            .is_some_and(|l| l["reachable"] == true)
+    }
 }
 
 /// One store: its data directory, a manager token, and maybe its server.
@@ -124,12 +164,17 @@ pub struct Store {
 impl Store {
     /// A new store enrolled with the world's hub (which must be running).
     pub fn enroll(world: &World, location: &str) -> Self {
+        Self::enroll_via(world, location, &world.hub_url())
+    }
+
+    /// A new store that reaches the hub at `hub_url` (a proxy, say).
+    pub fn enroll_via(world: &World, location: &str, hub_url: &str) -> Self {
         let enrollment = world.add_location(location);
         let dir = tempfile::tempdir().expect("tempdir");
         run(
             &world.bins.edge,
             dir.path(),
-            &["enroll", "--hub", &world.hub_url(), "--token", &enrollment],
+            &["enroll", "--hub", hub_url, "--token", &enrollment],
         );
         let token = last_line(&run(
             &world.bins.edge,
@@ -248,6 +293,17 @@ impl Store {
             ids.extend(task.await.expect("client"));
         }
         ids
+    }
+
+    pub async fn booking(&self, world: &World, id: &str) -> Value {
+        let (status, body) = self.api_get(world, &format!("/bookings/{id}")).await;
+        assert_eq!(status, 200, "{} has no booking {id}: {body}", self.location);
+        body
+    }
+
+    pub async fn available(&self, world: &World, pool: &str) -> i64 {
+        let (_, pool) = self.api_get(world, &format!("/pools/{pool}")).await;
+        pool["available"].as_i64().expect("available")
     }
 
     pub async fn status(&self, world: &World) -> Value {

@@ -93,7 +93,12 @@ impl Served {
             .args(["serve", "--listen", listen])
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            // E2E_LOG=1 shows the servers' logs, for debugging a test.
+            .stderr(if std::env::var_os("E2E_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            });
         for (key, value) in env {
             command.env(key, value);
         }
@@ -168,4 +173,91 @@ pub async fn post(http: &reqwest::Client, url: &str, token: &str, body: &Value) 
         .expect("request");
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// What a [`Proxy`] lets through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Link {
+    /// Everything passes.
+    Open = 0,
+    /// Nothing passes: the store is cut off from the hub.
+    Cut = 1,
+    /// The store hears the hub but its pushes are lost: an asymmetric cut.
+    NoPush = 2,
+}
+
+/// An HTTP proxy between one store and the hub, to cut the link at will
+/// while both keep running. Refused requests get 503 (a gateway error),
+/// which a store takes for an unreachable hub.
+#[derive(Debug)]
+pub struct Proxy {
+    pub port: u16,
+    link: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: String) -> Self {
+        use axum::body::Bytes;
+        use axum::extract::Request;
+        use axum::response::IntoResponse;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let link = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(Link::Open as u8));
+        let state = (link.clone(), http(), upstream);
+        let app = axum::Router::new().fallback(move |request: Request| {
+            let (link, client, upstream) = state.clone();
+            async move {
+                let mode = link.load(std::sync::atomic::Ordering::SeqCst);
+                let (parts, body) = request.into_parts();
+                let path = parts.uri.path_and_query().map(|pq| pq.as_str().to_owned()).unwrap_or_default();
+                let blocked = mode == Link::Cut as u8
+                    || (mode == Link::NoPush as u8 && path.starts_with("/v1/sync/push"));
+                if blocked {
+                    return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "link cut").into_response();
+                }
+                let body: Bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+                let mut forward = client.request(parts.method.clone(), format!("{upstream}{path}"));
+                for (name, value) in &parts.headers {
+                    if name != axum::http::header::HOST && name != axum::http::header::CONTENT_LENGTH {
+                        forward = forward.header(name, value);
+                    }
+                }
+                match forward.body(body).send().await {
+                    Ok(response) => {
+                        let status = response.status();
+                        let headers = response.headers().clone();
+                        let bytes = response.bytes().await.unwrap_or_default();
+                        let mut answer = (status, bytes).into_response();
+                        for (name, value) in &headers {
+                            if name != axum::http::header::CONTENT_LENGTH && name != axum::http::header::TRANSFER_ENCODING {
+                                answer.headers_mut().insert(name, value.clone());
+                            }
+                        }
+                        answer
+                    }
+                    Err(_) => (axum::http::StatusCode::BAD_GATEWAY, "hub unreachable").into_response(),
+                }
+            }
+        });
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { port, link, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn set(&self, link: Link) {
+        self.link.store(link as u8, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

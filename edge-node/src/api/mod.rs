@@ -381,7 +381,9 @@ async fn create_booking(
             .store
             .write(move |ctx| ops::create_booking(ctx, new))
             .await?;
-        return Ok(created(view));
+        let status =
+            StatusCode::from_u16(ops::created_status(&view)).unwrap_or(StatusCode::CREATED);
+        return Ok((status, Json(view)).into_response());
     };
     let _claim = InFlight::claim(&state.in_flight, &key).ok_or_else(|| {
         ApiError::new(

@@ -111,6 +111,10 @@ pub struct HubClient {
     location: LocationId,
     hub_public_key: String,
     clock: Arc<dyn Clock>,
+    /// Our clock minus the hub's, as last measured. Requests are stamped in
+    /// the hub's time, so a store whose clock is off still syncs (and is
+    /// flagged for it) instead of being refused as stale.
+    offset_ms: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl HubClient {
@@ -128,6 +132,7 @@ impl HubClient {
             location,
             hub_public_key,
             clock,
+            offset_ms: Arc::default(),
         }
     }
 
@@ -145,11 +150,13 @@ impl HubClient {
     ) -> Result<Exchange<T>, HubError> {
         let body = body.unwrap_or_default();
         let nonce = signing::nonce().map_err(|e| HubError::Protocol(e.to_string()))?;
+        use std::sync::atomic::Ordering;
         let sent_at = self.clock.now_ms();
+        let stamped = sent_at - self.offset_ms.load(Ordering::Relaxed);
         let signature = self.key.sign_b64(&signing::request_message(
             method.as_str(),
             path_and_query,
-            sent_at,
+            stamped,
             &nonce,
             &body,
         ));
@@ -157,7 +164,7 @@ impl HubClient {
             .http
             .request(method, format!("{}{path_and_query}", self.base))
             .header(HEADER_DEVICE, self.location.as_str())
-            .header(HEADER_TIMESTAMP, sent_at.to_string())
+            .header(HEADER_TIMESTAMP, stamped.to_string())
             .header(HEADER_NONCE, &nonce)
             .header(HEADER_SIGNATURE, signature)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -174,15 +181,18 @@ impl HubClient {
             .map_err(|e| HubError::Unreachable(e.to_string()))?;
         let received_at = self.clock.now_ms();
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let (Some(hub_time), Some(hub_signature)) = (
-            header(HEADER_HUB_TIME).and_then(|t| t.parse::<i64>().ok()),
-            header(HEADER_HUB_SIGNATURE),
-        ) else {
-            // Refusals before the hub trusted the request are not signed.
-            return Err(if status >= 400 {
-                refused(status, &bytes)
-            } else {
-                HubError::BadSignature
+        let hub_time = header(HEADER_HUB_TIME).and_then(|t| t.parse::<i64>().ok());
+        let offset = hub_time.map(|hub| (sent_at + received_at) / 2 - hub);
+        if let Some(offset) = offset {
+            self.offset_ms.store(offset, Ordering::Relaxed);
+        }
+        let (Some(hub_time), Some(hub_signature)) = (hub_time, header(HEADER_HUB_SIGNATURE)) else {
+            // Refusals before the hub trusted the request are not signed; a
+            // proxy's "bad gateway" means the hub is out of reach.
+            return Err(match status {
+                502..=504 => HubError::Unreachable(format!("the gateway answered {status}")),
+                s if s >= 400 => refused(status, &bytes),
+                _ => HubError::BadSignature,
             });
         };
         signing::verify_b64(
@@ -200,5 +210,10 @@ impl HubClient {
             value,
             clock_offset_ms: (sent_at + received_at) / 2 - hub_time,
         })
+    }
+
+    /// The clock offset to the hub as last measured, if ever.
+    pub fn clock_offset_ms(&self) -> i64 {
+        self.offset_ms.load(std::sync::atomic::Ordering::Relaxed)
     }
 }

@@ -62,6 +62,17 @@ impl AppState {
     }
 }
 
+/// Every answer carries the hub's clock, signed or not, so a device whose
+/// clock is off learns by how much even from a refusal.
+async fn stamp_hub_time(mut response: Response) -> Response {
+    if !response.headers().contains_key(shared::signing::HEADER_HUB_TIME)
+        && let Ok(value) = axum::http::HeaderValue::from_str(&jiff::Timestamp::now().as_millisecond().to_string())
+    {
+        response.headers_mut().insert(shared::signing::HEADER_HUB_TIME, value);
+    }
+    response
+}
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/sync/enroll", post(sync::enroll))
@@ -92,6 +103,7 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .with_state(state)
+        .layer(axum::middleware::map_response(stamp_hub_time))
         .layer(DefaultBodyLimit::max(SYNC_BODY_MAX_BYTES))
         .layer(CatchPanicLayer::custom(|_panic| -> Response {
             tracing::error!("a request handler panicked");

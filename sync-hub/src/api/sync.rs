@@ -60,13 +60,17 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> ApiResult<&'a str> {
         .ok_or_else(|| ApiError::unauthorized(format!("missing {name} header")))
 }
 
-fn query_u64(path: &str, name: &str) -> Option<u64> {
+fn query_value<T: std::str::FromStr>(path: &str, name: &str) -> Option<T> {
     let query = path.split_once('?')?.1;
     query
         .split('&')
         .filter_map(|pair| pair.split_once('='))
         .find(|(key, _)| *key == name)
         .and_then(|(_, value)| value.parse().ok())
+}
+
+fn query_u64(path: &str, name: &str) -> Option<u64> {
+    query_value(path, name)
 }
 
 /// Checks a device's signed request: known enrolled device, fresh
@@ -101,7 +105,19 @@ async fn verify(state: &AppState, request: Request) -> ApiResult<Signed> {
     )
     .map_err(|_| ApiError::unauthorized("the request signature does not verify"))?;
     let now = state.now_ms();
+    // A device stamps its requests in our time once it has measured the
+    // offset, and reports that measurement (signed, in the query); before
+    // that, its timestamp shows it.
+    let seen = Seen {
+        at_ms: now,
+        clock_offset_ms: query_value::<i64>(&path, "clock_offset_ms").unwrap_or(timestamp - now),
+        backlog_events: query_u64(&path, "backlog"),
+    };
+    let expires_at_ms = timestamp.max(now) + FRESHNESS_WINDOW_MS;
     if (timestamp - now).abs() > FRESHNESS_WINDOW_MS {
+        // A genuine device whose clock is far off: note it (the dashboard
+        // flags it), but do not act on a request that could be a replay.
+        let _ = state.storage.admit(&location, &nonce, expires_at_ms, seen).await;
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "stale_request",
@@ -112,9 +128,12 @@ async fn verify(state: &AppState, request: Request) -> ApiResult<Signed> {
             ),
         ));
     }
+    // A device stamps its requests in our time once it has measured the
+    // offset, and reports that measurement (signed, in the query); before
+    // that, its timestamp shows it.
     let seen = Seen {
         at_ms: now,
-        clock_offset_ms: timestamp - now,
+        clock_offset_ms: query_value::<i64>(&path, "clock_offset_ms").unwrap_or(timestamp - now),
         backlog_events: query_u64(&path, "backlog"),
     };
     let expires_at_ms = timestamp.max(now) + FRESHNESS_WINDOW_MS;

@@ -299,17 +299,20 @@ impl ViewLookup for TxView<'_> {
             .and_then(|o| ParticipantId::parse(&o).ok())
     }
 
-    fn booking_parties(&self, id: &BookingId) -> Option<(ParticipantId, ParticipantId)> {
-        let (owner, charged): (String, String) = self
-            .0
-            .prepare_cached("SELECT owner, charged_to FROM view_bookings WHERE id = ?1")
-            .ok()?
-            .query_row([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
-            .ok()?;
-        Some((
-            ParticipantId::parse(&owner).ok()?,
-            ParticipantId::parse(&charged).ok()?,
-        ))
+    fn holds_allotment(&self, pool: &PoolId, holder: &ParticipantId) -> bool {
+        self.0
+            .prepare_cached("SELECT 1 FROM view_allotments WHERE pool_id = ?1 AND holder = ?2")
+            .and_then(|mut stmt| stmt.exists(params![pool.as_str(), holder.as_str()]))
+            .unwrap_or(false)
+    }
+
+    fn booking_parties(&self, id: &BookingId) -> Option<plan::BookingParties> {
+        let p = parties(self.0, id).ok()??;
+        Some(plan::BookingParties {
+            owner: p.owner,
+            charged_to: p.charged_to,
+            requested_by: p.requested_by,
+        })
     }
 }
 
