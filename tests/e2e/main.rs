@@ -7,4 +7,5 @@ mod inbox;
 mod protocol;
 mod recovery;
 mod replication;
+mod webhooks;
 mod world;
