@@ -40,7 +40,10 @@ pub async fn sweep(state: AppState, mut stop: watch::Receiver<bool>) {
         {
             Ok((wake, changed)) => {
                 if !changed.is_empty() {
-                    tracing::info!(expired = changed.len(), "expired the hub's requests and holds");
+                    tracing::info!(
+                        expired = changed.len(),
+                        "expired the hub's requests and holds"
+                    );
                 }
                 for location in &wake {
                     state.inboxes.notify(location);

@@ -162,7 +162,11 @@ pub trait ViewLookup {
 /// participant, nor decides for pools it does not own: it books against its
 /// own units (its pools, or an allotment it was granted) or requests from
 /// the owner, and it changes a booking only in its own role in it.
-pub fn authorize(origin: &LocationId, body: &EventBody, view: &impl ViewLookup) -> Result<(), Refusal> {
+pub fn authorize(
+    origin: &LocationId,
+    body: &EventBody,
+    view: &impl ViewLookup,
+) -> Result<(), Refusal> {
     let me = ParticipantId::Location(origin.clone());
     let deny = |what: String| Err(Refusal::Forbidden(format!("{origin} may not {what}")));
     let owns = |pool: &PoolId| view.pool_owner(pool).is_some_and(|owner| owner == me);
@@ -181,9 +185,7 @@ pub fn authorize(origin: &LocationId, body: &EventBody, view: &impl ViewLookup) 
         {
             deny(format!("adjust or grant units of pool {pool}"))
         }
-        EventBody::AllotmentGranted { to, .. } if *to == me => {
-            deny("grant units to itself".into())
-        }
+        EventBody::AllotmentGranted { to, .. } if *to == me => deny("grant units to itself".into()),
         EventBody::AllotmentReturned { pool, .. } | EventBody::AllotmentCredited { pool, .. }
             if view.pool_owner(pool).is_none() =>
         {
@@ -208,18 +210,29 @@ pub fn authorize(origin: &LocationId, body: &EventBody, view: &impl ViewLookup) 
             }
             for line in lines {
                 if !owns(&line.pool_id) && !view.holds_allotment(&line.pool_id, &me) {
-                    return deny(format!("book pool {} it neither owns nor holds units of", line.pool_id));
+                    return deny(format!(
+                        "book pool {} it neither owns nor holds units of",
+                        line.pool_id
+                    ));
                 }
             }
             Ok(())
         }
         EventBody::BookingConfirmed { id } | EventBody::BookingCancelled { id } => {
             let p = parties(id)?;
-            if p.charged_to == me { Ok(()) } else { deny(format!("change booking {id}")) }
+            if p.charged_to == me {
+                Ok(())
+            } else {
+                deny(format!("change booking {id}"))
+            }
         }
         EventBody::BookingFulfilled { id } => {
             let p = parties(id)?;
-            if p.charged_to == me || p.owner == me { Ok(()) } else { deny(format!("fulfil booking {id}")) }
+            if p.charged_to == me || p.owner == me {
+                Ok(())
+            } else {
+                deny(format!("fulfil booking {id}"))
+            }
         }
         EventBody::BookingExpired { id, .. } => {
             let p = parties(id)?;
@@ -231,7 +244,11 @@ pub fn authorize(origin: &LocationId, body: &EventBody, view: &impl ViewLookup) 
         }
         EventBody::BookingCancelRequested { id } => {
             let p = parties(id)?;
-            if p.requested_by == me { Ok(()) } else { deny(format!("ask to cancel booking {id}")) }
+            if p.requested_by == me {
+                Ok(())
+            } else {
+                deny(format!("ask to cancel booking {id}"))
+            }
         }
         EventBody::Relayed { .. } => deny("author the hub's relays".into()),
         _ => Ok(()),

@@ -22,7 +22,10 @@ async fn state_at(world: &World, store: &Store, id: &str) -> Option<String> {
 }
 
 async fn hub_state(world: &World, id: &str) -> String {
-    world.hub_booking(id).await["state"].as_str().unwrap_or_default().to_owned()
+    world.hub_booking(id).await["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -37,7 +40,10 @@ async fn a_web_order_for_a_connected_store_is_confirmed_by_the_store() {
     let (status, booking) = world.order(&order("beans", 2, 900), 5000).await;
     assert_eq!(status, 201, "{booking}");
     assert_eq!(booking["state"], "confirmed");
-    assert_eq!(booking["decided_by"], "store-1", "confirmed by the store itself");
+    assert_eq!(
+        booking["decided_by"], "store-1",
+        "confirmed by the store itself"
+    );
     let id = booking["id"].as_str().expect("id");
     let at_store = store.booking(&world, id).await;
     assert_eq!(at_store["state"], "confirmed");
@@ -71,14 +77,20 @@ async fn with_the_store_away_the_hub_sells_its_allotment_and_the_rest_waits_for_
     store.start(&world);
     store.stock(&world, "beans", 10).await;
     let (status, _) = store
-        .api_post(&world, "/pools/beans/allotments", &json!({"to": "hub", "units": 5}))
+        .api_post(
+            &world,
+            "/pools/beans/allotments",
+            &json!({"to": "hub", "units": 5}),
+        )
         .await;
     assert_eq!(status, 201);
     store.synced(&world, Duration::from_secs(30)).await;
     store.kill();
-    eventually(Duration::from_secs(10), "the hub to take the store for gone", || async {
-        (!world.reachable("store-1").await).then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the hub to take the store for gone",
+        || async { (!world.reachable("store-1").await).then_some(()) },
+    )
     .await;
 
     let mut by_hub = Vec::new();
@@ -102,26 +114,40 @@ async fn with_the_store_away_the_hub_sells_its_allotment_and_the_rest_waits_for_
 
     store.start(&world);
     for id in &waiting {
-        eventually(Duration::from_secs(30), "the store to decide a waiting order", || async {
-            (hub_state(&world, id).await == "confirmed").then_some(())
-        })
+        eventually(
+            Duration::from_secs(30),
+            "the store to decide a waiting order",
+            || async { (hub_state(&world, id).await == "confirmed").then_some(()) },
+        )
         .await;
         assert_eq!(world.hub_booking(id).await["decided_by"], "store-1");
     }
     store.synced(&world, Duration::from_secs(30)).await;
     for id in by_hub.iter().chain(&waiting) {
-        assert_eq!(store.booking(&world, id).await["state"], "confirmed", "the store shows {id}");
+        assert_eq!(
+            store.booking(&world, id).await["state"],
+            "confirmed",
+            "the store shows {id}"
+        );
     }
     // 5 sold by the hub from its allotment, 3 by the store from its own 5.
     let (_, pool) = store.api_get(&world, "/pools/beans").await;
-    assert_eq!((pool["used"].as_i64(), pool["available"].as_i64()), (Some(3), Some(2)), "{pool}");
+    assert_eq!(
+        (pool["used"].as_i64(), pool["available"].as_i64()),
+        (Some(3), Some(2)),
+        "{pool}"
+    );
     let (_, pools) = world.public("/v1/pools?location=store-1").await;
     assert_eq!(pools["pools"][0]["available"], 2, "never oversold: {pools}");
     assert_eq!(pools["pools"][0]["hub_available"], 0);
 
     // The store's staff hand over what the hub sold.
     let (status, handed) = store
-        .api_post(&world, &format!("/bookings/{}/fulfil", by_hub[0]), &json!({}))
+        .api_post(
+            &world,
+            &format!("/bookings/{}/fulfil", by_hub[0]),
+            &json!({}),
+        )
         .await;
     assert_eq!(status, 200, "{handed}");
     store.synced(&world, Duration::from_secs(30)).await;
@@ -134,15 +160,19 @@ async fn a_request_whose_owner_stays_away_ends_expired_at_the_hub_the_requester_
     world.start_hub();
     let mut owner = Store::enroll(&world, "store-1");
     let mut requester = Store::enroll(&world, "store-2");
-    requester.env.push(("EDGE_NODE_SKEW_MARGIN_MS".into(), "1000".into()));
+    requester
+        .env
+        .push(("EDGE_NODE_SKEW_MARGIN_MS".into(), "1000".into()));
     owner.start(&world);
     requester.start(&world);
     owner.stock(&world, "beans", 10).await;
     owner.synced(&world, Duration::from_secs(30)).await;
     // The requester learns the owner's catalog through the hub.
-    eventually(Duration::from_secs(30), "the catalog at the other store", || async {
-        (requester.api_get(&world, "/pools/beans").await.0 == 200).then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the catalog at the other store",
+        || async { (requester.api_get(&world, "/pools/beans").await.0 == 200).then_some(()) },
+    )
     .await;
     owner.kill();
 
@@ -158,18 +188,24 @@ async fn a_request_whose_owner_stays_away_ends_expired_at_the_hub_the_requester_
     let cross = cross["id"].as_str().expect("id").to_owned();
 
     for id in [&web, &cross] {
-        eventually(Duration::from_secs(30), "the hub to record the expiry", || async {
-            (hub_state(&world, id).await == "expired").then_some(())
-        })
+        eventually(
+            Duration::from_secs(30),
+            "the hub to record the expiry",
+            || async { (hub_state(&world, id).await == "expired").then_some(()) },
+        )
         .await;
     }
     assert_eq!(requester.booking(&world, &cross).await["state"], "expired");
 
     owner.start(&world);
     for id in [&web, &cross] {
-        eventually(Duration::from_secs(30), "the owner to record the expiry", || async {
-            (state_at(&world, &owner, id).await.as_deref() == Some("expired")).then_some(())
-        })
+        eventually(
+            Duration::from_secs(30),
+            "the owner to record the expiry",
+            || async {
+                (state_at(&world, &owner, id).await.as_deref() == Some("expired")).then_some(())
+            },
+        )
         .await;
     }
     owner.synced(&world, Duration::from_secs(30)).await;
@@ -178,7 +214,11 @@ async fn a_request_whose_owner_stays_away_ends_expired_at_the_hub_the_requester_
         assert_eq!(hub_state(&world, id).await, "expired");
     }
     assert_eq!(requester.booking(&world, &cross).await["state"], "expired");
-    assert_eq!(owner.available(&world, "beans").await, 10, "nothing held for the expired requests");
+    assert_eq!(
+        owner.available(&world, "beans").await,
+        10,
+        "nothing held for the expired requests"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -208,15 +248,23 @@ async fn the_requesters_expiry_wins_over_a_confirmation_made_just_before_the_cut
     })
     .await;
     // That word reaches the store, which frees the units it had confirmed.
-    eventually(Duration::from_secs(30), "the store to adopt the expiry", || async {
-        (state_at(&world, &store, &id).await.as_deref() == Some("expired")).then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the store to adopt the expiry",
+        || async {
+            (state_at(&world, &store, &id).await.as_deref() == Some("expired")).then_some(())
+        },
+    )
     .await;
     assert_eq!(store.available(&world, "beans").await, 10);
 
     proxy.set(Link::Open);
     store.synced(&world, Duration::from_secs(30)).await;
-    assert_eq!(hub_state(&world, &id).await, "expired", "the late confirmation changes nothing");
+    assert_eq!(
+        hub_state(&world, &id).await,
+        "expired",
+        "the late confirmation changes nothing"
+    );
     let (_, pools) = world.public("/v1/pools?location=store-1").await;
     assert_eq!(pools["pools"][0]["available"], 10, "{pools}");
 }
@@ -226,7 +274,9 @@ async fn a_store_five_minutes_off_is_flagged_and_its_holds_still_expire_on_time(
     let mut world = World::new();
     world.start_hub();
     let mut store = Store::enroll(&world, "store-1");
-    store.env.push(("EDGE_NODE_CLOCK_OFFSET_MS".into(), "300000".into()));
+    store
+        .env
+        .push(("EDGE_NODE_CLOCK_OFFSET_MS".into(), "300000".into()));
     store.start(&world);
     store.stock(&world, "beans", 10).await;
     store.synced(&world, Duration::from_secs(60)).await;
@@ -239,7 +289,10 @@ async fn a_store_five_minutes_off_is_flagged_and_its_holds_still_expire_on_time(
     let cli: Value = serde_json::from_str(&cli).expect("json");
     assert_eq!(cli["clock_alert"], true, "{cli}");
     let (_, locations) = world.public("/v1/locations").await;
-    assert_eq!(locations["locations"][0]["clock_alert"], true, "{locations}");
+    assert_eq!(
+        locations["locations"][0]["clock_alert"], true,
+        "{locations}"
+    );
 
     let (status, hold) = store
         .api_post(
@@ -257,7 +310,10 @@ async fn a_store_five_minutes_off_is_flagged_and_its_holds_still_expire_on_time(
     })
     .await;
     let took = placed.elapsed();
-    assert!(took >= Duration::from_millis(1900), "expired early, after {took:?}");
+    assert!(
+        took >= Duration::from_millis(1900),
+        "expired early, after {took:?}"
+    );
     assert_eq!(store.available(&world, "beans").await, 10);
     store.synced(&world, Duration::from_secs(30)).await;
     assert_eq!(hub_state(&world, &id).await, "expired");

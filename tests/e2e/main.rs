@@ -4,6 +4,7 @@
 mod bookings;
 mod enrollment;
 mod inbox;
+mod partition;
 mod protocol;
 mod recovery;
 mod replication;

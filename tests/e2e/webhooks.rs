@@ -52,7 +52,9 @@ async fn receiver(failures: usize) -> (String, Arc<Mutex<Vec<Received>>>) {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -70,14 +72,19 @@ fn hmac(secret: &str, timestamp: &str, body: &str) -> String {
 async fn a_failing_receiver_still_gets_every_change_once_per_event_in_order() {
     let mut world = World::new();
     let (url, seen) = receiver(3).await;
-    let secret = last_line(&run(&world.bins.hub, world.hub_dir.path(), &["webhook", "add", "--url", &url]));
+    let secret = last_line(&run(
+        &world.bins.hub,
+        world.hub_dir.path(),
+        &["webhook", "add", "--url", &url],
+    ));
     world.start_hub();
     let mut store = Store::enroll(&world, "store-1");
     store.start(&world);
     store.stock(&world, "beans", 10).await;
     store.synced(&world, Duration::from_secs(30)).await;
 
-    let order = json!({"lines": [{"pool_id": "beans", "quantity": 1}], "customer": {"name": "Web"}});
+    let order =
+        json!({"lines": [{"pool_id": "beans", "quantity": 1}], "customer": {"name": "Web"}});
     let (status, first) = world.order(&order, 5000).await;
     assert_eq!(status, 201, "{first}");
     let first = first["id"].as_str().expect("id").to_owned();
@@ -106,30 +113,50 @@ async fn a_failing_receiver_still_gets_every_change_once_per_event_in_order() {
         (&walk_in, vec!["confirmed"]),
     ];
     let total: usize = expected.iter().map(|(_, states)| states.len()).sum();
-    let accepted = eventually(Duration::from_secs(60), "every change to be delivered", || async {
-        let log = seen.lock().expect("lock").clone();
-        let accepted: Vec<Received> = log.into_iter().filter(|r| r.accepted).collect();
-        let mut ids: Vec<&str> = accepted.iter().map(|r| r.event_id.as_str()).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        (ids.len() >= total).then_some(accepted)
-    })
+    let accepted = eventually(
+        Duration::from_secs(60),
+        "every change to be delivered",
+        || async {
+            let log = seen.lock().expect("lock").clone();
+            let accepted: Vec<Received> = log.into_iter().filter(|r| r.accepted).collect();
+            let mut ids: Vec<&str> = accepted.iter().map(|r| r.event_id.as_str()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            (ids.len() >= total).then_some(accepted)
+        },
+    )
     .await;
 
     let log = seen.lock().expect("lock").clone();
-    assert!(log.iter().take(3).all(|r| !r.accepted), "the first answers failed");
+    assert!(
+        log.iter().take(3).all(|r| !r.accepted),
+        "the first answers failed"
+    );
     assert!(log.len() > accepted.len(), "failed deliveries were retried");
     let mut delivered_ids = std::collections::HashSet::new();
     for r in &accepted {
-        assert!(delivered_ids.insert(r.event_id.clone()), "event {} accepted twice", r.event_id);
-        assert_eq!(r.signature, hmac(&secret, &r.timestamp, &r.body), "signed with the secret");
+        assert!(
+            delivered_ids.insert(r.event_id.clone()),
+            "event {} accepted twice",
+            r.event_id
+        );
+        assert_eq!(
+            r.signature,
+            hmac(&secret, &r.timestamp, &r.body),
+            "signed with the secret"
+        );
     }
     for (id, states) in expected {
         let seen_states: Vec<String> = accepted
             .iter()
             .map(|r| serde_json::from_str::<Value>(&r.body).expect("json"))
             .filter(|body| body["booking"]["id"] == id)
-            .map(|body| body["booking"]["state"].as_str().unwrap_or_default().to_owned())
+            .map(|body| {
+                body["booking"]["state"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
             .collect();
         assert_eq!(seen_states, states, "changes of {id} in order");
     }

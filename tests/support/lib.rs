@@ -202,7 +202,9 @@ impl Proxy {
         use axum::body::Bytes;
         use axum::extract::Request;
         use axum::response::IntoResponse;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let link = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(Link::Open as u8));
         let state = (link.clone(), http(), upstream);
@@ -211,16 +213,25 @@ impl Proxy {
             async move {
                 let mode = link.load(std::sync::atomic::Ordering::SeqCst);
                 let (parts, body) = request.into_parts();
-                let path = parts.uri.path_and_query().map(|pq| pq.as_str().to_owned()).unwrap_or_default();
+                let path = parts
+                    .uri
+                    .path_and_query()
+                    .map(|pq| pq.as_str().to_owned())
+                    .unwrap_or_default();
                 let blocked = mode == Link::Cut as u8
                     || (mode == Link::NoPush as u8 && path.starts_with("/v1/sync/push"));
                 if blocked {
-                    return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "link cut").into_response();
+                    return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "link cut")
+                        .into_response();
                 }
-                let body: Bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+                let body: Bytes = axum::body::to_bytes(body, usize::MAX)
+                    .await
+                    .unwrap_or_default();
                 let mut forward = client.request(parts.method.clone(), format!("{upstream}{path}"));
                 for (name, value) in &parts.headers {
-                    if name != axum::http::header::HOST && name != axum::http::header::CONTENT_LENGTH {
+                    if name != axum::http::header::HOST
+                        && name != axum::http::header::CONTENT_LENGTH
+                    {
                         forward = forward.header(name, value);
                     }
                 }
@@ -231,13 +242,17 @@ impl Proxy {
                         let bytes = response.bytes().await.unwrap_or_default();
                         let mut answer = (status, bytes).into_response();
                         for (name, value) in &headers {
-                            if name != axum::http::header::CONTENT_LENGTH && name != axum::http::header::TRANSFER_ENCODING {
+                            if name != axum::http::header::CONTENT_LENGTH
+                                && name != axum::http::header::TRANSFER_ENCODING
+                            {
                                 answer.headers_mut().insert(name, value.clone());
                             }
                         }
                         answer
                     }
-                    Err(_) => (axum::http::StatusCode::BAD_GATEWAY, "hub unreachable").into_response(),
+                    Err(_) => {
+                        (axum::http::StatusCode::BAD_GATEWAY, "hub unreachable").into_response()
+                    }
                 }
             }
         });
@@ -252,7 +267,8 @@ impl Proxy {
     }
 
     pub fn set(&self, link: Link) {
-        self.link.store(link as u8, std::sync::atomic::Ordering::SeqCst);
+        self.link
+            .store(link as u8, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -151,7 +151,11 @@ impl Sync {
             })
             .await;
         let refused = matches!(error.code(), Some("fork" | "fenced" | "quarantined"));
-        let wait = if refused { REFUSED_RETRY } else { backoff.next() };
+        let wait = if refused {
+            REFUSED_RETRY
+        } else {
+            backoff.next()
+        };
         match head {
             // The pusher's own receiver: any commit since it last looked
             // ends the wait at once.

@@ -65,10 +65,15 @@ impl AppState {
 /// Every answer carries the hub's clock, signed or not, so a device whose
 /// clock is off learns by how much even from a refusal.
 async fn stamp_hub_time(mut response: Response) -> Response {
-    if !response.headers().contains_key(shared::signing::HEADER_HUB_TIME)
-        && let Ok(value) = axum::http::HeaderValue::from_str(&jiff::Timestamp::now().as_millisecond().to_string())
+    if !response
+        .headers()
+        .contains_key(shared::signing::HEADER_HUB_TIME)
+        && let Ok(value) =
+            axum::http::HeaderValue::from_str(&jiff::Timestamp::now().as_millisecond().to_string())
     {
-        response.headers_mut().insert(shared::signing::HEADER_HUB_TIME, value);
+        response
+            .headers_mut()
+            .insert(shared::signing::HEADER_HUB_TIME, value);
     }
     response
 }

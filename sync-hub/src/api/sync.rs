@@ -117,7 +117,10 @@ async fn verify(state: &AppState, request: Request) -> ApiResult<Signed> {
     if (timestamp - now).abs() > FRESHNESS_WINDOW_MS {
         // A genuine device whose clock is far off: note it (the dashboard
         // flags it), but do not act on a request that could be a replay.
-        let _ = state.storage.admit(&location, &nonce, expires_at_ms, seen).await;
+        let _ = state
+            .storage
+            .admit(&location, &nonce, expires_at_ms, seen)
+            .await;
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "stale_request",
