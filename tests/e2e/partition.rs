@@ -659,8 +659,19 @@ async fn random_partitions_never_oversell_and_every_participant_converges() {
         .unwrap_or_else(|| now_ms() as u64);
     let single = std::env::var("PARTITION_SEED").is_ok();
     let count = if single { 1 } else { schedules };
+    // PARTITION_MINUTES=M runs as many schedules as fit in M minutes instead.
+    let budget = std::env::var("PARTITION_MINUTES")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|m| std::time::Instant::now() + Duration::from_secs(m * 60));
+    let count = if budget.is_some() { u64::MAX } else { count };
     let mut failures = Vec::new();
+    let mut ran = 0;
     for n in 0..count {
+        if budget.is_some_and(|end| std::time::Instant::now() >= end) {
+            break;
+        }
+        ran += 1;
         let seed = base.wrapping_add(n);
         let started = std::time::Instant::now();
         match run_schedule(seed).await {
