@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::api::sync_status_of;
 use crate::auth::{Role, create_token};
 use crate::store::{self, Clock, Store, SystemClock};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -81,11 +81,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run a store with a sample catalog in a temporary directory.
-    Demo {
-        #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
-        listen: SocketAddr,
-    },
+    /// Run a hub and two stores with sample catalogs in temporary
+    /// directories, and a simulated website placing orders.
+    Demo,
 }
 
 #[derive(Debug, Subcommand)]
@@ -210,7 +208,7 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Demo { listen } => demo(listen),
+        Command::Demo => demo(),
     }
 }
 
@@ -306,32 +304,6 @@ fn status(data_dir: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn demo(listen: SocketAddr) -> Result<()> {
-    let dir = tempfile::Builder::new()
-        .prefix("edge-node-demo-")
-        .tempdir()
-        .context("cannot create a temporary directory")?;
-    let clock = SystemClock::default();
-    let location = shared::LocationId::parse("demo-store")?;
-    store::init(dir.path(), &location, "Europe/Berlin", clock.now_ms())?;
-    let (conn, _) = store::open_admin(dir.path())?;
-    let tokens: Vec<(Role, String)> = [Role::Kiosk, Role::Staff, Role::Manager]
-        .into_iter()
-        .map(|role| Ok((role, create_token(&conn, role, clock.now_ms())?)))
-        .collect::<Result<_>>()?;
-    drop(conn);
-    let store = Store::open(dir.path(), Arc::new(clock))?;
-    runtime()?.block_on(crate::demo::seed_catalog(&store))?;
-    println!(
-        "edge-node demo: location demo-store (Europe/Berlin), data in {}",
-        dir.path().display()
-    );
-    for (role, token) in &tokens {
-        println!("  {:<8} token: {token}", role.as_str());
-    }
-    let Some((_, manager)) = tokens.last() else {
-        bail!("no manager token was made");
-    };
-    println!("try: curl -H 'Authorization: Bearer {manager}' http://ADDR/api/v1/pools");
-    serve(store, listen, true)
+fn demo() -> Result<()> {
+    runtime()?.block_on(crate::demo::run(shutdown_signal()))
 }

@@ -2,6 +2,7 @@
 //! killed with SIGKILL, restored from backups, replaced.
 
 mod bookings;
+mod demo;
 mod enrollment;
 mod inbox;
 mod partition;

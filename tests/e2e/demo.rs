@@ -1,0 +1,67 @@
+//! `edge-node demo` shows the whole system working in one command.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::world::bins;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_runs_a_hub_two_stores_and_a_website_whose_orders_the_stores_confirm() {
+    let mut child = Command::new(bins().edge)
+        .arg("demo")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn demo");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let mut confirmed = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while confirmed.is_none() && std::time::Instant::now() < deadline {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) else {
+            continue;
+        };
+        if line.starts_with("website: ") && line.contains(" 201 ") {
+            confirmed = Some(line.clone());
+        }
+        lines.push(line);
+    }
+    let output = lines.join("\n");
+    let hub = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("hub").map(str::trim))
+        .expect("the hub's URL")
+        .to_owned();
+    let key = lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("API key").map(str::trim))
+        .expect("an API key")
+        .to_owned();
+    let (status, locations) = e2e::get(&e2e::http(), &format!("{hub}/v1/locations"), &key).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 200, "{output}");
+    let ids: Vec<&str> = locations["locations"]
+        .as_array()
+        .expect("locations")
+        .iter()
+        .filter_map(|l| l["id"].as_str())
+        .collect();
+    assert_eq!(ids, vec!["demo-berlin", "demo-hamburg"]);
+    assert!(
+        output.matches("manager ").count() >= 2,
+        "tokens for each store: {output}"
+    );
+    let confirmed = confirmed.unwrap_or_else(|| panic!("no web order was confirmed:\n{output}"));
+    assert!(confirmed.contains("decided by demo-"), "{confirmed}");
+}
