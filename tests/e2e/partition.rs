@@ -685,6 +685,7 @@ async fn random_partitions_never_oversell_and_every_participant_converges() {
             }
         }
     }
+    println!("{ran} schedules run, {} with violations", failures.len());
     assert!(
         failures.is_empty(),
         "violations in schedules with seeds {failures:?} (replay with PARTITION_SEED)"
