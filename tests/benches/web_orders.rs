@@ -1,0 +1,181 @@
+//! Web order to store decision, over loopback, both sides durable: the hub
+//! and one store run as their real binaries (release build); the store is
+//! connected by its long poll, as in production.
+//!
+//! 1. Latency: `BENCH_ORDERS` (default 1,000) orders one after another,
+//!    each waiting for the store's decision (`wait_ms=5000`): p50, p99.
+//! 2. Throughput: 32 concurrent website clients for `BENCH_SECONDS`
+//!    (default 10): decided orders per second, with p50 and p99.
+//!
+//! `cargo bench -p e2e --bench web_orders`
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const HUB: &str = env!("CARGO_BIN_EXE_e2e-sync-hub");
+const EDGE: &str = env!("CARGO_BIN_EXE_e2e-edge-node");
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn cli(bin: &str, dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(bin).arg("--data-dir").arg(dir).args(args).output().expect("run");
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf8").lines().last().unwrap_or_default().trim().to_owned()
+}
+
+struct Served(Child, String);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(bin: &str, dir: &Path, listen: &str) -> Served {
+    let mut child = Command::new(bin)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["serve", "--listen", listen])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    let base = line.trim().strip_prefix("listening on ").expect("address").to_owned();
+    Served(child, base)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3
+}
+
+async fn order(http: &reqwest::Client, hub: &str, key: &str, n: u64) -> (Duration, Value) {
+    let body = json!({"lines": [{"pool_id": "bench-pool", "quantity": 1}],
+                      "customer": {"name": format!("Web {n}")}});
+    let t = Instant::now();
+    let response = http
+        .post(format!("{hub}/v1/bookings?wait_ms=5000"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .expect("order");
+    let status = response.status();
+    let booking: Value = response.json().await.expect("json");
+    let took = t.elapsed();
+    assert_eq!(status, 201, "{booking}");
+    (took, booking)
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let orders = env_or("BENCH_ORDERS", 1_000);
+    let seconds = env_or("BENCH_SECONDS", 10);
+    let root = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let (hub_dir, edge_dir) = (root.path().join("hub"), root.path().join("edge"));
+    let key = cli(HUB, &hub_dir, &["api-key", "create", "--name", "bench"]);
+    let token = cli(HUB, &hub_dir, &["location", "add", "--id", "bench", "--name", "Bench", "--timezone", "UTC"]);
+    let hub = serve(HUB, &hub_dir, "127.0.0.1:0");
+    cli(EDGE, &edge_dir, &["enroll", "--hub", &hub.1, "--token", &token]);
+    let manager = cli(EDGE, &edge_dir, &["token", "create", "--role", "manager"]);
+    let edge = serve(EDGE, &edge_dir, "127.0.0.1:0");
+
+    tokio::runtime::Runtime::new().expect("runtime").block_on(async {
+        let http = reqwest::Client::new();
+        for (path, body) in [
+            ("resources", json!({"name": "Bench", "kind": "stock", "id": "bench-pool"})),
+            ("pools", json!({"resource_id": "bench-pool", "capacity": 1_000_000_000, "id": "bench-pool"})),
+        ] {
+            let status = http
+                .post(format!("{}/api/v1/{path}", edge.1))
+                .bearer_auth(&manager)
+                .json(&body)
+                .send()
+                .await
+                .expect("seed")
+                .status();
+            assert_eq!(status, 201);
+        }
+        loop {
+            let pools: Value = http
+                .get(format!("{}/v1/pools?location=bench", hub.1))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .expect("pools")
+                .json()
+                .await
+                .expect("json");
+            if pools["pools"].as_array().is_some_and(|p| !p.is_empty()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Warm-up.
+        for n in 0..20 {
+            order(&http, &hub.1, &key, n).await;
+        }
+
+        let mut latencies = Vec::with_capacity(orders as usize);
+        for n in 0..orders {
+            let (took, booking) = order(&http, &hub.1, &key, n).await;
+            assert_eq!(booking["decided_by"], "bench", "decided by the store");
+            latencies.push(took);
+        }
+        latencies.sort();
+
+        let started = Instant::now();
+        let run_for = Duration::from_secs(seconds);
+        let tasks: Vec<_> = (0..32u64)
+            .map(|c| {
+                let (http, hub, key) = (http.clone(), hub.1.clone(), key.clone());
+                tokio::spawn(async move {
+                    let mut mine = Vec::new();
+                    let mut n = 0;
+                    while started.elapsed() < run_for {
+                        mine.push(order(&http, &hub, &key, c * 1_000_000 + n).await.0);
+                        n += 1;
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let mut loaded = Vec::new();
+        for task in tasks {
+            loaded.extend(task.await.expect("client"));
+        }
+        let elapsed = started.elapsed();
+        loaded.sort();
+
+        println!("\nweb order to store decision, hub and store over loopback, FULL fsync on both:\n");
+        println!("| measurement | figure |");
+        println!("|---|---|");
+        println!(
+            "| {} sequential orders, latency | p50 {:.2} ms, p99 {:.2} ms |",
+            latencies.len(),
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.99)
+        );
+        println!(
+            "| 32 concurrent clients, {} s | {:.0} decided orders/s, p50 {:.2} ms, p99 {:.2} ms |",
+            seconds,
+            loaded.len() as f64 / elapsed.as_secs_f64(),
+            percentile(&loaded, 0.5),
+            percentile(&loaded, 0.99)
+        );
+    });
+}
