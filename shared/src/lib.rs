@@ -13,6 +13,7 @@ pub mod ids;
 pub mod limits;
 pub mod protocol;
 pub mod signing;
+pub mod slots;
 
 pub use availability::{Holding, InsufficientCapacity};
 pub use booking::{Action, BookingState, Channel, Customer, Line, TransitionError};
