@@ -70,11 +70,22 @@ enum Command {
         /// alert.
         #[arg(long, env = "EDGE_NODE_SKEW_MARGIN_MS", default_value_t = shared::limits::SKEW_MARGIN_MS)]
         skew_margin_ms: i64,
+        /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Manage LAN API tokens.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Manage staff and managers who sign in to the LAN UI with a PIN.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
     },
     /// Show sync state, backlog and clock offset.
     Status {
@@ -84,6 +95,21 @@ enum Command {
     /// Run a hub and two stores with sample catalogs in temporary
     /// directories, and a simulated website placing orders.
     Demo,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user who signs in with NAME and PIN.
+    Add {
+        #[arg(long)]
+        name: String,
+        /// staff or manager.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// 4 to 12 digits.
+        #[arg(long)]
+        pin: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,7 +179,13 @@ fn run(cli: Cli) -> Result<()> {
             listen,
             clock_offset_ms,
             skew_margin_ms,
+            tls_cert,
+            tls_key,
         } => {
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => Some(crate::server::tls_config(&cert, &key)?),
+                _ => None,
+            };
             let clock = SystemClock {
                 offset_ms: clock_offset_ms,
             };
@@ -162,7 +194,7 @@ fn run(cli: Cli) -> Result<()> {
                 Arc::new(clock),
                 store::StoreSettings { skew_margin_ms },
             )?;
-            serve(store, listen, false)
+            serve(store, listen, tls)
         }
         Command::Token {
             command: TokenCommand::Create { role },
@@ -173,6 +205,14 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Status { json } => status(&data_dir, json),
+        Command::User {
+            command: UserCommand::Add { name, role, pin },
+        } => {
+            let (conn, _node) = store::open_admin(&data_dir)?;
+            crate::auth::add_user(&conn, &name, role, &pin, clock.now_ms())?;
+            println!("user {} added as {}", name.trim(), role.as_str());
+            Ok(())
+        }
         Command::Enroll {
             hub,
             token,
@@ -242,20 +282,17 @@ async fn shutdown_signal() {
 
 /// Binds `listen` (or, for the demo, any free port when it is taken),
 /// announces the address and serves until a shutdown signal.
-fn serve(store: Store, listen: SocketAddr, fall_back_to_any_port: bool) -> Result<()> {
+fn serve(store: Store, listen: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>) -> Result<()> {
     runtime()?.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(listen).await {
-            Ok(listener) => listener,
-            Err(_) if fall_back_to_any_port => {
-                tokio::net::TcpListener::bind(SocketAddr::new(listen.ip(), 0)).await?
-            }
-            Err(e) => return Err(e).with_context(|| format!("cannot listen on {listen}")),
-        };
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
-        println!("listening on http://{addr}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        println!("listening on {scheme}://{addr}");
         std::io::stdout().flush()?;
         tracing::info!(node.location = %store.node().location, %addr, "serving");
-        crate::run(store, listener, shutdown_signal()).await?;
+        crate::server::run_with(store, listener, tls, shutdown_signal()).await?;
         Ok(())
     })
 }

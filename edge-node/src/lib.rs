@@ -12,5 +12,6 @@ pub mod server;
 pub mod store;
 pub mod sweeper;
 pub mod sync;
+pub mod web;
 
 pub use server::{router, run};

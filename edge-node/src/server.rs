@@ -2,6 +2,8 @@
 //! background tasks that run beside it.
 
 use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -16,12 +18,13 @@ use tower_http::trace::TraceLayer;
 use crate::api::error::ApiError;
 use crate::api::{self, AppState};
 use crate::store::Store;
-use crate::{sweeper, sync};
+use crate::{sweeper, sync, web};
 
-/// The whole HTTP surface of a node.
+/// The whole HTTP surface of a node: the JSON API and the LAN UI.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .nest("/api/v1", api::router(state))
+        .nest("/api/v1", api::router(state.clone()))
+        .merge(web::router(state))
         .route(
             "/healthz",
             get(|| async { axum::Json(json!({ "status": "ok" })) }),
@@ -34,6 +37,8 @@ pub fn router(state: AppState) -> Router {
                 "this endpoint does not take that method",
             )
         })
+        .layer(axum::middleware::from_fn(web::same_origin))
+        .layer(axum::middleware::map_response(web::security_headers))
         .layer(DefaultBodyLimit::max(REQUEST_BODY_MAX_BYTES))
         .layer(CatchPanicLayer::custom(|_panic| -> Response {
             tracing::error!("a request handler panicked");
@@ -47,6 +52,16 @@ pub fn router(state: AppState) -> Router {
 pub async fn run(
     store: Store,
     listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    run_with(store, listener, None, shutdown).await
+}
+
+/// [`run`], over HTTPS when `tls` is given.
+pub async fn run_with(
+    store: Store,
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -65,16 +80,73 @@ pub async fn run(
     } else {
         None
     };
-    let app = router(AppState::new(store));
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        })
-        .await;
+    let mut state = AppState::new(store);
+    state.tls = tls.is_some();
+    let app = router(state);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    let served = match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(config) => serve_tls(listener, app, config, shutdown).await,
+    };
     let _ = sweeper.await;
     if let Some(sync) = sync {
         let _ = sync.await;
     }
     served
+}
+
+/// A TLS server configuration from PEM files (the certificate chain and its
+/// private key), for stores that want HTTPS on the LAN.
+pub fn tls_config(cert: &Path, key: &Path) -> std::io::Result<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let bad = |what: &str, e: &dyn std::fmt::Display| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{what}: {e}"))
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad(&cert.display().to_string(), &e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(&cert.display().to_string(), &e))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(&key.display().to_string(), &e))?;
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| bad("the certificate and key do not fit", &e))?;
+    Ok(Arc::new(config))
+}
+
+/// Accepts TLS connections and serves `app` on each until `shutdown`.
+async fn serve_tls(
+    listener: TcpListener,
+    app: Router,
+    config: Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, _) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            () = &mut shutdown => return Ok(()),
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+        });
+    }
 }

@@ -177,6 +177,13 @@ pub enum EventBody {
         id: BookingId,
         reason: String,
     },
+    /// The owner asks a grantee (`from`) to give back up to `units` of its
+    /// allotment; the grantee returns what it has unused.
+    AllotmentRecalled {
+        pool: PoolId,
+        from: ParticipantId,
+        units: i64,
+    },
     /// The requester asks the participant charged with a booking to cancel it.
     BookingCancelRequested {
         id: BookingId,

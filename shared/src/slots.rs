@@ -36,7 +36,10 @@ pub enum SlotRuleError {
 }
 
 /// `(starts_at, ends_at)` of every occurrence, in order.
-pub fn generate(rule: &SlotRule, timezone: &str) -> Result<Vec<(Timestamp, Timestamp)>, SlotRuleError> {
+pub fn generate(
+    rule: &SlotRule,
+    timezone: &str,
+) -> Result<Vec<(Timestamp, Timestamp)>, SlotRuleError> {
     if rule.weekdays.is_empty() {
         return Err(SlotRuleError::NoWeekdays);
     }
@@ -123,7 +126,10 @@ mod tests {
             ]
         );
         for (start, end) in &slots {
-            assert_eq!(end.duration_since(*start), jiff::SignedDuration::from_secs(3600));
+            assert_eq!(
+                end.duration_since(*start),
+                jiff::SignedDuration::from_secs(3600)
+            );
         }
     }
 
@@ -137,9 +143,17 @@ mod tests {
             last_day: day,
         };
         let spring = generate(&rule(date(2026, 3, 29)), "Europe/Berlin").expect("slots");
-        assert_eq!(spring[0].0.to_string(), "2026-03-29T01:30:00Z", "03:30 CEST");
+        assert_eq!(
+            spring[0].0.to_string(),
+            "2026-03-29T01:30:00Z",
+            "03:30 CEST"
+        );
         let autumn = generate(&rule(date(2026, 10, 25)), "Europe/Berlin").expect("slots");
-        assert_eq!(autumn[0].0.to_string(), "2026-10-25T00:30:00Z", "02:30 CEST, the first");
+        assert_eq!(
+            autumn[0].0.to_string(),
+            "2026-10-25T00:30:00Z",
+            "02:30 CEST, the first"
+        );
     }
 
     #[test]
@@ -152,7 +166,10 @@ mod tests {
             last_day: date(2026, 1, 31),
         };
         assert!(generate(&good, "Europe/Berlin").is_ok());
-        assert_eq!(generate(&good, "Mars/Base"), Err(SlotRuleError::TimeZone("Mars/Base".into())));
+        assert_eq!(
+            generate(&good, "Mars/Base"),
+            Err(SlotRuleError::TimeZone("Mars/Base".into()))
+        );
         let mut bad = good.clone();
         bad.weekdays.clear();
         assert_eq!(generate(&bad, "UTC"), Err(SlotRuleError::NoWeekdays));

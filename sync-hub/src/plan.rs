@@ -180,7 +180,9 @@ pub fn authorize(
         {
             deny(format!("create catalog entries owned by {owner}"))
         }
-        EventBody::PoolAdjusted { pool, .. } | EventBody::AllotmentGranted { pool, .. }
+        EventBody::PoolAdjusted { pool, .. }
+        | EventBody::AllotmentGranted { pool, .. }
+        | EventBody::AllotmentRecalled { pool, .. }
             if !owns(pool) =>
         {
             deny(format!("adjust or grant units of pool {pool}"))

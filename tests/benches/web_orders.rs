@@ -20,13 +20,31 @@ const HUB: &str = env!("CARGO_BIN_EXE_e2e-sync-hub");
 const EDGE: &str = env!("CARGO_BIN_EXE_e2e-edge-node");
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn cli(bin: &str, dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(bin).arg("--data-dir").arg(dir).args(args).output().expect("run");
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf8").lines().last().unwrap_or_default().trim().to_owned()
+    let out = Command::new(bin)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
 }
 
 struct Served(Child, String);
@@ -52,7 +70,11 @@ fn serve(bin: &str, dir: &Path, listen: &str) -> Served {
     std::io::BufReader::new(child.stdout.take().expect("stdout"))
         .read_line(&mut line)
         .expect("read");
-    let base = line.trim().strip_prefix("listening on ").expect("address").to_owned();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("address")
+        .to_owned();
     Served(child, base)
 }
 
@@ -88,9 +110,26 @@ fn main() {
     let root = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
     let (hub_dir, edge_dir) = (root.path().join("hub"), root.path().join("edge"));
     let key = cli(HUB, &hub_dir, &["api-key", "create", "--name", "bench"]);
-    let token = cli(HUB, &hub_dir, &["location", "add", "--id", "bench", "--name", "Bench", "--timezone", "UTC"]);
+    let token = cli(
+        HUB,
+        &hub_dir,
+        &[
+            "location",
+            "add",
+            "--id",
+            "bench",
+            "--name",
+            "Bench",
+            "--timezone",
+            "UTC",
+        ],
+    );
     let hub = serve(HUB, &hub_dir, "127.0.0.1:0");
-    cli(EDGE, &edge_dir, &["enroll", "--hub", &hub.1, "--token", &token]);
+    cli(
+        EDGE,
+        &edge_dir,
+        &["enroll", "--hub", &hub.1, "--token", &token],
+    );
     let manager = cli(EDGE, &edge_dir, &["token", "create", "--role", "manager"]);
     let edge = serve(EDGE, &edge_dir, "127.0.0.1:0");
 

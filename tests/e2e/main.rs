@@ -2,6 +2,7 @@
 //! killed with SIGKILL, restored from backups, replaced.
 
 mod bookings;
+mod browser;
 mod demo;
 mod enrollment;
 mod inbox;
@@ -9,5 +10,6 @@ mod partition;
 mod protocol;
 mod recovery;
 mod replication;
+mod signin;
 mod webhooks;
 mod world;

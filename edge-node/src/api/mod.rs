@@ -30,6 +30,8 @@ use extract::{IdPath, JsonBody, QueryParams, RawJson, parse_value};
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub store: Store,
+    /// Served over HTTPS: session cookies are marked Secure.
+    pub tls: bool,
     tokens: Arc<TokenCache>,
     /// Idempotency keys of requests being processed right now.
     in_flight: Arc<Mutex<HashSet<String>>>,
@@ -39,6 +41,7 @@ impl AppState {
     pub fn new(store: Store) -> Self {
         Self {
             store,
+            tls: false,
             tokens: Arc::default(),
             in_flight: Arc::default(),
         }
@@ -75,10 +78,15 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer TOKEN"))?;
+        let Some(header) = parts.headers.get(header::AUTHORIZATION) else {
+            // A signed-in page of the UI calls the API with its session.
+            return match crate::web::Session::from_headers(state, &parts.headers).await {
+                Some(session) => Ok(Self { role: session.role }),
+                None => Err(ApiError::unauthorized(
+                    "missing Authorization: Bearer TOKEN (or a signed-in session)",
+                )),
+            };
+        };
         let token = header
             .to_str()
             .ok()

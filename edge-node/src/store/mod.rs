@@ -43,6 +43,7 @@ const MIGRATIONS: &[M<'static>] = &[
         "../../../migrations/edge-node/0001_initial.sql"
     )),
     M::up(include_str!("../../../migrations/edge-node/0002_sync.sql")),
+    M::up(include_str!("../../../migrations/edge-node/0003_users.sql")),
 ];
 
 /// A source of wall-clock time. Injectable so tests can run a node whose

@@ -596,6 +596,42 @@ pub fn rewind_acked(ctx: &mut WriteCtx<'_>, acked_seq: u64) -> StoreResult<()> {
     Ok(())
 }
 
+/// The owner asks `from` to give back up to `units` of its allotment.
+pub fn recall_allotment(
+    ctx: &mut WriteCtx<'_>,
+    id: &PoolId,
+    from: &ParticipantId,
+    units: i64,
+) -> StoreResult<PoolView> {
+    let row = pool_row(ctx, id)?;
+    require_owner(ctx, &row, "take back allotments")?;
+    if !(1..=POOL_CAPACITY_MAX).contains(&units) {
+        return Err(StoreError::Invalid(format!(
+            "units must be between 1 and {POOL_CAPACITY_MAX}"
+        )));
+    }
+    let granted: i64 = ctx
+        .conn()
+        .prepare_cached(
+            "SELECT coalesce(sum(units), 0) FROM allotments WHERE pool_id = ?1 AND grantee = ?2",
+        )?
+        .query_row(params![id.as_str(), from.as_str()], |r| r.get(0))?;
+    if granted == 0 {
+        return Err(StoreError::Conflict(format!(
+            "{from} holds no units of pool {id}"
+        )));
+    }
+    emit(
+        ctx,
+        EventBody::AllotmentRecalled {
+            pool: id.clone(),
+            from: from.clone(),
+            units: units.min(granted),
+        },
+    )?;
+    pool_view(ctx, id)
+}
+
 /// `POST /pools/{id}/return`: a grantee gives unused units of its
 /// allotment back to the owner, debited here at once.
 pub fn return_allotment(ctx: &mut WriteCtx<'_>, id: &PoolId, units: i64) -> StoreResult<PoolView> {
@@ -772,6 +808,19 @@ fn apply_one(ctx: &mut WriteCtx<'_>, hub_seq: u64, event: shared::Event) -> Stor
                 }
             } else if current.charged_to != me {
                 observe(ctx, hub_seq, event)?;
+            }
+        }
+        // The owner wants units of ours back: we give what we have unused.
+        EventBody::AllotmentRecalled {
+            pool,
+            from: grantee,
+            units,
+        } if grantee == me => {
+            if let Some(row) = queries::pool_row_of(ctx.conn(), &pool)? {
+                let give = units.min(row.holding().available());
+                if give > 0 {
+                    emit(ctx, EventBody::AllotmentReturned { pool, units: give })?;
+                }
             }
         }
         EventBody::BookingCancelRequested { id } => {

@@ -257,7 +257,9 @@ pub fn apply(
             .execute([*hub_seq as i64])?;
         }
         // Requests to others and hub relays change nothing here by themselves.
-        EventBody::BookingCancelRequested { .. } | EventBody::Relayed { .. } => {}
+        EventBody::BookingCancelRequested { .. }
+        | EventBody::Relayed { .. }
+        | EventBody::AllotmentRecalled { .. } => {}
     }
     Ok(())
 }

@@ -322,6 +322,8 @@ impl ViewLookup for TxView<'_> {
 pub(crate) struct Effects {
     pub relays: Vec<(LocationId, Event)>,
     pub changed: Vec<BookingId>,
+    /// Units the hub gives back to a pool's owner, who asked for them.
+    pub hub_returns: Vec<(PoolId, i64, LocationId)>,
 }
 
 impl Effects {
@@ -618,6 +620,20 @@ fn apply_to_view(conn: &Connection, event: &Event, body: &EventBody) -> StorageR
                 effects.relay(&known.charged_to, origin, event);
             }
         }
+        EventBody::AllotmentRecalled { pool, from, units } => match (from, origin) {
+            (ParticipantId::Hub, ParticipantId::Location(owner)) => {
+                let (allotted, used): (i64, i64) = conn
+                    .prepare_cached("SELECT hub_allotted, hub_used FROM view_pools WHERE id = ?1")?
+                    .query_row([pool.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                let give = (*units).min(allotted - used);
+                if give > 0 {
+                    effects
+                        .hub_returns
+                        .push((pool.clone(), give, owner.clone()));
+                }
+            }
+            _ => effects.relay(from, origin, event),
+        },
         // A participant's records of what reached it: the view has it
         // from the source already.
         EventBody::AllotmentCredited { .. }
@@ -631,6 +647,21 @@ fn apply_to_view(conn: &Connection, event: &Event, body: &EventBody) -> StorageR
 /// the locations to wake.
 fn settle(conn: &Connection, effects: Effects, now_ms: i64) -> StorageResult<Vec<LocationId>> {
     let mut wake = Vec::new();
+    for (pool, units, owner) in effects.hub_returns {
+        conn.prepare_cached(
+            "UPDATE view_pools SET hub_allotted = hub_allotted - ?2, updated_at_ms = ?3 WHERE id = ?1",
+        )?
+        .execute(params![pool.as_str(), units, now_ms])?;
+        hub_act(
+            conn,
+            Some(&owner),
+            EventBody::AllotmentReturned { pool, units },
+            now_ms,
+        )?;
+        if !wake.contains(&owner) {
+            wake.push(owner);
+        }
+    }
     for (to, event) in effects.relays {
         append_hub(
             conn,

@@ -1,0 +1,322 @@
+//! Sign-in, sessions and the same-origin check.
+//!
+//! Staff and managers sign in with a name and PIN (Argon2id, locked with a
+//! growing delay after five failures); a kiosk device signs in once with a
+//! kiosk token. Sessions live in an HttpOnly, SameSite=Strict cookie whose
+//! secret is new at every sign-in, end at sign-out, and expire when idle.
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use rusqlite::params;
+
+use super::html::{Frame, h, page};
+use super::{PageError, PageResult, field, form};
+use crate::api::AppState;
+use crate::auth::{
+    self, KIOSK_IDLE_TIMEOUT_MS, Role, STAFF_IDLE_TIMEOUT_MS, hash_token, lockout_ms, pin_matches,
+    role_of_hash,
+};
+
+pub const COOKIE: &str = "edge_session";
+
+/// A session is touched at most this often, to keep writes rare.
+const TOUCH_EVERY_MS: i64 = 60_000;
+
+/// A signed-in browser.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub role: Role,
+    pub user_name: Option<String>,
+}
+
+impl Session {
+    pub fn label(&self) -> String {
+        match &self.user_name {
+            Some(name) => format!("{name} ({})", self.role.as_str()),
+            None => self.role.as_str().to_owned(),
+        }
+    }
+
+    /// The session of the cookie in `headers`, if it is alive.
+    pub async fn from_headers(state: &AppState, headers: &HeaderMap) -> Option<Self> {
+        let secret = cookie(headers)?;
+        let hash = hash_token(&secret);
+        let lookup = hash.clone();
+        let row = state
+            .store
+            .read(move |conn| auth::session(conn, &lookup))
+            .await
+            .ok()??;
+        let now = state.store.now_ms();
+        if now - row.last_seen_at_ms > row.idle_timeout_ms {
+            let _ = state
+                .store
+                .write(move |ctx| {
+                    ctx.conn()
+                        .execute("DELETE FROM sessions WHERE id_hash = ?1", [hash])?;
+                    Ok(())
+                })
+                .await;
+            return None;
+        }
+        if now - row.last_seen_at_ms > TOUCH_EVERY_MS {
+            let _ = state
+                .store
+                .write(move |ctx| {
+                    ctx.conn().execute(
+                        "UPDATE sessions SET last_seen_at_ms = ?2 WHERE id_hash = ?1",
+                        params![hash, now],
+                    )?;
+                    Ok(())
+                })
+                .await;
+        }
+        Some(Self {
+            role: row.role,
+            user_name: row.user_name,
+        })
+    }
+
+    /// The session, if it has at least `role`.
+    pub async fn require(state: &AppState, headers: &HeaderMap, role: Role) -> Option<Self> {
+        Self::from_headers(state, headers)
+            .await
+            .filter(|s| s.role >= role)
+    }
+}
+
+fn cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn set_cookie(state: &AppState, secret: &str, max_age_s: i64) -> HeaderValue {
+    let secure = if state.tls { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{COOKIE}={secret}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Starts a session for `role`; the response sets its cookie.
+async fn start(state: &AppState, role: Role, user_name: Option<String>, to: &str) -> PageResult {
+    let (secret, hash) = auth::new_session_secret()?;
+    let idle = if role == Role::Kiosk {
+        KIOSK_IDLE_TIMEOUT_MS
+    } else {
+        STAFF_IDLE_TIMEOUT_MS
+    };
+    let now = state.store.now_ms();
+    state
+        .store
+        .write(move |ctx| {
+            ctx.conn().execute(
+                "INSERT INTO sessions (id_hash, role, user_name, created_at_ms, last_seen_at_ms, idle_timeout_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+                params![hash, role.as_str(), user_name, now, idle],
+            )?;
+            Ok(())
+        })
+        .await?;
+    let mut response = Redirect::to(to).into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, set_cookie(state, &secret, idle / 1000));
+    Ok(response)
+}
+
+fn signin_html(state: &AppState, notice: Option<&str>) -> String {
+    let notice = notice
+        .map(|n| format!(r#"<div class="alert bad" role="alert">{}</div>"#, h(n)))
+        .unwrap_or_default();
+    let content = format!(
+        r#"{notice}
+<div class="grid">
+<form class="card" method="post" action="/signin">
+<h2>Staff sign-in</h2>
+<label for="name">Name</label><input id="name" name="name" autocomplete="username" required maxlength="100">
+<label for="pin">PIN</label><input id="pin" name="pin" type="password" inputmode="numeric" autocomplete="current-password" required maxlength="12">
+<p><button type="submit">Sign in</button></p>
+</form>
+<form class="card" method="post" action="/signin/kiosk">
+<h2>Set up this device as a kiosk</h2>
+<label for="token">Kiosk token</label><input id="token" name="token" type="password" required>
+<p class="muted">From <code>edge-node token create --role kiosk</code>.</p>
+<p><button type="submit" class="secondary">Start kiosk</button></p>
+</form>
+</div>"#
+    );
+    let store = state.store.node().location.to_string();
+    page(
+        &Frame {
+            title: "Sign in",
+            store: &store,
+            who: None,
+            banner: String::new(),
+            live: None,
+        },
+        &content,
+    )
+}
+
+pub async fn signin_page(State(state): State<AppState>) -> Html<String> {
+    Html(signin_html(&state, None))
+}
+
+fn refused(state: &AppState, status: StatusCode, notice: &str) -> Response {
+    (status, Html(signin_html(state, Some(notice)))).into_response()
+}
+
+pub async fn signin(State(state): State<AppState>, body: Bytes) -> PageResult {
+    let fields = form(&body);
+    let (name, pin) = (
+        field(&fields, "name").to_owned(),
+        field(&fields, "pin").to_owned(),
+    );
+    let lookup = name.clone();
+    let Some(user) = state
+        .store
+        .read(move |conn| auth::user_by_name(conn, &lookup))
+        .await?
+    else {
+        return Ok(refused(
+            &state,
+            StatusCode::UNAUTHORIZED,
+            "Unknown name or wrong PIN.",
+        ));
+    };
+    let now = state.store.now_ms();
+    if let Some(until) = user.locked_until_ms.filter(|until| *until > now) {
+        let wait = (until - now + 999) / 1000;
+        return Ok(refused(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("Too many wrong PINs. Try again in {wait} s, or ask a manager."),
+        ));
+    }
+    let stored = user.pin_hash.clone();
+    let matches = tokio::task::spawn_blocking(move || pin_matches(&pin, &stored))
+        .await
+        .unwrap_or(false);
+    let id = user.id;
+    if !matches {
+        let failed = user.failed_attempts + 1;
+        let locked_until = lockout_ms(failed).map(|ms| now + ms);
+        state
+            .store
+            .write(move |ctx| {
+                ctx.conn().execute(
+                    "UPDATE users SET failed_attempts = ?2, locked_until_ms = ?3 WHERE id = ?1",
+                    params![id, failed, locked_until],
+                )?;
+                Ok(())
+            })
+            .await?;
+        let notice = match locked_until {
+            Some(until) => format!(
+                "Too many wrong PINs. Try again in {} s, or ask a manager.",
+                (until - now + 999) / 1000
+            ),
+            None => "Unknown name or wrong PIN.".to_owned(),
+        };
+        return Ok(refused(&state, StatusCode::UNAUTHORIZED, &notice));
+    }
+    state
+        .store
+        .write(move |ctx| {
+            ctx.conn().execute(
+                "UPDATE users SET failed_attempts = 0, locked_until_ms = NULL WHERE id = ?1",
+                [id],
+            )?;
+            Ok(())
+        })
+        .await?;
+    let to = if user.role == Role::Manager {
+        "/manager"
+    } else {
+        "/staff"
+    };
+    start(&state, user.role, Some(user.name), to).await
+}
+
+pub async fn signin_kiosk(State(state): State<AppState>, body: Bytes) -> PageResult {
+    let fields = form(&body);
+    let hash = hash_token(field(&fields, "token"));
+    let role = state
+        .store
+        .read(move |conn| role_of_hash(conn, &hash))
+        .await?;
+    if role != Some(Role::Kiosk) {
+        return Ok(refused(
+            &state,
+            StatusCode::UNAUTHORIZED,
+            "That is not a kiosk token.",
+        ));
+    }
+    start(&state, Role::Kiosk, None, "/kiosk").await
+}
+
+pub async fn signout(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
+    if let Some(secret) = cookie(&headers) {
+        let hash = hash_token(&secret);
+        state
+            .store
+            .write(move |ctx| {
+                ctx.conn()
+                    .execute("DELETE FROM sessions WHERE id_hash = ?1", [hash])?;
+                Ok(())
+            })
+            .await
+            .map_err(PageError::from)?;
+    }
+    let mut response = Redirect::to("/signin").into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, set_cookie(&state, "", 0));
+    Ok(response)
+}
+
+/// Refuses cross-site form posts: a request that changes something and does
+/// not carry a bearer token (so a browser may have attached our cookie) must
+/// come from a page of ours, as its Origin (or Referer) says.
+pub async fn same_origin(request: Request, next: Next) -> Response {
+    let safe = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    let bearer = request.headers().contains_key(header::AUTHORIZATION);
+    if safe || bearer {
+        return next.run(request).await;
+    }
+    let headers = request.headers();
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let from = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|url| {
+            url.split_once("://")
+                .map(|(_, rest)| rest.split('/').next().unwrap_or_default())
+        });
+    match (host, from) {
+        (Some(host), Some(from)) if host.eq_ignore_ascii_case(from) => next.run(request).await,
+        _ => (
+            StatusCode::FORBIDDEN,
+            axum::Json(shared::protocol::ErrorBody::new(
+                "cross_site_request",
+                "requests that change something must come from this store's own pages",
+            )),
+        )
+            .into_response(),
+    }
+}
