@@ -1455,6 +1455,9 @@ impl HubStorage for SqliteStorage {
                 let rows = stmt.query_map(params![now_ms, skew_margin_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
                 rows.collect::<rusqlite::Result<_>>()?
             };
+            // Idempotency keys are promised for 24 hours; forget them after.
+            tx.prepare_cached("DELETE FROM idempotency_keys WHERE created_at_ms < ?1")?
+                .execute([now_ms - shared::limits::IDEMPOTENCY_RETENTION_MS])?;
             let mut wake = Vec::new();
             let mut changed = Vec::new();
             for (id, state, owner) in due {
