@@ -142,7 +142,10 @@ pub fn transition(from: BookingState, action: Action) -> Result<BookingState, Tr
         (S::Held | S::Confirmed, A::Cancel) => S::Cancelled,
         (S::Confirmed, A::Fulfil) => S::Fulfilled,
         (S::Requested | S::Held, A::Expire) => S::Expired,
-        (S::Requested | S::Held | S::Confirmed | S::Rejected, A::RequesterGaveUp) => S::Expired,
+        // The requester's word wins over every outcome but a physical one.
+        (S::Requested | S::Held | S::Confirmed | S::Rejected | S::Cancelled, A::RequesterGaveUp) => {
+            S::Expired
+        }
         _ => return Err(TransitionError { from, action }),
     };
     Ok(to)
@@ -201,7 +204,11 @@ pub fn requester_adopts(local: BookingState, remote: BookingState) -> Option<Boo
     use BookingState as S;
     match (local, remote) {
         (l, r) if l == r => None,
-        (S::Expired, S::Fulfilled) => Some(S::Fulfilled),
+        // Goods handed over stay handed over, whatever was said meanwhile.
+        (S::Expired | S::Cancelled, S::Fulfilled) => Some(S::Fulfilled),
+        // A requester's expiry meeting a cancellation: both mean no booking;
+        // the customer was told "expired", so all settle on that.
+        (S::Cancelled, S::Expired) => Some(S::Expired),
         (S::Expired | S::Cancelled | S::Fulfilled, _) => None,
         (_, r) => Some(r),
     }
@@ -358,6 +365,7 @@ mod tests {
         (S::Confirmed, A::Cancel, S::Cancelled),
         (S::Confirmed, A::RequesterGaveUp, S::Expired),
         (S::Rejected, A::RequesterGaveUp, S::Expired),
+        (S::Cancelled, A::RequesterGaveUp, S::Expired),
     ];
 
     #[test]
@@ -430,6 +438,9 @@ mod tests {
             Some(S::Fulfilled)
         );
         assert_eq!(requester_adopts(S::Cancelled, S::Confirmed), None);
+        assert_eq!(requester_adopts(S::Cancelled, S::Fulfilled), Some(S::Fulfilled));
+        assert_eq!(requester_adopts(S::Cancelled, S::Expired), Some(S::Expired));
+        assert_eq!(requester_adopts(S::Fulfilled, S::Cancelled), None);
     }
 
     #[test]

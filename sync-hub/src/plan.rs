@@ -155,6 +155,8 @@ pub trait ViewLookup {
     fn pool_owner(&self, pool: &PoolId) -> Option<ParticipantId>;
     /// Whether `holder` was ever granted units of `pool`.
     fn holds_allotment(&self, pool: &PoolId, holder: &ParticipantId) -> bool;
+    /// Units of `pool` granted to `holder` and not returned.
+    fn allotment_units(&self, pool: &PoolId, holder: &ParticipantId) -> i64;
     fn booking_parties(&self, id: &BookingId) -> Option<BookingParties>;
 }
 
@@ -193,22 +195,45 @@ pub fn authorize(
         {
             deny(format!("move units of unknown pool {pool}"))
         }
+        EventBody::AllotmentReturned { pool, units } if view.allotment_units(pool, &me) < *units => deny(
+            format!("return {units} units of {pool}: it holds {}", view.allotment_units(pool, &me)),
+        ),
         EventBody::BookingCreated {
+            id,
+            owner,
             charged_to,
             requested_by,
             state,
             lines,
+            customer,
             ..
         } => {
             if *state == BookingState::Requested {
-                // A request: ours, to be decided by whoever it is charged to.
+                // A request: ours, for pools that exist and are all the
+                // owner's, to be decided by the owner.
                 if *requested_by != me {
                     return deny(format!("request in {requested_by}'s name"));
+                }
+                if shared::booking::validate_request(lines, customer).is_err() {
+                    return Err(Refusal::BadEvent("a request with invalid lines or customer".into()));
+                }
+                for line in lines {
+                    if view.pool_owner(&line.pool_id).as_ref() != Some(owner) || owner != charged_to {
+                        return Err(Refusal::BadEvent(format!(
+                            "a request for pool {} that {owner} does not own",
+                            line.pool_id
+                        )));
+                    }
                 }
                 return Ok(());
             }
             if *charged_to != me {
                 return deny(format!("book against {charged_to}'s units"));
+            }
+            if let Some(p) = view.booking_parties(id)
+                && p.charged_to != me
+            {
+                return deny(format!("decide booking {id}, charged to {}", p.charged_to));
             }
             for line in lines {
                 if !owns(&line.pool_id) && !view.holds_allotment(&line.pool_id, &me) {
@@ -373,6 +398,9 @@ mod tests {
         }
         fn holds_allotment(&self, _: &PoolId, _: &ParticipantId) -> bool {
             false
+        }
+        fn allotment_units(&self, _: &PoolId, _: &ParticipantId) -> i64 {
+            0
         }
         fn booking_parties(&self, _: &BookingId) -> Option<BookingParties> {
             let other = ParticipantId::parse("store-2").ok()?;

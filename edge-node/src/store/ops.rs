@@ -449,10 +449,11 @@ pub fn transition(
 ) -> StoreResult<BookingView> {
     let current = booking_view(ctx, id)?;
     let me = ctx.node().participant();
-    // Handing over the goods is physical: the owner's staff fulfil what the
-    // website sold from the hub's allotment too. Everything else belongs to
-    // whoever the units are charged to.
-    let may = current.charged_to == me || (action == Action::Fulfil && current.owner == me);
+    // The customer pays and collects at the store: its staff confirm and
+    // fulfil what the website sold from the hub's allotment too. Cancelling
+    // releases units, so it belongs to whoever they are charged to.
+    let may = current.charged_to == me
+        || (matches!(action, Action::Fulfil | Action::Confirm) && current.owner == me);
     if !may {
         return Err(StoreError::Conflict(format!(
             "booking {id} is charged to {}; only it can {} the booking",
@@ -669,6 +670,9 @@ fn fits(ctx: &WriteCtx<'_>, lines: &[shared::Line]) -> StoreResult<Result<(), St
         let Some(row) = queries::pool_row_of(ctx.conn(), &line.pool_id)? else {
             return Ok(Err(format!("pool {} is unknown here", line.pool_id)));
         };
+        if row.ends_at_ms.is_some_and(|end| end <= ctx.now_ms()) {
+            return Ok(Err(format!("slot {} has already ended", line.pool_id)));
+        }
         if let Err(e) = row.holding().reserve(line.quantity) {
             return Ok(Err(format!(
                 "insufficient_capacity: pool {} has {} of {} units left",
@@ -755,6 +759,20 @@ fn apply_one(ctx: &mut WriteCtx<'_>, hub_seq: u64, event: shared::Event) -> Stor
             if queries::booking(ctx.conn(), &id)?.is_some() {
                 return Ok(());
             }
+            // The hub checks requests before relaying them; a malformed one
+            // is never decided (it expires at its requester) rather than
+            // stopping our inbox.
+            let sound = validate_request(&lines, &customer).is_ok()
+                && lines.iter().all(|l| {
+                    queries::pool_row_of(ctx.conn(), &l.pool_id)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|p| p.owner == me)
+                });
+            if !sound {
+                tracing::warn!(booking = %id, "ignoring a malformed request");
+                return Ok(());
+            }
             let decision = booking::decide_request(
                 ctx.now_ms(),
                 expires_at_ms,
@@ -826,6 +844,7 @@ fn apply_one(ctx: &mut WriteCtx<'_>, hub_seq: u64, event: shared::Event) -> Stor
         EventBody::BookingCancelRequested { id } => {
             if let Some(current) = queries::booking(ctx.conn(), &id)?
                 && current.charged_to == me
+                && current.requested_by == from
                 && booking::transition(current.state, Action::Cancel).is_ok()
             {
                 emit(ctx, EventBody::BookingCancelled { id })?;
@@ -845,6 +864,16 @@ fn apply_one(ctx: &mut WriteCtx<'_>, hub_seq: u64, event: shared::Event) -> Stor
             )?;
         }
         EventBody::AllotmentReturned { pool, units } if pool_row(ctx, &pool)?.owner == me => {
+            let granted: i64 = ctx
+                .conn()
+                .prepare_cached(
+                    "SELECT coalesce(sum(units), 0) FROM allotments WHERE pool_id = ?1 AND grantee = ?2",
+                )?
+                .query_row(params![pool.as_str(), from.as_str()], |r| r.get(0))?;
+            let units = units.min(granted);
+            if units <= 0 {
+                return Ok(());
+            }
             emit(
                 ctx,
                 EventBody::AllotmentCredited {

@@ -115,6 +115,8 @@ pub struct HubClient {
     /// the hub's time, so a store whose clock is off still syncs (and is
     /// flagged for it) instead of being refused as stale.
     offset_ms: Arc<std::sync::atomic::AtomicI64>,
+    /// Whether `offset_ms` was measured yet.
+    measured: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl HubClient {
@@ -133,6 +135,7 @@ impl HubClient {
             hub_public_key,
             clock,
             offset_ms: Arc::default(),
+            measured: Arc::default(),
         }
     }
 
@@ -140,7 +143,9 @@ impl HubClient {
         &self.key
     }
 
-    /// One signed exchange. `path_and_query` is signed exactly as sent.
+    /// One signed exchange. `path_and_query` is signed exactly as sent,
+    /// with our measured clock offset added to it once there is one (the
+    /// hub cannot see it in timestamps we stamp in its time).
     pub async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -149,6 +154,16 @@ impl HubClient {
         timeout: Duration,
     ) -> Result<Exchange<T>, HubError> {
         let body = body.unwrap_or_default();
+        let with_offset;
+        let path_and_query = if self.measured.load(std::sync::atomic::Ordering::Relaxed)
+            && !path_and_query.contains("clock_offset_ms=")
+        {
+            let sep = if path_and_query.contains('?') { '&' } else { '?' };
+            with_offset = format!("{path_and_query}{sep}clock_offset_ms={}", self.clock_offset_ms());
+            with_offset.as_str()
+        } else {
+            path_and_query
+        };
         let nonce = signing::nonce().map_err(|e| HubError::Protocol(e.to_string()))?;
         use std::sync::atomic::Ordering;
         let sent_at = self.clock.now_ms();
@@ -185,6 +200,7 @@ impl HubClient {
         let offset = hub_time.map(|hub| (sent_at + received_at) / 2 - hub);
         if let Some(offset) = offset {
             self.offset_ms.store(offset, Ordering::Relaxed);
+            self.measured.store(true, Ordering::Relaxed);
         }
         let (Some(hub_time), Some(hub_signature)) = (hub_time, header(HEADER_HUB_SIGNATURE)) else {
             // Refusals before the hub trusted the request are not signed; a

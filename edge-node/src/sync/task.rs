@@ -205,10 +205,7 @@ impl Sync {
             head_signature,
         };
         let body = serde_json::to_vec(&request).map_err(|e| HubError::Protocol(e.to_string()))?;
-        let path = format!(
-            "/v1/sync/push?backlog={backlog}&clock_offset_ms={}",
-            self.client.clock_offset_ms()
-        );
+        let path = format!("/v1/sync/push?backlog={backlog}");
         self.client
             .call::<PushResponse>(Method::POST, &path, Some(body), REQUEST_TIMEOUT)
             .await

@@ -456,7 +456,7 @@ async fn staff_fragment(state: &AppState) -> Result<String, PageError> {
         let mut actions = String::new();
         let path = |a: &str| format!("/staff/bookings/{}/{a}", b.id);
         let ours = b.charged_to == me;
-        if ours && b.state == BookingState::Held {
+        if (ours || b.owner == me) && b.state == BookingState::Held {
             actions.push_str(&button_form(&path("confirm"), "Confirm", "ok", true));
         }
         if (ours || b.owner == me) && b.state == BookingState::Confirmed {

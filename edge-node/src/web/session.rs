@@ -22,6 +22,9 @@ use crate::auth::{
 
 pub const COOKIE: &str = "edge_session";
 
+/// PIN checks running at once.
+static PIN_CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// A session is touched at most this often, to keep writes rare.
 const TOUCH_EVERY_MS: i64 = 60_000;
 
@@ -100,10 +103,14 @@ fn cookie(headers: &HeaderMap) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-fn set_cookie(state: &AppState, secret: &str, max_age_s: i64) -> HeaderValue {
+/// The session cookie. A person's session lives as long as the browser and
+/// the server's idle check allow; a kiosk's cookie is kept for its idle
+/// timeout so the fixture stays signed in across restarts.
+fn set_cookie(state: &AppState, secret: &str, max_age_s: Option<i64>) -> HeaderValue {
     let secure = if state.tls { "; Secure" } else { "" };
+    let max_age = max_age_s.map(|s| format!("; Max-Age={s}")).unwrap_or_default();
     HeaderValue::from_str(&format!(
-        "{COOKIE}={secret}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}"
+        "{COOKIE}={secret}; Path=/; HttpOnly; SameSite=Strict{max_age}{secure}"
     ))
     .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
@@ -131,7 +138,7 @@ async fn start(state: &AppState, role: Role, user_name: Option<String>, to: &str
     let mut response = Redirect::to(to).into_response();
     response
         .headers_mut()
-        .insert(header::SET_COOKIE, set_cookie(state, &secret, idle / 1000));
+        .insert(header::SET_COOKIE, set_cookie(state, &secret, (role == Role::Kiosk).then_some(idle / 1000)));
     Ok(response)
 }
 
@@ -195,8 +202,30 @@ pub async fn signin(State(state): State<AppState>, body: Bytes) -> PageResult {
             "Unknown name or wrong PIN.",
         ));
     };
+    // Count the attempt first, in one write, so parallel guesses each count
+    // and a locked user is refused before any PIN is checked.
     let now = state.store.now_ms();
-    if let Some(until) = user.locked_until_ms.filter(|until| *until > now) {
+    let id = user.id;
+    let verdict = state
+        .store
+        .write(move |ctx| {
+            let (failed, locked_until): (i64, Option<i64>) = ctx.conn().query_row(
+                "SELECT failed_attempts, locked_until_ms FROM users WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            if let Some(until) = locked_until.filter(|until| *until > now) {
+                return Ok(Err(until));
+            }
+            let failed = failed + 1;
+            ctx.conn().execute(
+                "UPDATE users SET failed_attempts = ?2, locked_until_ms = ?3 WHERE id = ?1",
+                params![id, failed, lockout_ms(failed).map(|ms| now + ms)],
+            )?;
+            Ok(Ok(()))
+        })
+        .await?;
+    if let Err(until) = verdict {
         let wait = (until - now + 999) / 1000;
         return Ok(refused(
             &state,
@@ -205,31 +234,15 @@ pub async fn signin(State(state): State<AppState>, body: Bytes) -> PageResult {
         ));
     }
     let stored = user.pin_hash.clone();
-    let matches = tokio::task::spawn_blocking(move || pin_matches(&pin, &stored))
-        .await
-        .unwrap_or(false);
-    let id = user.id;
+    let matches = {
+        // Argon2 takes tens of megabytes per check: a few at a time.
+        let _permit = PIN_CHECKS.acquire().await.ok();
+        tokio::task::spawn_blocking(move || pin_matches(&pin, &stored))
+            .await
+            .unwrap_or(false)
+    };
     if !matches {
-        let failed = user.failed_attempts + 1;
-        let locked_until = lockout_ms(failed).map(|ms| now + ms);
-        state
-            .store
-            .write(move |ctx| {
-                ctx.conn().execute(
-                    "UPDATE users SET failed_attempts = ?2, locked_until_ms = ?3 WHERE id = ?1",
-                    params![id, failed, locked_until],
-                )?;
-                Ok(())
-            })
-            .await?;
-        let notice = match locked_until {
-            Some(until) => format!(
-                "Too many wrong PINs. Try again in {} s, or ask a manager.",
-                (until - now + 999) / 1000
-            ),
-            None => "Unknown name or wrong PIN.".to_owned(),
-        };
-        return Ok(refused(&state, StatusCode::UNAUTHORIZED, &notice));
+        return Ok(refused(&state, StatusCode::UNAUTHORIZED, "Unknown name or wrong PIN."));
     }
     state
         .store
@@ -282,7 +295,7 @@ pub async fn signout(State(state): State<AppState>, headers: HeaderMap) -> PageR
     let mut response = Redirect::to("/signin").into_response();
     response
         .headers_mut()
-        .insert(header::SET_COOKIE, set_cookie(&state, "", 0));
+        .insert(header::SET_COOKIE, set_cookie(&state, "", Some(0)));
     Ok(response)
 }
 
@@ -294,7 +307,13 @@ pub async fn same_origin(request: Request, next: Next) -> Response {
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
-    let bearer = request.headers().contains_key(header::AUTHORIZATION);
+    // Only the JSON API takes bearer tokens; the pages go by the cookie.
+    let bearer = request.uri().path().starts_with("/api/")
+        && request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("Bearer "));
     if safe || bearer {
         return next.run(request).await;
     }

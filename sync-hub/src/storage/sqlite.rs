@@ -299,6 +299,13 @@ impl ViewLookup for TxView<'_> {
             .and_then(|o| ParticipantId::parse(&o).ok())
     }
 
+    fn allotment_units(&self, pool: &PoolId, holder: &ParticipantId) -> i64 {
+        self.0
+            .prepare_cached("SELECT units FROM view_allotments WHERE pool_id = ?1 AND holder = ?2")
+            .and_then(|mut stmt| stmt.query_row(params![pool.as_str(), holder.as_str()], |r| r.get(0)))
+            .unwrap_or(0)
+    }
+
     fn holds_allotment(&self, pool: &PoolId, holder: &ParticipantId) -> bool {
         self.0
             .prepare_cached("SELECT 1 FROM view_allotments WHERE pool_id = ?1 AND holder = ?2")
@@ -882,12 +889,15 @@ fn location_reachable(
     unreachable_after_ms: i64,
     now_ms: i64,
 ) -> StorageResult<bool> {
-    let last_seen: Option<i64> = conn
-        .prepare_cached("SELECT last_seen_at_ms FROM locations WHERE id = ?1")?
-        .query_row([location.as_str()], |r| r.get(0))
-        .optional()?
-        .flatten();
-    Ok(last_seen.is_some_and(|at| now_ms - at <= unreachable_after_ms))
+    // A quarantined store still polls, but what it decides cannot reach us:
+    // it does not count as reachable.
+    let row: Option<(Option<i64>, String)> = conn
+        .prepare_cached("SELECT last_seen_at_ms, status FROM locations WHERE id = ?1")?
+        .query_row([location.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(row.is_some_and(|(last_seen, status)| {
+        status == "active" && last_seen.is_some_and(|at| now_ms - at <= unreachable_after_ms)
+    }))
 }
 
 fn place_web_order_in_tx(
@@ -1399,6 +1409,11 @@ impl HubStorage for SqliteStorage {
         let id = *id;
         self.write(move |tx| {
             let known = parties(tx, &id)?.ok_or_else(|| StorageError::not_found("booking", id))?;
+            if known.requested_by != ParticipantId::Hub {
+                return Err(StorageError::InvalidState(format!(
+                    "booking {id} was not made through the website; the store that made it cancels it"
+                )));
+            }
             let recipient = |p: &ParticipantId| match p {
                 ParticipantId::Location(l) => Some(l.clone()),
                 ParticipantId::Hub => None,
