@@ -143,9 +143,10 @@ pub fn transition(from: BookingState, action: Action) -> Result<BookingState, Tr
         (S::Confirmed, A::Fulfil) => S::Fulfilled,
         (S::Requested | S::Held, A::Expire) => S::Expired,
         // The requester's word wins over every outcome but a physical one.
-        (S::Requested | S::Held | S::Confirmed | S::Rejected | S::Cancelled, A::RequesterGaveUp) => {
-            S::Expired
-        }
+        (
+            S::Requested | S::Held | S::Confirmed | S::Rejected | S::Cancelled,
+            A::RequesterGaveUp,
+        ) => S::Expired,
         _ => return Err(TransitionError { from, action }),
     };
     Ok(to)
@@ -438,7 +439,10 @@ mod tests {
             Some(S::Fulfilled)
         );
         assert_eq!(requester_adopts(S::Cancelled, S::Confirmed), None);
-        assert_eq!(requester_adopts(S::Cancelled, S::Fulfilled), Some(S::Fulfilled));
+        assert_eq!(
+            requester_adopts(S::Cancelled, S::Fulfilled),
+            Some(S::Fulfilled)
+        );
         assert_eq!(requester_adopts(S::Cancelled, S::Expired), Some(S::Expired));
         assert_eq!(requester_adopts(S::Fulfilled, S::Cancelled), None);
     }

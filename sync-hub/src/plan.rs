@@ -195,9 +195,14 @@ pub fn authorize(
         {
             deny(format!("move units of unknown pool {pool}"))
         }
-        EventBody::AllotmentReturned { pool, units } if view.allotment_units(pool, &me) < *units => deny(
-            format!("return {units} units of {pool}: it holds {}", view.allotment_units(pool, &me)),
-        ),
+        EventBody::AllotmentReturned { pool, units }
+            if view.allotment_units(pool, &me) < *units =>
+        {
+            deny(format!(
+                "return {units} units of {pool}: it holds {}",
+                view.allotment_units(pool, &me)
+            ))
+        }
         EventBody::BookingCreated {
             id,
             owner,
@@ -215,10 +220,13 @@ pub fn authorize(
                     return deny(format!("request in {requested_by}'s name"));
                 }
                 if shared::booking::validate_request(lines, customer).is_err() {
-                    return Err(Refusal::BadEvent("a request with invalid lines or customer".into()));
+                    return Err(Refusal::BadEvent(
+                        "a request with invalid lines or customer".into(),
+                    ));
                 }
                 for line in lines {
-                    if view.pool_owner(&line.pool_id).as_ref() != Some(owner) || owner != charged_to {
+                    if view.pool_owner(&line.pool_id).as_ref() != Some(owner) || owner != charged_to
+                    {
                         return Err(Refusal::BadEvent(format!(
                             "a request for pool {} that {owner} does not own",
                             line.pool_id

@@ -378,7 +378,8 @@ async fn create_booking(
 ) -> ApiResult<Response> {
     principal.require(Role::Kiosk)?;
     let key = idempotency_key(&headers)?;
-    let request_hash = hash_token(&canonical_json(&raw));
+    // Only a keyed request needs its canonical hash.
+    let request_hash = key.as_ref().map(|_| hash_token(&canonical_json(&raw)));
     let request: CreateBooking = parse_value(raw)?;
     let new = NewBooking {
         request,
@@ -402,7 +403,14 @@ async fn create_booking(
     })?;
     let recorded = state
         .store
-        .write(move |ctx| ops::create_booking_idempotent(ctx, &key, &request_hash, new))
+        .write(move |ctx| {
+            ops::create_booking_idempotent(
+                ctx,
+                &key,
+                request_hash.as_deref().unwrap_or_default(),
+                new,
+            )
+        })
         .await?;
     let status = StatusCode::from_u16(recorded.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (

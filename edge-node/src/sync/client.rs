@@ -158,8 +158,15 @@ impl HubClient {
         let path_and_query = if self.measured.load(std::sync::atomic::Ordering::Relaxed)
             && !path_and_query.contains("clock_offset_ms=")
         {
-            let sep = if path_and_query.contains('?') { '&' } else { '?' };
-            with_offset = format!("{path_and_query}{sep}clock_offset_ms={}", self.clock_offset_ms());
+            let sep = if path_and_query.contains('?') {
+                '&'
+            } else {
+                '?'
+            };
+            with_offset = format!(
+                "{path_and_query}{sep}clock_offset_ms={}",
+                self.clock_offset_ms()
+            );
             with_offset.as_str()
         } else {
             path_and_query

@@ -108,7 +108,9 @@ fn cookie(headers: &HeaderMap) -> Option<String> {
 /// timeout so the fixture stays signed in across restarts.
 fn set_cookie(state: &AppState, secret: &str, max_age_s: Option<i64>) -> HeaderValue {
     let secure = if state.tls { "; Secure" } else { "" };
-    let max_age = max_age_s.map(|s| format!("; Max-Age={s}")).unwrap_or_default();
+    let max_age = max_age_s
+        .map(|s| format!("; Max-Age={s}"))
+        .unwrap_or_default();
     HeaderValue::from_str(&format!(
         "{COOKIE}={secret}; Path=/; HttpOnly; SameSite=Strict{max_age}{secure}"
     ))
@@ -136,9 +138,10 @@ async fn start(state: &AppState, role: Role, user_name: Option<String>, to: &str
         })
         .await?;
     let mut response = Redirect::to(to).into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, set_cookie(state, &secret, (role == Role::Kiosk).then_some(idle / 1000)));
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        set_cookie(state, &secret, (role == Role::Kiosk).then_some(idle / 1000)),
+    );
     Ok(response)
 }
 
@@ -242,7 +245,11 @@ pub async fn signin(State(state): State<AppState>, body: Bytes) -> PageResult {
             .unwrap_or(false)
     };
     if !matches {
-        return Ok(refused(&state, StatusCode::UNAUTHORIZED, "Unknown name or wrong PIN."));
+        return Ok(refused(
+            &state,
+            StatusCode::UNAUTHORIZED,
+            "Unknown name or wrong PIN.",
+        ));
     }
     state
         .store

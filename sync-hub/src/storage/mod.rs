@@ -6,7 +6,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 use serde::Serialize;
 use shared::protocol::{EnrollRequest, HeadRef, InboxEvent};
-use shared::{BookingId, Event, EventBody, LocationId, ParticipantId, PoolId};
+use shared::{BookingId, Event, LocationId, ParticipantId, PoolId};
 
 use crate::plan::Refusal;
 
@@ -273,13 +273,6 @@ pub trait HubStorage: Send + Sync + std::fmt::Debug + 'static {
     -> StorageResult<(u32, u64, HeadRef)>;
 
     // The hub's own acts.
-    /// Appends to the hub's own log, addressed to `recipient`.
-    async fn append_hub_event(
-        &self,
-        recipient: Option<&LocationId>,
-        body: EventBody,
-        now_ms: i64,
-    ) -> StorageResult<(u64, Event)>;
     /// The hub gives back `units` of its allotment of `pool` to the owner.
     async fn return_hub_allotment(
         &self,

@@ -302,7 +302,9 @@ impl ViewLookup for TxView<'_> {
     fn allotment_units(&self, pool: &PoolId, holder: &ParticipantId) -> i64 {
         self.0
             .prepare_cached("SELECT units FROM view_allotments WHERE pool_id = ?1 AND holder = ?2")
-            .and_then(|mut stmt| stmt.query_row(params![pool.as_str(), holder.as_str()], |r| r.get(0)))
+            .and_then(|mut stmt| {
+                stmt.query_row(params![pool.as_str(), holder.as_str()], |r| r.get(0))
+            })
             .unwrap_or(0)
     }
 
@@ -1331,20 +1333,6 @@ impl HubStorage for SqliteStorage {
                 params![location.as_str(), epoch, start as i64],
             )?;
             Ok((epoch, start, device.head))
-        })
-        .await
-    }
-
-    async fn append_hub_event(
-        &self,
-        recipient: Option<&LocationId>,
-        body: EventBody,
-        now_ms: i64,
-    ) -> StorageResult<(u64, Event)> {
-        let recipient = recipient.cloned();
-        self.write(move |tx| {
-            let (event, _) = hub_act(tx, recipient.as_ref(), body, now_ms)?;
-            Ok((event.seq, event))
         })
         .await
     }
