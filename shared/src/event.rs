@@ -277,7 +277,18 @@ impl Event {
 
     /// The canonical bytes the hash and signatures cover.
     pub fn canonical_bytes(&self) -> Vec<u8> {
+        self.canonical_bytes_with(canonical_json(&self.body))
+    }
+
+    /// The hash and the canonical body together, for a writer that stores
+    /// both: the body is canonicalised once.
+    pub fn sealed(&self) -> (Hash, String) {
         let body = canonical_json(&self.body);
+        let hash = Hash::of(&self.canonical_bytes_with(body.clone()));
+        (hash, body)
+    }
+
+    fn canonical_bytes_with(&self, body: String) -> Vec<u8> {
         let mut out = Vec::with_capacity(DOMAIN_TAG.len() + body.len() + 200);
         out.extend_from_slice(DOMAIN_TAG);
         let fields: [Vec<u8>; 8] = [

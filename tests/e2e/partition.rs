@@ -67,10 +67,12 @@ struct Copy {
     expires_at_ms: Option<i64>,
 }
 
-fn store_bookings(store: &Store) -> HashMap<String, Copy> {
-    let conn = store.db();
+/// Every booking in `table` of a participant's database.
+fn bookings_in(conn: &rusqlite::Connection, table: &str) -> HashMap<String, Copy> {
     let mut stmt = conn
-        .prepare("SELECT id, state, owner, requested_by, charged_to, expires_at_ms FROM bookings")
+        .prepare(&format!(
+            "SELECT id, state, owner, requested_by, charged_to, expires_at_ms FROM {table}"
+        ))
         .expect("prepare");
     stmt.query_map([], |r| {
         Ok((
@@ -89,28 +91,12 @@ fn store_bookings(store: &Store) -> HashMap<String, Copy> {
     .expect("rows")
 }
 
+fn store_bookings(store: &Store) -> HashMap<String, Copy> {
+    bookings_in(&store.db(), "bookings")
+}
+
 fn hub_bookings(world: &World) -> HashMap<String, Copy> {
-    let conn = world.hub_db();
-    let mut stmt = conn
-        .prepare(
-            "SELECT id, state, owner, requested_by, charged_to, expires_at_ms FROM view_bookings",
-        )
-        .expect("prepare");
-    stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            Copy {
-                state: r.get(1)?,
-                owner: r.get(2)?,
-                requested_by: r.get(3)?,
-                charged_to: r.get(4)?,
-                expires_at_ms: r.get(5)?,
-            },
-        ))
-    })
-    .expect("query")
-    .collect::<Result<_, _>>()
-    .expect("rows")
+    bookings_in(&world.hub_db(), "view_bookings")
 }
 
 fn now_ms() -> i64 {

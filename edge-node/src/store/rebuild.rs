@@ -4,9 +4,10 @@
 //! the old one or wholly the rebuilt one.
 
 use rusqlite::{Connection, params};
-use shared::event::{ChainHead, canonical_json};
+use shared::event::ChainHead;
 use shared::{Event, ParticipantId};
 
+use super::writer::insert_own_event;
 use super::{StoreError, StoreResult, project};
 
 /// Replaces every state table and the log with `log` (this node's own log,
@@ -42,21 +43,7 @@ pub fn replace_history(
             .typed()
             .map_err(|e| StoreError::Corrupt(format!("event {} has a bad body: {e}", event.seq)))?;
         project::apply(conn, me, &body, event.at_ms)?;
-        let hash = event.hash();
-        conn.prepare_cached(
-            "INSERT INTO events (seq, id, epoch, prev, hash, at_ms, kind, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?
-        .execute(params![
-            event.seq as i64,
-            event.id.to_string(),
-            event.epoch,
-            event.prev.to_hex(),
-            hash.to_hex(),
-            event.at_ms,
-            event.kind,
-            canonical_json(&event.body),
-        ])?;
+        let hash = insert_own_event(conn, event)?;
         head = ChainHead {
             seq: event.seq,
             hash,

@@ -68,28 +68,33 @@ impl WriteCtx<'_> {
         // Check before appending what receivers will check on arrival.
         debug_assert_eq!(event.seq, self.head.seq + 1);
         debug_assert!(event.typed().is_ok(), "event body must parse: {event:?}");
-        let hash = event.hash();
-        self.conn
-            .prepare_cached(
-                "INSERT INTO events (seq, id, epoch, prev, hash, at_ms, kind, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?
-            .execute(rusqlite::params![
-                event.seq as i64,
-                event.id.to_string(),
-                event.epoch,
-                event.prev.to_hex(),
-                hash.to_hex(),
-                event.at_ms,
-                event.kind,
-                shared::event::canonical_json(&event.body),
-            ])?;
+        let hash = insert_own_event(self.conn, &event)?;
         self.head = ChainHead {
             seq: event.seq,
             hash,
         };
         Ok(event.seq)
     }
+}
+
+/// Stores an event of this node's own log; returns its hash.
+pub(crate) fn insert_own_event(conn: &Connection, event: &Event) -> StoreResult<Hash> {
+    let (hash, body) = event.sealed();
+    conn.prepare_cached(
+        "INSERT INTO events (seq, id, epoch, prev, hash, at_ms, kind, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(rusqlite::params![
+        event.seq as i64,
+        event.id.to_string(),
+        event.epoch,
+        event.prev.to_hex(),
+        hash.to_hex(),
+        event.at_ms,
+        event.kind,
+        body,
+    ])?;
+    Ok(hash)
 }
 
 /// A queued unit of work with the channel its answer goes back on.

@@ -11,7 +11,7 @@ use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
 };
 use rusqlite_migration::{M, Migrations};
-use shared::event::{ChainHead, canonical_json};
+use shared::event::ChainHead;
 use shared::protocol::{EnrollRequest, HeadRef, InboxEvent};
 use shared::{BookingId, BookingState, Event, EventBody, Hash, LocationId, ParticipantId, PoolId};
 
@@ -230,13 +230,14 @@ fn build_event(
     })
 }
 
+/// Stores an event of any log; returns its hash.
 fn insert_event(
     conn: &Connection,
     event: &Event,
-    hash: &Hash,
     recipient: Option<&LocationId>,
     now_ms: i64,
-) -> StorageResult<()> {
+) -> StorageResult<Hash> {
+    let (hash, body) = event.sealed();
     conn.prepare_cached(
         "INSERT INTO events (origin, seq, epoch, id, prev, hash, at_ms, kind, body, recipient, received_at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -250,11 +251,11 @@ fn insert_event(
         hash.to_hex(),
         event.at_ms,
         event.kind,
-        canonical_json(&event.body),
+        body,
         recipient.map(LocationId::as_str),
         now_ms
     ])?;
-    Ok(())
+    Ok(hash)
 }
 
 fn hub_head(conn: &Connection) -> StorageResult<ChainHead> {
@@ -282,7 +283,7 @@ fn append_hub(
 ) -> StorageResult<Event> {
     let head = hub_head(conn)?;
     let event = Event::next(head, ParticipantId::Hub, 0, now_ms, body);
-    insert_event(conn, &event, &event.hash(), recipient, now_ms)?;
+    insert_event(conn, &event, recipient, now_ms)?;
     Ok(event)
 }
 
@@ -773,8 +774,7 @@ fn push_in_tx(
             .typed()
             .map_err(|e| Refusal::BadEvent(format!("event {} has a bad body: {e}", event.seq)))?;
         plan::authorize(location, &body, &TxView(tx))?;
-        let hash = event.hash();
-        insert_event(tx, event, &hash, None, now_ms)?;
+        let hash = insert_event(tx, event, None, now_ms)?;
         let effects = apply_to_view(tx, event, &body)?;
         changed.extend(effects.changed.iter().copied());
         for to in settle(tx, effects, now_ms)? {
