@@ -42,6 +42,12 @@ impl Hash {
         hex::encode(self.0)
     }
 
+    /// Lower-case hex into `buf`, without allocating.
+    pub fn write_hex<'a>(&self, buf: &'a mut [u8; 64]) -> &'a [u8] {
+        hex::encode_to_slice(self.0, buf).expect("64 hex digits fit 32 bytes");
+        buf
+    }
+
     pub fn parse_hex(value: &str) -> Option<Self> {
         let mut out = [0; 32];
         hex::decode_to_slice(value, &mut out).ok()?;
@@ -289,23 +295,26 @@ impl Event {
     }
 
     fn canonical_bytes_with(&self, body: String) -> Vec<u8> {
+        fn field(out: &mut Vec<u8>, bytes: &[u8]) {
+            let len = u32::try_from(bytes.len()).expect("event fields are far below 4 GiB");
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(bytes);
+        }
         let mut out = Vec::with_capacity(DOMAIN_TAG.len() + body.len() + 200);
         out.extend_from_slice(DOMAIN_TAG);
-        let fields: [Vec<u8>; 8] = [
-            self.origin.as_str().as_bytes().to_vec(),
-            self.epoch.to_string().into_bytes(),
-            self.seq.to_string().into_bytes(),
-            self.id.hyphenated().to_string().into_bytes(),
-            self.prev.to_hex().into_bytes(),
-            self.at_ms.to_string().into_bytes(),
-            self.kind.as_bytes().to_vec(),
-            body.into_bytes(),
-        ];
-        for field in fields {
-            let len = u32::try_from(field.len()).expect("event fields are far below 4 GiB");
-            out.extend_from_slice(&len.to_be_bytes());
-            out.extend_from_slice(&field);
-        }
+        let mut id = Uuid::encode_buffer();
+        let mut prev = [0u8; 64];
+        field(&mut out, self.origin.as_str().as_bytes());
+        field(&mut out, self.epoch.to_string().as_bytes());
+        field(&mut out, self.seq.to_string().as_bytes());
+        field(
+            &mut out,
+            self.id.hyphenated().encode_lower(&mut id).as_bytes(),
+        );
+        field(&mut out, self.prev.write_hex(&mut prev));
+        field(&mut out, self.at_ms.to_string().as_bytes());
+        field(&mut out, self.kind.as_bytes());
+        field(&mut out, body.as_bytes());
         out
     }
 
@@ -338,13 +347,13 @@ fn write_canonical(value: &Value, out: &mut String) {
     match value {
         Value::Object(map) => {
             let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
             out.push('{');
             for (i, (key, value)) in entries.into_iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(&Value::String(key.clone()).to_string());
+                write_json_string(key, out);
                 out.push(':');
                 write_canonical(value, out);
             }
@@ -360,8 +369,46 @@ fn write_canonical(value: &Value, out: &mut String) {
             }
             out.push(']');
         }
-        scalar => out.push_str(&scalar.to_string()),
+        Value::String(text) => write_json_string(text, out),
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{n}");
+        }
     }
+}
+
+/// A JSON string literal exactly as `serde_json` writes one, without an
+/// allocation of its own.
+fn write_json_string(text: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    let mut start = 0;
+    for (i, byte) in text.bytes().enumerate() {
+        let escape = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&text[start..i]);
+        if escape.is_empty() {
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0xf)]));
+        } else {
+            out.push_str(escape);
+        }
+        start = i + 1;
+    }
+    out.push_str(&text[start..]);
+    out.push('"');
 }
 
 /// What a receiver does with an event of an origin whose log it holds up to
@@ -444,6 +491,35 @@ mod tests {
                 e
             })
             .collect()
+    }
+
+    #[test]
+    proptest::proptest! {
+        #[test]
+        fn strings_are_written_as_serde_json_writes_them(text in "(?s).{0,40}") {
+            let mut ours = String::new();
+            write_json_string(&text, &mut ours);
+            proptest::prop_assert_eq!(ours, serde_json::to_string(&text).expect("json"));
+        }
+    }
+
+    #[test]
+    fn control_characters_and_quotes_are_escaped_like_serde_json() {
+        for text in [
+            "",
+            "a\"b\\c",
+            "\u{0}\u{1f}\u{7f}\n\r\t\u{8}\u{c}",
+            "é\u{1F600}x",
+        ] {
+            let mut ours = String::new();
+            write_json_string(text, &mut ours);
+            assert_eq!(ours, serde_json::to_string(text).expect("json"));
+        }
+        let numbers = serde_json::json!([0, -7, u64::MAX, i64::MIN, 1.5, -0.25, 1e300]);
+        assert_eq!(
+            canonical_json(&numbers),
+            serde_json::to_string(&numbers).expect("json")
+        );
     }
 
     #[test]

@@ -214,7 +214,9 @@ pub fn apply(
                 }
             }
             if state.consumes_units() && charged_to == me {
-                consume(conn, &key, 1, at_ms)?;
+                for line in lines {
+                    move_pool(conn, &line.pool_id, 0, 0, line.quantity, at_ms)?;
+                }
             }
         }
         EventBody::BookingConfirmed { id } => set_state(
