@@ -168,7 +168,7 @@ async fn api(base: &str, token: &str, clients: usize, run_for: Duration) -> Samp
                 let mut n = 0u64;
                 while start.elapsed() < run_for {
                     let body = json!({
-                        "lines": [{"pool_id": "bench-pool", "quantity": 1}],
+                        "lines": [{"pool_id": "bench:pool", "quantity": 1}],
                         "customer": {"name": format!("Bench Customer {c}-{n}"), "phone": "+49 30 1234"},
                     });
                     let t = Instant::now();
@@ -211,7 +211,7 @@ async fn store_direct(store: &Store, tasks: usize, run_for: Duration) -> Sample 
                 let mut n = 0u64;
                 while start.elapsed() < run_for {
                     let request: CreateBooking = serde_json::from_value(json!({
-                        "lines": [{"pool_id": "bench-pool", "quantity": 1}],
+                        "lines": [{"pool_id": "bench:pool", "quantity": 1}],
                         "customer": {"name": format!("Bench Customer {t}-{n}"), "phone": "+49 30 1234"},
                     }))
                     .expect("request");
@@ -269,11 +269,11 @@ fn main() {
         for (path, body) in [
             (
                 "resources",
-                json!({"name": "Bench", "kind": "stock", "id": "bench-pool"}),
+                json!({"name": "Bench", "kind": "stock", "id": "bench:pool"}),
             ),
             (
                 "pools",
-                json!({"resource_id": "bench-pool", "capacity": 1_000_000_000, "id": "bench-pool"}),
+                json!({"resource_id": "bench:pool", "capacity": 1_000_000_000, "id": "bench:pool"}),
             ),
         ] {
             let status = http
@@ -294,7 +294,7 @@ fn main() {
     let direct_dir = dir.path().join("direct");
     edge_node(
         &direct_dir,
-        &["init", "--location", "direct", "--timezone", "UTC"],
+        &["init", "--location", "bench", "--timezone", "UTC"],
     );
     let store = Store::open(&direct_dir, Arc::new(SystemClock::default())).expect("open");
     runtime.block_on(async {
@@ -303,7 +303,7 @@ fn main() {
                 ops::create_resource(
                     ctx,
                     ops::NewResource {
-                        id: Some("bench-pool".parse().expect("id")),
+                        id: Some("bench:pool".parse().expect("id")),
                         name: "Bench".into(),
                         kind: shared::ResourceKind::Stock,
                     },
@@ -311,8 +311,8 @@ fn main() {
                 ops::create_pool(
                     ctx,
                     ops::NewPool {
-                        id: Some("bench-pool".parse().expect("id")),
-                        resource_id: "bench-pool".parse().expect("id"),
+                        id: Some("bench:pool".parse().expect("id")),
+                        resource_id: "bench:pool".parse().expect("id"),
                         capacity: 1_000_000_000,
                         starts_at_ms: None,
                         ends_at_ms: None,

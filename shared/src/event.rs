@@ -493,7 +493,6 @@ mod tests {
             .collect()
     }
 
-    #[test]
     proptest::proptest! {
         #[test]
         fn strings_are_written_as_serde_json_writes_them(text in "(?s).{0,40}") {

@@ -132,6 +132,18 @@ fn parse_catalog_id(what: &'static str, value: &str) -> Result<String, IdError> 
     Ok(value.to_owned())
 }
 
+/// Catalog ids are global (DESIGN section 3), and stores choose them
+/// offline, so each chooses only from its own namespace: a UUID, unique by
+/// construction, or `location:slug` under its own location id. Two stores
+/// can then never pick the same id, and none can take another's.
+pub fn in_namespace_of(location: &LocationId, id: &str) -> bool {
+    if id.len() == 36 && Uuid::try_parse(id).is_ok() {
+        return true;
+    }
+    id.split_once(':')
+        .is_some_and(|(prefix, slug)| prefix == location.as_str() && !slug.is_empty())
+}
+
 macro_rules! catalog_id {
     ($name:ident, $what:literal) => {
         #[doc = concat!("A ", $what, ": a UUIDv7 or a readable `location:slug`, matching `", "^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$", "`.")]
@@ -146,6 +158,12 @@ macro_rules! catalog_id {
             /// A fresh, time-ordered id.
             pub fn generate() -> Self {
                 Self(Uuid::now_v7().to_string())
+            }
+
+            /// Whether `location` may name a catalog entry of its own with
+            /// this id; see [`in_namespace_of`].
+            pub fn in_namespace_of(&self, location: &LocationId) -> bool {
+                in_namespace_of(location, &self.0)
             }
 
             pub fn as_str(&self) -> &str {
@@ -306,5 +324,21 @@ mod tests {
                 .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
         );
         assert!(!code.contains(['I', 'L', 'O', 'U']));
+    }
+
+    #[test]
+    fn a_location_names_catalog_entries_in_its_own_namespace_or_with_uuids() {
+        let berlin = LocationId::parse("berlin").expect("location");
+        let pool = |id: &str| PoolId::parse(id).expect("pool id");
+        assert!(pool("berlin:beans").in_namespace_of(&berlin));
+        assert!(pool("berlin:class:2026-11-23").in_namespace_of(&berlin));
+        assert!(PoolId::generate().in_namespace_of(&berlin));
+        assert!(!pool("beans").in_namespace_of(&berlin));
+        assert!(!pool("berlin:").in_namespace_of(&berlin));
+        assert!(!pool("paris:beans").in_namespace_of(&berlin));
+        assert!(!pool("berlin-mitte:beans").in_namespace_of(&berlin));
+        assert!(!pool("berlinx:beans").in_namespace_of(&berlin));
+        // A UUID without its hyphens is a slug like any other.
+        assert!(!pool("0190b1a2c3d47e8f9a0b1c2d3e4f5a6b").in_namespace_of(&berlin));
     }
 }

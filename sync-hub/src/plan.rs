@@ -182,6 +182,12 @@ pub fn authorize(
         {
             deny(format!("create catalog entries owned by {owner}"))
         }
+        EventBody::ResourceCreated { id, .. } if !id.in_namespace_of(origin) => deny(format!(
+            "name resource {id} outside its namespace {origin}:"
+        )),
+        EventBody::PoolCreated { id, .. } if !id.in_namespace_of(origin) => {
+            deny(format!("name pool {id} outside its namespace {origin}:"))
+        }
         EventBody::PoolAdjusted { pool, .. }
         | EventBody::AllotmentGranted { pool, .. }
         | EventBody::AllotmentRecalled { pool, .. }
@@ -417,6 +423,39 @@ mod tests {
                 charged_to: other.clone(),
                 requested_by: other,
             })
+        }
+    }
+
+    #[test]
+    fn a_device_names_catalog_entries_only_in_its_own_namespace() {
+        let me = ParticipantId::Location(origin());
+        let resource = |id: &str| EventBody::ResourceCreated {
+            id: shared::ResourceId::parse(id).expect("id"),
+            owner: me.clone(),
+            name: "Beans".into(),
+            kind: shared::ResourceKind::Stock,
+        };
+        let pool = |id: &str| EventBody::PoolCreated {
+            id: PoolId::parse(id).expect("id"),
+            resource_id: shared::ResourceId::parse("store-1:beans").expect("id"),
+            owner: me.clone(),
+            capacity: 5,
+            starts_at_ms: None,
+            ends_at_ms: None,
+        };
+        for allowed in ["store-1:beans", "0190b1a2-c3d4-7e8f-9a0b-1c2d3e4f5a6b"] {
+            assert_eq!(authorize(&origin(), &resource(allowed), &View), Ok(()));
+            assert_eq!(authorize(&origin(), &pool(allowed), &View), Ok(()));
+        }
+        for refused in ["beans", "store-2:beans", "store-10:beans"] {
+            assert!(matches!(
+                authorize(&origin(), &resource(refused), &View),
+                Err(Refusal::Forbidden(_))
+            ));
+            assert!(matches!(
+                authorize(&origin(), &pool(refused), &View),
+                Err(Refusal::Forbidden(_))
+            ));
         }
     }
 

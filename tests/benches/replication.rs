@@ -113,7 +113,7 @@ async fn fill(store: &Store, events: u64) {
                 let mut n = t;
                 while n < events {
                     let request: CreateBooking = serde_json::from_value(json!({
-                        "lines": [{"pool_id": "bench-pool", "quantity": 1}],
+                        "lines": [{"pool_id": "bench:pool", "quantity": 1}],
                         "customer": {"name": format!("Bench {n}")},
                     }))
                     .expect("request");
@@ -189,7 +189,7 @@ fn main() {
                 ops::create_resource(
                     ctx,
                     NewResource {
-                        id: Some("bench-pool".parse().expect("id")),
+                        id: Some("bench:pool".parse().expect("id")),
                         name: "Bench".into(),
                         kind: ResourceKind::Stock,
                     },
@@ -197,8 +197,8 @@ fn main() {
                 ops::create_pool(
                     ctx,
                     NewPool {
-                        id: Some("bench-pool".parse().expect("id")),
-                        resource_id: "bench-pool".parse().expect("id"),
+                        id: Some("bench:pool".parse().expect("id")),
+                        resource_id: "bench:pool".parse().expect("id"),
                         capacity: 1_000_000_000,
                         starts_at_ms: None,
                         ends_at_ms: None,
@@ -249,7 +249,7 @@ fn main() {
             .write(|ctx| {
                 ops::grant_allotment(
                     ctx,
-                    &"bench-pool".parse().expect("id"),
+                    &"bench:pool".parse().expect("id"),
                     &shared::ParticipantId::Hub,
                     1_000_000,
                 )
@@ -265,7 +265,7 @@ fn main() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
         let http = reqwest::Client::new();
-        let url = format!("{hub_url}/v1/pools/bench-pool/allotment/return");
+        let url = format!("{hub_url}/v1/pools/bench:pool/allotment/return");
         let mut head = store.head_seq();
         let mut latencies = Vec::with_capacity(samples);
         for _ in 0..samples {

@@ -83,7 +83,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 }
 
 async fn order(http: &reqwest::Client, hub: &str, key: &str, n: u64) -> (Duration, Value) {
-    let body = json!({"lines": [{"pool_id": "bench-pool", "quantity": 1}],
+    let body = json!({"lines": [{"pool_id": "bench:pool", "quantity": 1}],
                       "customer": {"name": format!("Web {n}")}});
     let t = Instant::now();
     let response = http
@@ -136,8 +136,8 @@ fn main() {
     tokio::runtime::Runtime::new().expect("runtime").block_on(async {
         let http = reqwest::Client::new();
         for (path, body) in [
-            ("resources", json!({"name": "Bench", "kind": "stock", "id": "bench-pool"})),
-            ("pools", json!({"resource_id": "bench-pool", "capacity": 1_000_000_000, "id": "bench-pool"})),
+            ("resources", json!({"name": "Bench", "kind": "stock", "id": "bench:pool"})),
+            ("pools", json!({"resource_id": "bench:pool", "capacity": 1_000_000_000, "id": "bench:pool"})),
         ] {
             let status = http
                 .post(format!("{}/api/v1/{path}", edge.1))

@@ -34,10 +34,10 @@ async fn a_web_order_for_a_connected_store_is_confirmed_by_the_store() {
     world.start_hub();
     let mut store = Store::enroll(&world, "store-1");
     store.start(&world);
-    store.stock(&world, "beans", 10).await;
+    store.stock(&world, "store-1:beans", 10).await;
     store.synced(&world, Duration::from_secs(30)).await;
 
-    let (status, booking) = world.order(&order("beans", 2, 900), 5000).await;
+    let (status, booking) = world.order(&order("store-1:beans", 2, 900), 5000).await;
     assert_eq!(status, 201, "{booking}");
     assert_eq!(booking["state"], "confirmed");
     assert_eq!(
@@ -48,10 +48,10 @@ async fn a_web_order_for_a_connected_store_is_confirmed_by_the_store() {
     let at_store = store.booking(&world, id).await;
     assert_eq!(at_store["state"], "confirmed");
     assert_eq!(at_store["channel"], "web");
-    assert_eq!(store.available(&world, "beans").await, 8);
+    assert_eq!(store.available(&world, "store-1:beans").await, 8);
 
     // More than is left is refused by the store, and says so.
-    let (status, refused) = world.order(&order("beans", 9, 900), 5000).await;
+    let (status, refused) = world.order(&order("store-1:beans", 9, 900), 5000).await;
     assert_eq!(status, 409, "{refused}");
     assert_eq!(refused["error"]["code"], "insufficient_capacity");
     assert_eq!(refused["booking"]["state"], "rejected");
@@ -66,7 +66,7 @@ async fn a_web_order_for_a_connected_store_is_confirmed_by_the_store() {
     .await;
     assert_eq!(status, 200, "{cancelled}");
     assert_eq!(cancelled["state"], "cancelled");
-    assert_eq!(store.available(&world, "beans").await, 10);
+    assert_eq!(store.available(&world, "store-1:beans").await, 10);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -75,11 +75,11 @@ async fn with_the_store_away_the_hub_sells_its_allotment_and_the_rest_waits_for_
     world.start_hub();
     let mut store = Store::enroll(&world, "store-1");
     store.start(&world);
-    store.stock(&world, "beans", 10).await;
+    store.stock(&world, "store-1:beans", 10).await;
     let (status, _) = store
         .api_post(
             &world,
-            "/pools/beans/allotments",
+            "/pools/store-1:beans/allotments",
             &json!({"to": "hub", "units": 5}),
         )
         .await;
@@ -96,7 +96,7 @@ async fn with_the_store_away_the_hub_sells_its_allotment_and_the_rest_waits_for_
     let mut by_hub = Vec::new();
     let mut waiting = Vec::new();
     for _ in 0..8 {
-        let (status, booking) = world.order(&order("beans", 1, 900), 300).await;
+        let (status, booking) = world.order(&order("store-1:beans", 1, 900), 300).await;
         let id = booking["id"].as_str().expect("id").to_owned();
         match status {
             201 => {
@@ -131,7 +131,7 @@ async fn with_the_store_away_the_hub_sells_its_allotment_and_the_rest_waits_for_
         );
     }
     // 5 sold by the hub from its allotment, 3 by the store from its own 5.
-    let (_, pool) = store.api_get(&world, "/pools/beans").await;
+    let (_, pool) = store.api_get(&world, "/pools/store-1:beans").await;
     assert_eq!(
         (pool["used"].as_i64(), pool["available"].as_i64()),
         (Some(3), Some(2)),
@@ -165,22 +165,24 @@ async fn a_request_whose_owner_stays_away_ends_expired_at_the_hub_the_requester_
         .push(("EDGE_NODE_SKEW_MARGIN_MS".into(), "1000".into()));
     owner.start(&world);
     requester.start(&world);
-    owner.stock(&world, "beans", 10).await;
+    owner.stock(&world, "store-1:beans", 10).await;
     owner.synced(&world, Duration::from_secs(30)).await;
     // The requester learns the owner's catalog through the hub.
     eventually(
         Duration::from_secs(30),
         "the catalog at the other store",
-        || async { (requester.api_get(&world, "/pools/beans").await.0 == 200).then_some(()) },
+        || async {
+            (requester.api_get(&world, "/pools/store-1:beans").await.0 == 200).then_some(())
+        },
     )
     .await;
     owner.kill();
 
     // A web order and another store's request, both with two seconds to live.
-    let (status, web) = world.order(&order("beans", 1, 2), 0).await;
+    let (status, web) = world.order(&order("store-1:beans", 1, 2), 0).await;
     assert_eq!(status, 202, "{web}");
     let web = web["id"].as_str().expect("id").to_owned();
-    let mut request = order("beans", 2, 2);
+    let mut request = order("store-1:beans", 2, 2);
     request["customer"]["name"] = json!("Phone customer");
     let (status, cross) = requester.api_post(&world, "/bookings", &request).await;
     assert_eq!(status, 202, "{cross}");
@@ -215,7 +217,7 @@ async fn a_request_whose_owner_stays_away_ends_expired_at_the_hub_the_requester_
     }
     assert_eq!(requester.booking(&world, &cross).await["state"], "expired");
     assert_eq!(
-        owner.available(&world, "beans").await,
+        owner.available(&world, "store-1:beans").await,
         10,
         "nothing held for the expired requests"
     );
@@ -228,19 +230,19 @@ async fn the_requesters_expiry_wins_over_a_confirmation_made_just_before_the_cut
     let proxy = Proxy::start(world.hub_url()).await;
     let mut store = Store::enroll_via(&world, "store-1", &proxy.url());
     store.start(&world);
-    store.stock(&world, "beans", 10).await;
+    store.stock(&world, "store-1:beans", 10).await;
     store.synced(&world, Duration::from_secs(30)).await;
 
     // The store hears the hub, but nothing it says gets through.
     proxy.set(Link::NoPush);
-    let (status, booking) = world.order(&order("beans", 3, 2), 0).await;
+    let (status, booking) = world.order(&order("store-1:beans", 3, 2), 0).await;
     assert_eq!(status, 202, "{booking}");
     let id = booking["id"].as_str().expect("id").to_owned();
     eventually(Duration::from_secs(10), "the store to confirm", || async {
         (state_at(&world, &store, &id).await.as_deref() == Some("confirmed")).then_some(())
     })
     .await;
-    assert_eq!(store.available(&world, "beans").await, 7);
+    assert_eq!(store.available(&world, "store-1:beans").await, 7);
 
     // The customer hears nothing and is told the order expired.
     eventually(Duration::from_secs(30), "the hub to give up", || async {
@@ -256,7 +258,7 @@ async fn the_requesters_expiry_wins_over_a_confirmation_made_just_before_the_cut
         },
     )
     .await;
-    assert_eq!(store.available(&world, "beans").await, 10);
+    assert_eq!(store.available(&world, "store-1:beans").await, 10);
 
     proxy.set(Link::Open);
     store.synced(&world, Duration::from_secs(30)).await;
@@ -278,7 +280,7 @@ async fn a_store_five_minutes_off_is_flagged_and_its_holds_still_expire_on_time(
         .env
         .push(("EDGE_NODE_CLOCK_OFFSET_MS".into(), "300000".into()));
     store.start(&world);
-    store.stock(&world, "beans", 10).await;
+    store.stock(&world, "store-1:beans", 10).await;
     store.synced(&world, Duration::from_secs(60)).await;
 
     let status = store.status(&world).await;
@@ -298,7 +300,7 @@ async fn a_store_five_minutes_off_is_flagged_and_its_holds_still_expire_on_time(
         .api_post(
             &world,
             "/bookings",
-            &json!({"lines": [{"pool_id": "beans", "quantity": 4}],
+            &json!({"lines": [{"pool_id": "store-1:beans", "quantity": 4}],
                     "customer": {"name": "Pickup"}, "hold_seconds": 2}),
         )
         .await;
@@ -314,7 +316,7 @@ async fn a_store_five_minutes_off_is_flagged_and_its_holds_still_expire_on_time(
         took >= Duration::from_millis(1900),
         "expired early, after {took:?}"
     );
-    assert_eq!(store.available(&world, "beans").await, 10);
+    assert_eq!(store.available(&world, "store-1:beans").await, 10);
     store.synced(&world, Duration::from_secs(30)).await;
     assert_eq!(hub_state(&world, &id).await, "expired");
 }

@@ -142,15 +142,15 @@ async fn shop() -> Shop {
     for (path, body) in [
         (
             "/resources",
-            json!({"name": "Barista class", "kind": "slot", "id": "class"}),
+            json!({"name": "Barista class", "kind": "slot", "id": "cafe-1:class"}),
         ),
         (
             "/resources",
-            json!({"name": "Espresso beans, 1 kg", "kind": "stock", "id": "beans"}),
+            json!({"name": "Espresso beans, 1 kg", "kind": "stock", "id": "cafe-1:beans"}),
         ),
         (
             "/pools",
-            json!({"resource_id": "beans", "capacity": 12, "id": "beans"}),
+            json!({"resource_id": "cafe-1:beans", "capacity": 12, "id": "cafe-1:beans"}),
         ),
     ] {
         let (status, body) = post(&http, &api(path), &manager, &body).await;
@@ -172,7 +172,7 @@ async fn shop() -> Shop {
             &http,
             &api("/pools"),
             &manager,
-            &json!({"resource_id": "class", "capacity": 8, "id": format!("class-{hour}"),
+            &json!({"resource_id": "cafe-1:class", "capacity": 8, "id": format!("cafe-1:class-{hour}"),
                     "starts_at": start.to_string(), "ends_at": end.to_string()}),
         )
         .await;
@@ -225,11 +225,11 @@ async fn a_kiosk_booking_appears_live_on_the_staff_page_and_is_confirmed_with_on
         .await
         .expect("the 10:00 class");
     summary.click().await.expect("open");
-    fill(&kiosk, "#n-class-10", "Grace Hopper").await;
-    fill(&kiosk, "#p-class-10", "+49 30 5550").await;
+    fill(&kiosk, "[id='n-cafe-1:class-10']", "Grace Hopper").await;
+    fill(&kiosk, "[id='p-cafe-1:class-10']", "+49 30 5550").await;
     click(
         &kiosk,
-        "form[action='/kiosk/book'] input[value='class-10'] ~ div button",
+        "form[action='/kiosk/book'] input[value='cafe-1:class-10'] ~ div button",
     )
     .await;
     let code = kiosk
@@ -299,7 +299,7 @@ async fn a_kiosk_booking_appears_live_on_the_staff_page_and_is_confirmed_with_on
     let pools: Value = eventually(Duration::from_secs(10), "recurring slots", || async {
         let (_, pools) = get(
             &http,
-            &format!("{base}/api/v1/pools?resource_id=class"),
+            &format!("{base}/api/v1/pools?resource_id=cafe-1:class"),
             &shop.manager,
         )
         .await;

@@ -14,11 +14,11 @@ async fn units_the_hub_returns_reach_the_store_once() {
     world.start_hub();
     let mut store = Store::enroll(&world, "store-1");
     store.start(&world);
-    store.stock(&world, "beans", 10).await;
+    store.stock(&world, "store-1:beans", 10).await;
     let (status, granted) = store
         .api_post(
             &world,
-            "/pools/beans/allotments",
+            "/pools/store-1:beans/allotments",
             &json!({"to": "hub", "units": 4}),
         )
         .await;
@@ -34,7 +34,10 @@ async fn units_the_hub_returns_reach_the_store_once() {
     // The hub gives 3 back; the connected store has them at once.
     let (status, body) = post(
         &world.http,
-        &format!("{}/v1/pools/beans/allotment/return", world.hub_url()),
+        &format!(
+            "{}/v1/pools/store-1:beans/allotment/return",
+            world.hub_url()
+        ),
         &world.api_key,
         &json!({"units": 3}),
     )
@@ -44,18 +47,21 @@ async fn units_the_hub_returns_reach_the_store_once() {
         Duration::from_secs(10),
         "the returned units at the store",
         || async {
-            let (_, pool) = store.api_get(&world, "/pools/beans").await;
+            let (_, pool) = store.api_get(&world, "/pools/store-1:beans").await;
             (pool["available"] == 9).then_some(())
         },
     )
     .await;
-    let (_, pool) = store.api_get(&world, "/pools/beans").await;
+    let (_, pool) = store.api_get(&world, "/pools/store-1:beans").await;
     assert_eq!(pool["allotments"], json!([{"to": "hub", "units": 1}]));
 
     // More than the hub holds is refused.
     let (status, body) = post(
         &world.http,
-        &format!("{}/v1/pools/beans/allotment/return", world.hub_url()),
+        &format!(
+            "{}/v1/pools/store-1:beans/allotment/return",
+            world.hub_url()
+        ),
         &world.api_key,
         &json!({"units": 2}),
     )
@@ -73,7 +79,7 @@ async fn units_the_hub_returns_reach_the_store_once() {
     store.start(&world);
     store.synced(&world, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (_, pool) = store.api_get(&world, "/pools/beans").await;
+    let (_, pool) = store.api_get(&world, "/pools/store-1:beans").await;
     assert_eq!(pool["available"], 9, "{pool}");
     let credited: i64 = store
         .db()
@@ -96,7 +102,7 @@ async fn a_store_clock_off_by_a_minute_is_flagged_at_the_store_and_the_hub() {
         .env
         .push(("EDGE_NODE_CLOCK_OFFSET_MS".into(), "60000".into()));
     store.start(&world);
-    store.stock(&world, "beans", 10).await;
+    store.stock(&world, "store-1:beans", 10).await;
     store.synced(&world, Duration::from_secs(30)).await;
     let status = store.status(&world).await;
     let offset = status["clock_offset_ms"].as_i64().expect("offset");

@@ -288,7 +288,7 @@ async fn run_schedule(seed: u64) -> Result<String, String> {
     let mut pools = Vec::new();
     for (owner, site) in sites.iter().enumerate() {
         for k in 0..2 {
-            let id = format!("s{}p{k}", owner + 1);
+            let id = format!("{}:p{k}", site.store.location);
             let capacity = 3 + rng.below(8) as i64;
             site.store.stock(&world, &id, capacity).await;
             pools.push(Pool {

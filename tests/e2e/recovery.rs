@@ -13,8 +13,8 @@ async fn a_store_restored_from_an_old_backup_is_quarantined_and_reset_keeps_ever
     world.start_hub();
     let mut store = Store::enroll(&world, "store-1");
     store.start(&world);
-    store.stock(&world, "beans", 100).await;
-    store.book_many(&world, "beans", 5, 1).await;
+    store.stock(&world, "store-1:beans", 100).await;
+    store.book_many(&world, "store-1:beans", 5, 1).await;
     store.synced(&world, Duration::from_secs(30)).await;
 
     // The nightly backup.
@@ -25,7 +25,7 @@ async fn a_store_restored_from_an_old_backup_is_quarantined_and_reset_keeps_ever
         .expect("vacuum into");
 
     // A day of business after the backup, all synced.
-    let after_backup = store.book_many(&world, "beans", 7, 1).await;
+    let after_backup = store.book_many(&world, "store-1:beans", 7, 1).await;
     store.synced(&world, Duration::from_secs(30)).await;
     let hub_had = world.hub_head("store-1");
 
@@ -42,7 +42,7 @@ async fn a_store_restored_from_an_old_backup_is_quarantined_and_reset_keeps_ever
     assert_eq!(lost["error"]["code"], "not_found", "the backup predates it");
 
     // A walk-in books at the counter: the store keeps working offline-first.
-    let divergent = store.book_many(&world, "beans", 1, 1).await;
+    let divergent = store.book_many(&world, "store-1:beans", 1, 1).await;
 
     // The fork is detected on the first sync, never merged.
     let status = eventually(
@@ -114,7 +114,7 @@ async fn a_store_restored_from_an_old_backup_is_quarantined_and_reset_keeps_ever
     );
 
     // It syncs again under its new epoch, and new work flows.
-    store.book_many(&world, "beans", 3, 1).await;
+    store.book_many(&world, "store-1:beans", 3, 1).await;
     store.synced(&world, Duration::from_secs(30)).await;
     assert_hub_mirrors(&world, &store);
     let (_, locations) = world.public("/v1/locations").await;
@@ -134,10 +134,10 @@ async fn a_replacement_pc_rebuilds_the_same_bookings_and_availability_from_the_h
     world.start_hub();
     let mut original = Store::enroll(&world, "store-1");
     original.start(&world);
-    original.stock(&world, "beans", 40).await;
-    original.stock(&world, "cups", 9).await;
-    let ids = original.book_many(&world, "beans", 12, 3).await;
-    original.book_many(&world, "cups", 4, 2).await;
+    original.stock(&world, "store-1:beans", 40).await;
+    original.stock(&world, "store-1:cups", 9).await;
+    let ids = original.book_many(&world, "store-1:beans", 12, 3).await;
+    original.book_many(&world, "store-1:cups", 4, 2).await;
     let (status, _) = original
         .api_post(
             &world,
@@ -149,7 +149,7 @@ async fn a_replacement_pc_rebuilds_the_same_bookings_and_availability_from_the_h
     let (status, _) = original
         .api_post(
             &world,
-            "/pools/beans/allotments",
+            "/pools/store-1:beans/allotments",
             &serde_json::json!({"to": "hub", "units": 5}),
         )
         .await;
@@ -157,7 +157,7 @@ async fn a_replacement_pc_rebuilds_the_same_bookings_and_availability_from_the_h
     let (status, _) = original
         .api_post(
             &world,
-            "/pools/cups/adjust",
+            "/pools/store-1:cups/adjust",
             &serde_json::json!({"delta": 3}),
         )
         .await;
@@ -199,7 +199,7 @@ async fn a_replacement_pc_rebuilds_the_same_bookings_and_availability_from_the_h
     assert_eq!(after.0, before.0, "the same bookings");
     assert_eq!(after.1, before.1, "the same availability");
 
-    replacement.book_many(&world, "beans", 2, 1).await;
+    replacement.book_many(&world, "store-1:beans", 2, 1).await;
     replacement.synced(&world, Duration::from_secs(30)).await;
     assert_hub_mirrors(&world, &replacement);
 

@@ -14,8 +14,8 @@ async fn five_hundred_bookings_taken_offline_reach_the_hub_once_and_in_order() {
     world.kill_hub();
 
     store.start(&world);
-    store.stock(&world, "beans", 1000).await;
-    let ids = store.book_many(&world, "beans", 500, 16).await;
+    store.stock(&world, "store-1:beans", 1000).await;
+    let ids = store.book_many(&world, "store-1:beans", 500, 16).await;
     assert_eq!(ids.len(), 500);
     let offline = store.status(&world).await;
     assert_eq!(offline["backlog_events"], 502, "{offline}");
@@ -67,8 +67,8 @@ async fn a_hub_killed_in_the_middle_of_a_push_loses_nothing_and_applies_nothing_
     let mut store = Store::enroll(&world, "store-1");
     world.kill_hub();
     store.start(&world);
-    store.stock(&world, "beans", 100_000).await;
-    store.book_many(&world, "beans", 4000, 16).await;
+    store.stock(&world, "store-1:beans", 100_000).await;
+    store.book_many(&world, "store-1:beans", 4000, 16).await;
     let total = store.log().len() as u64;
 
     let mut killed_mid_push = 0;
@@ -96,8 +96,8 @@ async fn a_store_killed_in_the_middle_of_a_push_resumes_where_it_stopped() {
     let mut store = Store::enroll(&world, "store-1");
     world.kill_hub();
     store.start(&world);
-    store.stock(&world, "beans", 100_000).await;
-    store.book_many(&world, "beans", 4000, 16).await;
+    store.stock(&world, "store-1:beans", 100_000).await;
+    store.book_many(&world, "store-1:beans", 4000, 16).await;
     let total = store.log().len() as u64;
 
     world.start_hub();
@@ -114,7 +114,7 @@ async fn a_store_killed_in_the_middle_of_a_push_resumes_where_it_stopped() {
     assert_hub_mirrors(&world, &store);
 
     // And it keeps syncing new work after the restart.
-    store.book_many(&world, "beans", 10, 2).await;
+    store.book_many(&world, "store-1:beans", 10, 2).await;
     store.synced(&world, Duration::from_secs(30)).await;
     assert_hub_mirrors(&world, &store);
 }
@@ -149,8 +149,8 @@ async fn a_standalone_store_enrolled_later_replays_its_whole_history() {
         env: Vec::new(),
     };
     store.start(&world);
-    store.stock(&world, "beans", 50).await;
-    store.book_many(&world, "beans", 20, 4).await;
+    store.stock(&world, "late-1:beans", 50).await;
+    store.book_many(&world, "late-1:beans", 20, 4).await;
     store.kill();
 
     let enrollment = world.add_location("late-1");

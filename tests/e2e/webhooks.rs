@@ -80,11 +80,10 @@ async fn a_failing_receiver_still_gets_every_change_once_per_event_in_order() {
     world.start_hub();
     let mut store = Store::enroll(&world, "store-1");
     store.start(&world);
-    store.stock(&world, "beans", 10).await;
+    store.stock(&world, "store-1:beans", 10).await;
     store.synced(&world, Duration::from_secs(30)).await;
 
-    let order =
-        json!({"lines": [{"pool_id": "beans", "quantity": 1}], "customer": {"name": "Web"}});
+    let order = json!({"lines": [{"pool_id": "store-1:beans", "quantity": 1}], "customer": {"name": "Web"}});
     let (status, first) = world.order(&order, 5000).await;
     assert_eq!(status, 201, "{first}");
     let first = first["id"].as_str().expect("id").to_owned();

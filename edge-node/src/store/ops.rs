@@ -38,6 +38,21 @@ fn require_owner(ctx: &WriteCtx<'_>, row: &PoolRow, what: &str) -> StoreResult<(
     Ok(())
 }
 
+/// Refuses a client-chosen catalog id outside this location's namespace:
+/// ids are global, and one another store might also choose would stop our
+/// log at the hub.
+fn check_namespace(ctx: &WriteCtx<'_>, what: &str, id: &str) -> StoreResult<()> {
+    let location = &ctx.node().location;
+    if shared::ids::in_namespace_of(location, id) {
+        return Ok(());
+    }
+    let slug = id.rsplit(':').next().unwrap_or(id);
+    Err(StoreError::Invalid(format!(
+        "{what} id {id} is not in this location's namespace: ids are global, so choose \
+         {location}:{slug}, or leave id out for a generated one"
+    )))
+}
+
 /// `POST /resources`.
 #[derive(Debug, Clone)]
 pub struct NewResource {
@@ -47,6 +62,9 @@ pub struct NewResource {
 }
 
 pub fn create_resource(ctx: &mut WriteCtx<'_>, new: NewResource) -> StoreResult<ResourceView> {
+    if let Some(id) = &new.id {
+        check_namespace(ctx, "resource", id.as_str())?;
+    }
     let name = new.name.trim().to_owned();
     if name.is_empty() {
         return Err(StoreError::Invalid("name must not be empty".into()));
@@ -87,6 +105,9 @@ pub struct NewPool {
 }
 
 pub fn create_pool(ctx: &mut WriteCtx<'_>, new: NewPool) -> StoreResult<PoolView> {
+    if let Some(id) = &new.id {
+        check_namespace(ctx, "pool", id.as_str())?;
+    }
     if !(0..=POOL_CAPACITY_MAX).contains(&new.capacity) {
         return Err(StoreError::Invalid(format!(
             "capacity must be between 0 and {POOL_CAPACITY_MAX}"

@@ -167,9 +167,27 @@ async fn bad_catalog_input_is_refused_and_changes_nothing() {
             StatusCode::BAD_REQUEST,
         ),
         (
+            "resource id outside this location's namespace",
+            "/resources".into(),
+            json!({"name": "x", "kind": "stock", "id": "cups"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "resource id in another location's namespace",
+            "/resources".into(),
+            json!({"name": "x", "kind": "stock", "id": "store-2:cups"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "pool id outside this location's namespace",
+            "/pools".into(),
+            json!({"resource_id": "store-1:beans", "capacity": 1, "id": "beans-2"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
             "duplicate resource",
             "/resources".into(),
-            json!({"name": "x", "kind": "stock", "id": "beans"}),
+            json!({"name": "x", "kind": "stock", "id": "store-1:beans"}),
             StatusCode::CONFLICT,
         ),
         (
@@ -181,25 +199,25 @@ async fn bad_catalog_input_is_refused_and_changes_nothing() {
         (
             "negative capacity",
             "/pools".into(),
-            json!({"resource_id": "beans", "capacity": -1}),
+            json!({"resource_id": "store-1:beans", "capacity": -1}),
             StatusCode::BAD_REQUEST,
         ),
         (
             "second pool of a stock item",
             "/pools".into(),
-            json!({"resource_id": "beans", "capacity": 1}),
+            json!({"resource_id": "store-1:beans", "capacity": 1}),
             StatusCode::CONFLICT,
         ),
         (
             "times on a stock pool",
             "/pools".into(),
-            json!({"resource_id": "beans", "capacity": 1, "starts_at": "2099-01-01T00:00:00Z", "ends_at": "2099-01-01T01:00:00Z"}),
+            json!({"resource_id": "store-1:beans", "capacity": 1, "starts_at": "2099-01-01T00:00:00Z", "ends_at": "2099-01-01T01:00:00Z"}),
             StatusCode::BAD_REQUEST,
         ),
         (
             "time without a zone",
             "/pools".into(),
-            json!({"resource_id": "beans", "capacity": 1, "starts_at": "2099-01-01T00:00:00"}),
+            json!({"resource_id": "store-1:beans", "capacity": 1, "starts_at": "2099-01-01T00:00:00"}),
             StatusCode::BAD_REQUEST,
         ),
         (
@@ -360,11 +378,11 @@ fn no_request_body_makes_the_api_fail_with_a_server_error() {
         for (path, body) in [
             (
                 "/api/v1/resources",
-                json!({"name": "Beans", "kind": "stock", "id": "beans"}),
+                json!({"name": "Beans", "kind": "stock", "id": "store-1:beans"}),
             ),
             (
                 "/api/v1/pools",
-                json!({"resource_id": "beans", "capacity": 5, "id": "beans"}),
+                json!({"resource_id": "store-1:beans", "capacity": 5, "id": "store-1:beans"}),
             ),
         ] {
             let request = axum::http::Request::post(path)

@@ -121,7 +121,7 @@ async fn slot_pools_take_utc_times_and_refuse_bookings_once_ended() {
         .post(
             &node.manager,
             "/resources",
-            json!({"name": "Table for four", "kind": "slot", "id": "table-4"}),
+            json!({"name": "Table for four", "kind": "slot", "id": "store-1:table-4"}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
@@ -129,7 +129,7 @@ async fn slot_pools_take_utc_times_and_refuse_bookings_once_ended() {
         .post(
             &node.manager,
             "/pools",
-            json!({"resource_id": "table-4", "capacity": 2,
+            json!({"resource_id": "store-1:table-4", "capacity": 2,
                    "starts_at": "2099-03-29T17:00:00Z", "ends_at": "2099-03-29T21:00:00+02:00"}),
         )
         .await;
@@ -152,7 +152,7 @@ async fn slot_pools_take_utc_times_and_refuse_bookings_once_ended() {
         .post(
             &node.manager,
             "/pools",
-            json!({"resource_id": "table-4", "capacity": 2,
+            json!({"resource_id": "store-1:table-4", "capacity": 2,
                    "starts_at": "2020-01-01T17:00:00Z", "ends_at": "2020-01-01T19:00:00Z"}),
         )
         .await;
@@ -170,7 +170,7 @@ async fn slot_pools_take_utc_times_and_refuse_bookings_once_ended() {
     let (_, list) = node
         .get(
             &node.kiosk,
-            "/pools?resource_id=table-4&from=2099-01-01T00:00:00Z",
+            "/pools?resource_id=store-1:table-4&from=2099-01-01T00:00:00Z",
         )
         .await;
     assert_eq!(list["pools"].as_array().map(Vec::len), Some(1), "{list}");

@@ -134,7 +134,7 @@ async fn client_loop(
             None => {
                 let quantity = 1 + rng.below(3) as i64;
                 let mut body = json!({
-                    "lines": [{"pool_id": "crash-pool", "quantity": quantity}],
+                    "lines": [{"pool_id": "store-1:crash-pool", "quantity": quantity}],
                     "customer": {"name": format!("guest {}", rng.next())},
                 });
                 if rng.below(2) == 0 {
@@ -230,7 +230,7 @@ fn check_after_kill(db: &Path, expected: &Mutex<HashMap<String, Expected>>) {
     // too; the pool's counter must match all of them, acknowledged or not.
     let (used, booked): (i64, i64) = conn
         .query_row(
-            "SELECT (SELECT used FROM pools WHERE id = 'crash-pool'),
+            "SELECT (SELECT used FROM pools WHERE id = 'store-1:crash-pool'),
                     (SELECT coalesce(sum(l.quantity), 0) FROM booking_lines l
                        JOIN bookings b ON b.id = l.booking_id
                       WHERE b.state IN ('held', 'confirmed', 'fulfilled'))",
@@ -276,11 +276,11 @@ async fn sigkill_at_any_point_loses_no_acknowledged_booking() {
             for (path, body) in [
                 (
                     "resources",
-                    json!({"name": "Crash", "kind": "stock", "id": "crash-pool"}),
+                    json!({"name": "Crash", "kind": "stock", "id": "store-1:crash-pool"}),
                 ),
                 (
                     "pools",
-                    json!({"resource_id": "crash-pool", "capacity": 1_000_000, "id": "crash-pool"}),
+                    json!({"resource_id": "store-1:crash-pool", "capacity": 1_000_000, "id": "store-1:crash-pool"}),
                 ),
             ] {
                 let status = http

@@ -150,6 +150,7 @@ impl TestNode {
 
     /// A stock resource with one pool of `capacity`; returns the pool id.
     pub async fn stock_pool(&self, slug: &str, capacity: i64) -> String {
+        let slug = &format!("{LOCATION}:{slug}");
         let (status, _) = self
             .post(
                 &self.manager,
