@@ -246,6 +246,33 @@ async fn every_bad_batch_is_refused_with_nothing_applied() {
         assert_eq!((got, code(&body)), (status, expected), "{what}: {body}");
         assert_eq!(held(&world, "store-9"), (3, 3), "{what} applied nothing");
     }
+    // A stale request flags the device's clock but is not contact: it
+    // could be a replay, and routing must not think the store is there.
+    let contact = || -> (Option<i64>, Option<i64>) {
+        world
+            .hub_db()
+            .query_row(
+                "SELECT last_seen_at_ms, clock_offset_ms FROM locations WHERE id = 'store-9'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("location")
+    };
+    let (seen_before, _) = contact();
+    let stale = Twist {
+        timestamp_ms: Some(jiff::Timestamp::now().as_millisecond() - 10 * 60 * 1000),
+        ..Twist::default()
+    };
+    let (status, body) = device.push(&world, &log[3..], stale, &[]).await;
+    assert_eq!((status, code(&body)), (401, "stale_request"), "{body}");
+    let (seen_after, offset) = contact();
+    assert_eq!(seen_after, seen_before, "a stale request is not contact");
+    let offset = offset.expect("the clock offset is noted");
+    assert!(
+        (-10 * 60 * 1000 - 30_000..=-10 * 60 * 1000 + 30_000).contains(&offset),
+        "offset {offset}"
+    );
+
     let (_, gap) = device.push(&world, &log[4..], Twist::default(), &[]).await;
     assert_eq!(
         gap["error"]["expected_seq"], 4,

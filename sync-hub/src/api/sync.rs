@@ -108,19 +108,12 @@ async fn verify(state: &AppState, request: Request) -> ApiResult<Signed> {
     // A device stamps its requests in our time once it has measured the
     // offset, and reports that measurement (signed, in the query); before
     // that, its timestamp shows it.
-    let seen = Seen {
-        at_ms: now,
-        clock_offset_ms: query_value::<i64>(&path, "clock_offset_ms").unwrap_or(timestamp - now),
-        backlog_events: query_u64(&path, "backlog"),
-    };
-    let expires_at_ms = timestamp.max(now) + FRESHNESS_WINDOW_MS;
+    let clock_offset_ms = query_value::<i64>(&path, "clock_offset_ms").unwrap_or(timestamp - now);
     if (timestamp - now).abs() > FRESHNESS_WINDOW_MS {
-        // A genuine device whose clock is far off: note it (the dashboard
-        // flags it), but do not act on a request that could be a replay.
-        let _ = state
-            .storage
-            .admit(&location, &nonce, expires_at_ms, seen)
-            .await;
+        // A genuine device whose clock is far off, or a replay: note the
+        // offset (the dashboard flags it), but neither act on the request
+        // nor count it as the device being reachable.
+        let _ = state.storage.note_clock(&location, clock_offset_ms).await;
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "stale_request",
@@ -131,12 +124,9 @@ async fn verify(state: &AppState, request: Request) -> ApiResult<Signed> {
             ),
         ));
     }
-    // A device stamps its requests in our time once it has measured the
-    // offset, and reports that measurement (signed, in the query); before
-    // that, its timestamp shows it.
     let seen = Seen {
         at_ms: now,
-        clock_offset_ms: query_value::<i64>(&path, "clock_offset_ms").unwrap_or(timestamp - now),
+        clock_offset_ms,
         backlog_events: query_u64(&path, "backlog"),
     };
     let expires_at_ms = timestamp.max(now) + FRESHNESS_WINDOW_MS;
