@@ -9,8 +9,12 @@
 //! (c) the store's writer alone, 64 concurrent tasks placing bookings
 //!     through `Store::write` in this process: group commit without HTTP.
 //!
-//! Each measurement runs for a fixed time; the three alternate over several
-//! rounds and the medians are reported with the ratio (b, 64) / (a).
+//! Each measurement runs for a fixed time; they alternate over several
+//! rounds and the medians are reported with the ratio (b, 64) / (a). The
+//! load generator for (b) is a minimal HTTP/1.1 client on one thread, like
+//! `wrk`. For (b, 64) the bench also reports the CPU time each thread of the
+//! server and of the load generator spent per booking, read from `/proc`:
+//! when every core is busy, that bounds the rate.
 //!
 //! `cargo bench -p edge-node --bench commit_throughput`
 //! (`BENCH_SECONDS` and `BENCH_ROUNDS` change the run length.)
@@ -151,51 +155,110 @@ fn serve(dir: &Path) -> Served {
     Served { child, base }
 }
 
-async fn api(base: &str, token: &str, clients: usize, run_for: Duration) -> Sample {
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(clients)
+/// `clients` keep-alive connections, each placing one booking after another
+/// for `run_for`. The load generator is a minimal HTTP/1.1 client on one
+/// thread, like `wrk`: a full client library costs about as much CPU per
+/// request as the server does, and on a small machine it would take that
+/// CPU from the server being measured.
+fn api(base: &str, token: &str, clients: usize, run_for: Duration) -> Sample {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
-        .expect("client");
-    let url = Arc::new(format!("{base}/api/v1/bookings"));
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..clients)
-        .map(|c| {
-            let http = http.clone();
-            let url = url.clone();
-            let token = token.to_owned();
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                let mut n = 0u64;
-                while start.elapsed() < run_for {
-                    let body = json!({
-                        "lines": [{"pool_id": "bench:pool", "quantity": 1}],
-                        "customer": {"name": format!("Bench Customer {c}-{n}"), "phone": "+49 30 1234"},
-                    });
-                    let t = Instant::now();
-                    let response = http
-                        .post(url.as_str())
-                        .bearer_auth(&token)
-                        .json(&body)
-                        .send()
-                        .await
-                        .expect("request");
-                    assert_eq!(response.status(), 201);
-                    let _ = response.bytes().await.expect("body");
-                    latencies.push(t.elapsed());
-                    n += 1;
-                }
-                latencies
+        .expect("runtime");
+    let addr = base.strip_prefix("http://").expect("http").to_owned();
+    runtime.block_on(async {
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..clients)
+            .map(|c| {
+                let addr = addr.clone();
+                let token = token.to_owned();
+                tokio::spawn(async move {
+                    let mut conn = HttpConnection::open(&addr).await;
+                    let mut latencies = Vec::new();
+                    let mut n = 0u64;
+                    while start.elapsed() < run_for {
+                        let body = format!(
+                            r#"{{"lines":[{{"pool_id":"bench:pool","quantity":1}}],"customer":{{"name":"Bench Customer {c}-{n}","phone":"+49 30 1234"}}}}"#
+                        );
+                        let t = Instant::now();
+                        let status = conn.post("/api/v1/bookings", &token, &body).await;
+                        assert_eq!(status, 201);
+                        latencies.push(t.elapsed());
+                        n += 1;
+                    }
+                    latencies
+                })
             })
-        })
-        .collect();
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await.expect("client"));
+            .collect();
+        let mut latencies = Vec::new();
+        for task in tasks {
+            latencies.extend(task.await.expect("client"));
+        }
+        Sample {
+            ops: latencies.len(),
+            elapsed: start.elapsed(),
+            latencies,
+        }
+    })
+}
+
+/// One keep-alive HTTP/1.1 connection that sends a request and reads the
+/// whole response before the next.
+struct HttpConnection {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl HttpConnection {
+    async fn open(addr: &str) -> Self {
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        Self {
+            stream,
+            buf: Vec::with_capacity(4096),
+        }
     }
-    Sample {
-        ops: latencies.len(),
-        elapsed: start.elapsed(),
-        latencies,
+
+    /// Posts a JSON body; returns the status once the response is read.
+    async fn post(&mut self, path: &str, token: &str, body: &str) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("send");
+        self.buf.clear();
+        loop {
+            if let Some((status, length)) = Self::complete(&self.buf) {
+                assert_eq!(self.buf.len(), length, "one response at a time");
+                return status;
+            }
+            let mut chunk = [0u8; 4096];
+            let read = self.stream.read(&mut chunk).await.expect("receive");
+            assert!(read > 0, "the server closed the connection");
+            self.buf.extend_from_slice(&chunk[..read]);
+        }
+    }
+
+    /// The status and total length of the response in `buf`, once all of
+    /// it has arrived.
+    fn complete(buf: &[u8]) -> Option<(u16, usize)> {
+        let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        let head = std::str::from_utf8(&buf[..head_end]).expect("ascii head");
+        let status = head.get(9..12)?.parse().expect("status code");
+        let length: usize = head
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().expect("length"))
+            })
+            .expect("responses carry a Content-Length");
+        (buf.len() >= head_end + length).then_some((status, head_end + length))
     }
 }
 
@@ -242,6 +305,64 @@ async fn store_direct(store: &Store, tasks: usize, run_for: Duration) -> Sample 
     }
 }
 
+/// CPU time used so far by each thread name of process `pid` (`self` for
+/// this one), in clock ticks, from `/proc`.
+fn cpu_ticks(pid: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ...`: the name may hold spaces, so split at
+        // the last parenthesis; utime and stime are fields 14 and 15.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let name = head.split_once('(').map_or("?", |(_, n)| n).to_owned();
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = fields
+            .get(11)
+            .and_then(|u| u.parse::<u64>().ok())
+            .unwrap_or(0)
+            + fields
+                .get(12)
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(0);
+        *out.entry(name).or_default() += ticks;
+    }
+    out
+}
+
+fn ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// CPU microseconds per booking, by thread, between two readings.
+fn cpu_per_op(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+    ops: usize,
+) -> std::collections::BTreeMap<String, f64> {
+    let tick_us = 1e6 / ticks_per_second();
+    after
+        .iter()
+        .map(|(name, ticks)| {
+            let used = ticks - before.get(name).copied().unwrap_or(0);
+            (name.clone(), used as f64 * tick_us / ops.max(1) as f64)
+        })
+        .filter(|(_, us)| *us > 0.0)
+        .collect()
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -286,9 +407,9 @@ fn main() {
                 .status();
             assert_eq!(status, 201);
         }
-        // Warm up connections and caches.
-        api(&served.base, &token, 64, Duration::from_millis(500)).await;
     });
+    // Warm up caches.
+    api(&served.base, &token, 64, Duration::from_millis(500));
 
     // A second node for (c), opened in this process.
     let direct_dir = dir.path().join("direct");
@@ -327,10 +448,21 @@ fn main() {
     let mut one = Vec::new();
     let mut many = Vec::new();
     let mut direct = Vec::new();
+    let mut server_cpu = Vec::new();
+    let mut client_cpu = Vec::new();
     for round in 1..=rounds {
         raw.push(raw_sqlite(dir.path(), run_for));
-        one.push(runtime.block_on(api(&served.base, &token, 1, run_for)));
-        many.push(runtime.block_on(api(&served.base, &token, 64, run_for)));
+        one.push(api(&served.base, &token, 1, run_for));
+        let server_before = cpu_ticks(&served.child.id().to_string());
+        let client_before = cpu_ticks("self");
+        many.push(api(&served.base, &token, 64, run_for));
+        let ops = many[round - 1].ops;
+        server_cpu.push(cpu_per_op(
+            &server_before,
+            &cpu_ticks(&served.child.id().to_string()),
+            ops,
+        ));
+        client_cpu.push(cpu_per_op(&client_before, &cpu_ticks("self"), ops));
         direct.push(runtime.block_on(store_direct(&store, 64, run_for)));
         eprintln!(
             "round {round}: raw {:.0}/s, api x1 {:.0}/s, api x64 {:.0}/s, store x64 {:.0}/s",
@@ -367,6 +499,29 @@ fn main() {
     let one_rate = report("(b) edge API, 1 client", &one);
     let many_rate = report("(b) edge API, 64 clients", &many);
     let direct_rate = report("(c) store writer, 64 tasks, no HTTP", &direct);
+    // Where the CPU of (b, 64 clients) goes: with every core busy, the rate
+    // cannot exceed cores / (CPU per booking).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut total = 0.0;
+    println!("\nCPU per booking at 64 clients (median of {rounds} rounds):\n");
+    for (side, readings) in [("edge-node", &server_cpu), ("load generator", &client_cpu)] {
+        let names: std::collections::BTreeSet<&String> =
+            readings.iter().flat_map(|r| r.keys()).collect();
+        for name in names {
+            let us = median(
+                readings
+                    .iter()
+                    .map(|r| r.get(name).copied().unwrap_or(0.0))
+                    .collect(),
+            );
+            total += us;
+            println!("- {side}, thread {name}: {us:.1} µs");
+        }
+    }
+    println!(
+        "- total {total:.1} µs: on {cores} cores at most {:.0} bookings/s",
+        cores as f64 * 1e6 / total.max(1e-9)
+    );
     println!(
         "\nratio (b, 64 clients) / (a) = {:.2}; (b, 1 client) / (a) = {:.2}; (c) / (a) = {:.2}",
         many_rate / raw_rate,
