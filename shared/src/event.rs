@@ -18,7 +18,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::booking::{BookingState, Channel, Customer, Line};
-use crate::ids::{BookingId, ParticipantId, PoolId, ResourceId};
+use crate::ids::{BookingId, LocationId, ParticipantId, PoolId, ResourceId};
 
 /// Separates our event hashes from every other use of SHA-256.
 const DOMAIN_TAG: &[u8] = b"booking-event-v1\0";
@@ -193,6 +193,12 @@ pub enum EventBody {
     /// The requester asks the participant charged with a booking to cancel it.
     BookingCancelRequested {
         id: BookingId,
+    },
+    /// A hub event telling its recipient that `location` enrolled a device:
+    /// a participant it may now grant units to.
+    LocationJoined {
+        location: LocationId,
+        name: String,
     },
     /// A hub event carrying another participant's event to its recipient.
     Relayed {

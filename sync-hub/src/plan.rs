@@ -291,7 +291,9 @@ pub fn authorize(
                 deny(format!("ask to cancel booking {id}"))
             }
         }
-        EventBody::Relayed { .. } => deny("author the hub's relays".into()),
+        EventBody::Relayed { .. } | EventBody::LocationJoined { .. } => {
+            deny("author the hub's relays".into())
+        }
         _ => Ok(()),
     }
 }

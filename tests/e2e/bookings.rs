@@ -320,3 +320,58 @@ async fn a_store_five_minutes_off_is_flagged_and_its_holds_still_expire_on_time(
     store.synced(&world, Duration::from_secs(30)).await;
     assert_eq!(hub_state(&world, &id).await, "expired");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_grants_units_only_to_locations_the_hub_introduced() {
+    let mut world = World::quick();
+    world.start_hub();
+    let mut owner = Store::enroll(&world, "store-1");
+    owner.start(&world);
+    owner.stock(&world, "store-1:beans", 10).await;
+    let grant = |to: &str| json!({"to": to, "units": 3});
+    let path = "/pools/store-1:beans/allotments";
+
+    // Nobody else has enrolled: units given to store-2 now, or to a typo,
+    // could never be sold, returned or taken back.
+    let (status, body) = owner.api_post(&world, path, &grant("store-2")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("store-2")),
+        "{body}"
+    );
+    assert_eq!(owner.available(&world, "store-1:beans").await, 10);
+
+    // store-2 enrolls; the hub introduces each to the other.
+    let mut grantee = Store::enroll(&world, "store-2");
+    grantee.start(&world);
+    eventually(
+        Duration::from_secs(30),
+        "the grant to store-2 to be accepted",
+        || async {
+            let (status, _) = owner.api_post(&world, path, &grant("store-2")).await;
+            (status == 201).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(owner.available(&world, "store-1:beans").await, 7);
+    eventually(
+        Duration::from_secs(30),
+        "the units to reach store-2",
+        || async {
+            let (status, pool) = grantee.api_get(&world, "/pools/store-1:beans").await;
+            (status == 200 && pool["available"] == 3).then_some(())
+        },
+    )
+    .await;
+    let (status, body) = owner.api_post(&world, path, &grant("store-9")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("known: hub, store-2")),
+        "{body}"
+    );
+    assert_eq!(owner.available(&world, "store-1:beans").await, 7);
+}

@@ -44,6 +44,9 @@ const MIGRATIONS: &[M<'static>] = &[
     )),
     M::up(include_str!("../../../migrations/edge-node/0002_sync.sql")),
     M::up(include_str!("../../../migrations/edge-node/0003_users.sql")),
+    M::up(include_str!(
+        "../../../migrations/edge-node/0004_locations.sql"
+    )),
 ];
 
 /// A source of wall-clock time. Injectable so tests can run a node whose

@@ -226,6 +226,25 @@ pub fn grant_allotment(
             "units must be between 1 and {POOL_CAPACITY_MAX}"
         )));
     }
+    // Units granted to a location that never enrolls could never be sold,
+    // returned or taken back: grant only to those the hub introduced.
+    if let ParticipantId::Location(location) = to {
+        let known = queries::known_locations(ctx.conn())?;
+        if !known.iter().any(|k| k.id == *location) {
+            let names: Vec<&str> = known.iter().map(|k| k.id.as_str()).collect();
+            return Err(StoreError::Invalid(if names.is_empty() {
+                format!(
+                    "{location} is not a location this store knows: no other location has \
+                     enrolled with the hub yet (units can go to hub)"
+                )
+            } else {
+                format!(
+                    "{location} is not a location this store knows; known: hub, {}",
+                    names.join(", ")
+                )
+            }));
+        }
+    }
     let mut holding = row.holding();
     holding
         .give(units)
@@ -912,7 +931,8 @@ fn apply_one(ctx: &mut WriteCtx<'_>, hub_seq: u64, event: shared::Event) -> Stor
         | EventBody::BookingCancelled { .. }
         | EventBody::BookingFulfilled { .. }
         | EventBody::ResourceCreated { .. }
-        | EventBody::PoolCreated { .. } => observe(ctx, hub_seq, event)?,
+        | EventBody::PoolCreated { .. }
+        | EventBody::LocationJoined { .. } => observe(ctx, hub_seq, event)?,
         _ => {}
     }
     Ok(())

@@ -261,7 +261,8 @@ pub fn apply(
         // Requests to others and hub relays change nothing here by themselves.
         EventBody::BookingCancelRequested { .. }
         | EventBody::Relayed { .. }
-        | EventBody::AllotmentRecalled { .. } => {}
+        | EventBody::AllotmentRecalled { .. }
+        | EventBody::LocationJoined { .. } => {}
     }
     Ok(())
 }
@@ -277,6 +278,13 @@ fn observe(
         .typed()
         .map_err(|e| StoreError::Corrupt(format!("observed event: {e}")))?;
     match &body {
+        EventBody::LocationJoined { location, name } => {
+            conn.prepare_cached(
+                "INSERT INTO known_locations (id, name, joined_at_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name",
+            )?
+            .execute(params![location.as_str(), name, at_ms])?;
+        }
         EventBody::ResourceCreated {
             id,
             owner,

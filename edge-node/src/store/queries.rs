@@ -6,7 +6,9 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row};
 use serde::Serialize;
 use shared::event::ResourceKind;
-use shared::{BookingId, BookingState, Channel, Customer, Line, ParticipantId, PoolId, ResourceId};
+use shared::{
+    BookingId, BookingState, Channel, Customer, Line, LocationId, ParticipantId, PoolId, ResourceId,
+};
 
 use super::{StoreError, StoreResult};
 
@@ -564,6 +566,28 @@ pub fn quarantine(conn: &Connection) -> StoreResult<Vec<QuarantinedEvent>> {
             body: serde_json::from_str(&body).map_err(|_| corrupt("quarantined body", &body))?,
             quarantined_at: ts(quarantined),
             status,
+        })
+    })
+    .collect()
+}
+
+/// Another location this node heard of through the hub.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KnownLocation {
+    pub id: LocationId,
+    pub name: String,
+}
+
+/// The locations the hub introduced, by id.
+pub fn known_locations(conn: &Connection) -> StoreResult<Vec<KnownLocation>> {
+    let mut stmt = conn.prepare_cached("SELECT id, name FROM known_locations ORDER BY id")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    rows.map(|row| {
+        let (id, name) = row?;
+        Ok(KnownLocation {
+            id: LocationId::parse(&id)
+                .map_err(|e| StoreError::Corrupt(format!("known location {id}: {e}")))?,
+            name,
         })
     })
     .collect()

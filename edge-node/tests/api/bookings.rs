@@ -230,7 +230,7 @@ async fn an_allotment_debits_the_owner_at_once() {
         .post(
             &node.manager,
             &format!("/pools/{pool}/allotments"),
-            json!({"to": "store-2", "units": 7}),
+            json!({"to": "hub", "units": 7}),
         )
         .await;
     assert_eq!(status, StatusCode::CONFLICT);

@@ -223,6 +223,9 @@ pub async fn enroll(State(state): State<AppState>, request: Request) -> Response
             .enroll(&enroll, &hash_secret(&enroll.token), state.now_ms())
             .await?;
         tracing::info!(location = %enrolled.location, epoch = enrolled.epoch, restore = enroll.restore, "device enrolled");
+        for other in &enrolled.introduced_to {
+            state.inboxes.notify(other);
+        }
         Ok(axum::Json(EnrollResponse {
             location: enrolled.location,
             name: enrolled.name,

@@ -97,6 +97,8 @@ pub struct Enrolled {
     pub epoch: u32,
     pub epoch_start_seq: u64,
     pub hub_head: HeadRef,
+    /// Locations told that this one joined, to wake.
+    pub introduced_to: Vec<LocationId>,
 }
 
 /// What a push did.

@@ -441,6 +441,43 @@ fn view_merge_state(
 }
 
 /// Every other location with a device, for catalog news.
+/// Tells a newly enrolled location which others have joined, and them that
+/// it has: the participants each may grant units to.
+fn introduce(
+    conn: &Connection,
+    joined: &LocationId,
+    now_ms: i64,
+) -> StorageResult<Vec<LocationId>> {
+    let name_of = |id: &LocationId| -> StorageResult<String> {
+        Ok(conn
+            .prepare_cached("SELECT name FROM locations WHERE id = ?1")?
+            .query_row([id.as_str()], |r| r.get(0))?)
+    };
+    let name = name_of(joined)?;
+    let others = other_locations(conn, &ParticipantId::Location(joined.clone()))?;
+    for other in &others {
+        append_hub(
+            conn,
+            Some(joined),
+            EventBody::LocationJoined {
+                location: other.clone(),
+                name: name_of(other)?,
+            },
+            now_ms,
+        )?;
+        append_hub(
+            conn,
+            Some(other),
+            EventBody::LocationJoined {
+                location: joined.clone(),
+                name: name.clone(),
+            },
+            now_ms,
+        )?;
+    }
+    Ok(others)
+}
+
 fn other_locations(conn: &Connection, origin: &ParticipantId) -> StorageResult<Vec<LocationId>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id FROM locations WHERE public_key IS NOT NULL AND id != ?1 ORDER BY id",
@@ -648,7 +685,8 @@ fn apply_to_view(conn: &Connection, event: &Event, body: &EventBody) -> StorageR
         // from the source already.
         EventBody::AllotmentCredited { .. }
         | EventBody::Observed { .. }
-        | EventBody::Relayed { .. } => {}
+        | EventBody::Relayed { .. }
+        | EventBody::LocationJoined { .. } => {}
     }
     Ok(effects)
 }
@@ -1135,7 +1173,9 @@ impl HubStorage for SqliteStorage {
                  WHERE id = ?1",
                 params![location.as_str(), request.public_key, epoch, epoch_start_seq as i64, now_ms],
             )?;
+            let mut introduced_to = Vec::new();
             if !request.restore {
+                introduced_to = introduce(tx, &location, now_ms)?;
                 // A new device learns the catalog of the other locations.
                 let catalog: Vec<(String, i64)> = {
                     let mut stmt = tx.prepare(
@@ -1168,6 +1208,7 @@ impl HubStorage for SqliteStorage {
                 epoch,
                 epoch_start_seq,
                 hub_head: device.head,
+                introduced_to,
             })
         })
         .await
