@@ -140,6 +140,11 @@ pub enum EventBody {
     AllotmentReturned {
         pool: PoolId,
         units: i64,
+        /// When the return answers the owner's recall: the hub seq the
+        /// recall arrived at, so a rebuild from this log does not answer it
+        /// twice.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hub_seq: Option<u64>,
     },
     /// Recorded by a participant in its own log when units given to it
     /// (a grant, or a return to the owner) arrive through the hub's log at

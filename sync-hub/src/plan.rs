@@ -201,7 +201,7 @@ pub fn authorize(
         {
             deny(format!("move units of unknown pool {pool}"))
         }
-        EventBody::AllotmentReturned { pool, units }
+        EventBody::AllotmentReturned { pool, units, .. }
             if view.allotment_units(pool, &me) < *units =>
         {
             deny(format!(

@@ -46,7 +46,7 @@ fn check_namespace(ctx: &WriteCtx<'_>, what: &str, id: &str) -> StoreResult<()> 
     if shared::ids::in_namespace_of(location, id) {
         return Ok(());
     }
-    let slug = id.rsplit(':').next().unwrap_or(id);
+    let slug = id.split_once(':').map_or(id, |(_, rest)| rest);
     Err(StoreError::Invalid(format!(
         "{what} id {id} is not in this location's namespace: ids are global, so choose \
          {location}:{slug}, or leave id out for a generated one"
@@ -699,6 +699,7 @@ pub fn return_allotment(ctx: &mut WriteCtx<'_>, id: &PoolId, units: i64) -> Stor
         EventBody::AllotmentReturned {
             pool: id.clone(),
             units,
+            hub_seq: None,
         },
     )?;
     pool_view(ctx, id)
@@ -877,7 +878,14 @@ fn apply_one(ctx: &mut WriteCtx<'_>, hub_seq: u64, event: shared::Event) -> Stor
             if let Some(row) = queries::pool_row_of(ctx.conn(), &pool)? {
                 let give = units.min(row.holding().available());
                 if give > 0 {
-                    emit(ctx, EventBody::AllotmentReturned { pool, units: give })?;
+                    emit(
+                        ctx,
+                        EventBody::AllotmentReturned {
+                            pool,
+                            units: give,
+                            hub_seq: Some(hub_seq),
+                        },
+                    )?;
                 }
             }
         }
@@ -903,7 +911,7 @@ fn apply_one(ctx: &mut WriteCtx<'_>, hub_seq: u64, event: shared::Event) -> Stor
                 },
             )?;
         }
-        EventBody::AllotmentReturned { pool, units } if pool_row(ctx, &pool)?.owner == me => {
+        EventBody::AllotmentReturned { pool, units, .. } if pool_row(ctx, &pool)?.owner == me => {
             let granted: i64 = ctx
                 .conn()
                 .prepare_cached(
@@ -931,8 +939,11 @@ fn apply_one(ctx: &mut WriteCtx<'_>, hub_seq: u64, event: shared::Event) -> Stor
         | EventBody::BookingCancelled { .. }
         | EventBody::BookingFulfilled { .. }
         | EventBody::ResourceCreated { .. }
-        | EventBody::PoolCreated { .. }
-        | EventBody::LocationJoined { .. } => observe(ctx, hub_seq, event)?,
+        | EventBody::PoolCreated { .. } => observe(ctx, hub_seq, event)?,
+        // Only the hub introduces locations.
+        EventBody::LocationJoined { .. } if from == ParticipantId::Hub => {
+            observe(ctx, hub_seq, event)?;
+        }
         _ => {}
     }
     Ok(())

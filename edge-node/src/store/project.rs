@@ -154,7 +154,19 @@ pub fn apply(
             move_pool(conn, pool, 0, -units, 0, at_ms)?;
             move_allotment(conn, pool, to, *units)?;
         }
-        EventBody::AllotmentReturned { pool, units } => move_pool(conn, pool, 0, -units, 0, at_ms)?,
+        EventBody::AllotmentReturned {
+            pool,
+            units,
+            hub_seq,
+        } => {
+            move_pool(conn, pool, 0, -units, 0, at_ms)?;
+            if let Some(hub_seq) = hub_seq {
+                conn.prepare_cached(
+                    "UPDATE sync_state SET pull_cursor = max(pull_cursor, ?1) WHERE id = 1",
+                )?
+                .execute([*hub_seq as i64])?;
+            }
+        }
         EventBody::AllotmentCredited {
             pool,
             from,

@@ -23,6 +23,7 @@ pub fn replace_history(
          DELETE FROM allotments;
          DELETE FROM pools;
          DELETE FROM resources;
+         DELETE FROM known_locations;
          DELETE FROM events;
          -- Answers recorded for requests of the replaced history.
          DELETE FROM idempotency_keys;

@@ -67,3 +67,108 @@ fn init_refuses_a_directory_that_already_holds_a_node() {
     .expect_err("unknown zone");
     assert!(err.to_string().contains("time zone"), "{err}");
 }
+
+/// What the inbox did (units credited, a recall answered, a location
+/// introduced) is in the node's own log, so a rebuild from that log alone
+/// reaches the same state and the same pull cursor: nothing the hub sent is
+/// answered twice.
+#[test]
+fn a_rebuild_from_the_own_log_restores_what_the_inbox_did() {
+    use edge_node::store::{ops, queries, rebuild};
+    use shared::protocol::InboxEvent;
+    use shared::{ChainHead, Event, EventBody, LocationId, ParticipantId, PoolId, ResourceId};
+
+    let owner = ParticipantId::parse("store-2").expect("id");
+    let me = ParticipantId::parse(crate::helpers::LOCATION).expect("id");
+    let pool = PoolId::parse("store-2:cups").expect("id");
+    let theirs = [
+        EventBody::ResourceCreated {
+            id: ResourceId::parse("store-2:cups").expect("id"),
+            owner: owner.clone(),
+            name: "Cups".into(),
+            kind: shared::ResourceKind::Stock,
+        },
+        EventBody::PoolCreated {
+            id: pool.clone(),
+            resource_id: ResourceId::parse("store-2:cups").expect("id"),
+            owner: owner.clone(),
+            capacity: 10,
+            starts_at_ms: None,
+            ends_at_ms: None,
+        },
+        EventBody::AllotmentGranted {
+            pool: pool.clone(),
+            to: me.clone(),
+            units: 4,
+        },
+        EventBody::AllotmentRecalled {
+            pool: pool.clone(),
+            from: me.clone(),
+            units: 1,
+        },
+    ];
+    let (mut owner_head, mut hub_head) = (ChainHead::EMPTY, ChainHead::EMPTY);
+    let mut inbox = Vec::new();
+    let mut hub = |body: EventBody, head: &mut ChainHead| {
+        let event = Event::next(*head, ParticipantId::Hub, 0, 1_000, body);
+        *head = event.head();
+        inbox.push(InboxEvent {
+            hub_seq: event.seq,
+            event,
+        });
+    };
+    hub(
+        EventBody::LocationJoined {
+            location: LocationId::parse("store-2").expect("id"),
+            name: "Store 2".into(),
+        },
+        &mut hub_head,
+    );
+    for body in theirs {
+        let event = Event::next(owner_head, owner.clone(), 1, 1_000, body);
+        owner_head = event.head();
+        hub(
+            EventBody::Relayed {
+                event: Box::new(event),
+            },
+            &mut hub_head,
+        );
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    init_dir(dir.path());
+    let store = Store::open(dir.path(), Arc::new(SystemClock::default())).expect("open");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let applied = runtime
+        .block_on(store.write(move |ctx| ops::apply_inbox(ctx, &inbox)))
+        .expect("applied");
+    assert_eq!(applied, 5);
+    type State = (u64, i64, Vec<queries::KnownLocation>);
+    let state = |conn: &rusqlite::Connection| -> State {
+        let cursor = queries::sync_row(conn).expect("sync").pull_cursor;
+        let row = queries::pool_row_of(conn, &PoolId::parse("store-2:cups").expect("id"))
+            .expect("read")
+            .expect("the pool");
+        (
+            cursor,
+            row.holding().available(),
+            queries::known_locations(conn).expect("known"),
+        )
+    };
+    let before = store.read_blocking(|conn| Ok(state(conn))).expect("read");
+    assert_eq!(before.0, 5, "every inbox event was taken in");
+    assert_eq!(before.1, 3, "4 granted, 1 given back on the recall");
+    assert_eq!(before.2.len(), 1);
+    let log = store
+        .read_blocking(|conn| queries::events_after(conn, &me, 0, 1_000, usize::MAX))
+        .expect("log");
+    drop(store);
+
+    let fresh = tempfile::tempdir().expect("tempdir");
+    init_dir(fresh.path());
+    let (mut conn, _) = store::open_admin(fresh.path()).expect("open");
+    let tx = conn.transaction().expect("tx");
+    rebuild::replace_history(&tx, &me, &log).expect("rebuilt");
+    tx.commit().expect("commit");
+    assert_eq!(state(&conn), before);
+}

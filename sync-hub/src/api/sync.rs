@@ -108,12 +108,15 @@ async fn verify(state: &AppState, request: Request) -> ApiResult<Signed> {
     // A device stamps its requests in our time once it has measured the
     // offset, and reports that measurement (signed, in the query); before
     // that, its timestamp shows it.
-    let clock_offset_ms = query_value::<i64>(&path, "clock_offset_ms").unwrap_or(timestamp - now);
+    let reported = query_value::<i64>(&path, "clock_offset_ms");
     if (timestamp - now).abs() > FRESHNESS_WINDOW_MS {
         // A genuine device whose clock is far off, or a replay: note the
         // offset (the dashboard flags it), but neither act on the request
-        // nor count it as the device being reachable.
-        let _ = state.storage.note_clock(&location, clock_offset_ms).await;
+        // nor count it as the device being reachable. The device stamped
+        // its request with its clock less the offset it measured, so its
+        // clock is now that offset plus how far the stamp is from ours.
+        let offset = reported.unwrap_or(0) + (timestamp - now);
+        let _ = state.storage.note_clock(&location, offset).await;
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "stale_request",
@@ -126,7 +129,7 @@ async fn verify(state: &AppState, request: Request) -> ApiResult<Signed> {
     }
     let seen = Seen {
         at_ms: now,
-        clock_offset_ms,
+        clock_offset_ms: reported.unwrap_or(timestamp - now),
         backlog_events: query_u64(&path, "backlog"),
     };
     let expires_at_ms = timestamp.max(now) + FRESHNESS_WINDOW_MS;

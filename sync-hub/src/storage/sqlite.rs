@@ -440,7 +440,6 @@ fn view_merge_state(
     Ok(true)
 }
 
-/// Every other location with a device, for catalog news.
 /// Tells a newly enrolled location which others have joined, and them that
 /// it has: the participants each may grant units to.
 fn introduce(
@@ -478,6 +477,7 @@ fn introduce(
     Ok(others)
 }
 
+/// Every other location with a device, for catalog news.
 fn other_locations(conn: &Connection, origin: &ParticipantId) -> StorageResult<Vec<LocationId>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id FROM locations WHERE public_key IS NOT NULL AND id != ?1 ORDER BY id",
@@ -572,7 +572,7 @@ fn apply_to_view(conn: &Connection, event: &Event, body: &EventBody) -> StorageR
             }
             effects.relay(to, origin, event);
         }
-        EventBody::AllotmentReturned { pool, units } => {
+        EventBody::AllotmentReturned { pool, units, .. } => {
             conn.prepare_cached(
                 "UPDATE view_allotments SET units = units - ?3 WHERE pool_id = ?1 AND holder = ?2",
             )?
@@ -703,7 +703,11 @@ fn settle(conn: &Connection, effects: Effects, now_ms: i64) -> StorageResult<Vec
         hub_act(
             conn,
             Some(&owner),
-            EventBody::AllotmentReturned { pool, units },
+            EventBody::AllotmentReturned {
+                pool,
+                units,
+                hub_seq: None,
+            },
             now_ms,
         )?;
         if !wake.contains(&owner) {
@@ -1426,6 +1430,7 @@ impl HubStorage for SqliteStorage {
                 EventBody::AllotmentReturned {
                     pool: pool.clone(),
                     units,
+                    hub_seq: None,
                 },
                 now_ms,
             )?;
