@@ -388,7 +388,7 @@ async fn create_booking(
     let Some(key) = key else {
         let view = state
             .store
-            .write(move |ctx| ops::create_booking(ctx, new))
+            .write_checked_first(move |ctx| ops::create_booking(ctx, new))
             .await?;
         let status =
             StatusCode::from_u16(ops::created_status(&view)).unwrap_or(StatusCode::CREATED);

@@ -384,7 +384,21 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut WriteCtx<'_>) -> StoreResult<T> + Send + 'static,
     {
-        self.inner.writer.submit(work).await
+        self.inner.writer.submit(work, true).await
+    }
+
+    /// Like [`Store::write`], for work that checks everything it can refuse
+    /// before its first write, so a refusal leaves nothing to undo: it runs
+    /// without a savepoint of its own, which saves the writer a statement
+    /// pair and a copy of every page it touches. Should it fail after
+    /// writing all the same (a database error), the whole batch rolls back
+    /// and every request in it fails; none was acknowledged.
+    pub async fn write_checked_first<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut WriteCtx<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        self.inner.writer.submit(work, false).await
     }
 
     /// Runs `query` on a read connection, off the async threads.

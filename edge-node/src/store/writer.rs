@@ -101,12 +101,15 @@ pub(crate) fn insert_own_event(conn: &Connection, event: &Event) -> StoreResult<
 trait Job: Send {
     /// Runs the work; `true` if it succeeded and its savepoint is kept.
     fn run(&mut self, ctx: &mut WriteCtx<'_>) -> bool;
+    /// Whether the work runs in a savepoint of its own.
+    fn guarded(&self) -> bool;
     /// Answers the caller once the batch's fate is known.
     fn finish(self: Box<Self>, commit: Result<(), &StoreError>);
 }
 
 struct TypedJob<T, F> {
     work: Option<F>,
+    guarded: bool,
     outcome: Option<StoreResult<T>>,
     reply: oneshot::Sender<StoreResult<T>>,
 }
@@ -136,6 +139,10 @@ where
         ok
     }
 
+    fn guarded(&self) -> bool {
+        self.guarded
+    }
+
     fn finish(self: Box<Self>, commit: Result<(), &StoreError>) {
         let outcome = match (commit, self.outcome) {
             (Ok(()), Some(outcome)) => outcome,
@@ -154,7 +161,7 @@ pub(super) struct WriterHandle {
 }
 
 impl WriterHandle {
-    pub(super) async fn submit<T, F>(&self, work: F) -> StoreResult<T>
+    pub(super) async fn submit<T, F>(&self, work: F, guarded: bool) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut WriteCtx<'_>) -> StoreResult<T> + Send + 'static,
@@ -162,6 +169,7 @@ impl WriterHandle {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(TypedJob {
             work: Some(work),
+            guarded,
             outcome: None,
             reply,
         });
@@ -302,9 +310,24 @@ fn run_in_transaction(ctx: &mut WriteCtx<'_>, batch: &mut [Box<dyn Job>]) -> Sto
 /// Runs one job in its own savepoint: its failure undoes its own writes and
 /// its own events, nothing else.
 fn run_isolated(ctx: &mut WriteCtx<'_>, job: &mut dyn Job) -> StoreResult<()> {
-    exec(ctx.conn, "SAVEPOINT job")?;
     let head_before = ctx.head;
     let holds_before = ctx.holds_changed;
+    if !job.guarded() {
+        // Checked before writing: a refusal wrote nothing. If it wrote
+        // anyway, only rolling back the whole batch undoes it.
+        let changes = ctx.conn.total_changes();
+        if !job.run(ctx) {
+            if ctx.conn.total_changes() != changes {
+                return Err(StoreError::Internal(
+                    "a write failed part-way; its batch was rolled back".into(),
+                ));
+            }
+            ctx.head = head_before;
+            ctx.holds_changed = holds_before;
+        }
+        return Ok(());
+    }
+    exec(ctx.conn, "SAVEPOINT job")?;
     if job.run(ctx) {
         exec(ctx.conn, "RELEASE job")?;
     } else {

@@ -338,7 +338,7 @@ async fn kiosk_book(State(state): State<AppState>, headers: HeaderMap, body: Byt
     };
     let made = state
         .store
-        .write(move |ctx| ops::create_booking(ctx, NewBooking { request, channel }))
+        .write_checked_first(move |ctx| ops::create_booking(ctx, NewBooking { request, channel }))
         .await;
     match made {
         Ok(view) => Ok(Redirect::to(&format!("/kiosk/booked/{}", view.id)).into_response()),

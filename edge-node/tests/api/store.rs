@@ -172,3 +172,67 @@ fn a_rebuild_from_the_own_log_restores_what_the_inbox_did() {
     tx.commit().expect("commit");
     assert_eq!(state(&conn), before);
 }
+
+/// Work that runs without its own savepoint: a refusal before writing is
+/// that request's answer alone; a failure after writing rolls the whole
+/// batch back, so nothing half-done is ever committed.
+#[test]
+fn work_checked_before_writing_fails_alone_or_rolls_back_its_batch() {
+    use edge_node::store::{StoreError, ops, queries};
+    use shared::{ResourceId, ResourceKind};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    init_dir(dir.path());
+    let store = Store::open(dir.path(), Arc::new(SystemClock::default())).expect("open");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let resource = |slug: &str| ops::NewResource {
+        id: Some(ResourceId::parse(&format!("store-1:{slug}")).expect("id")),
+        name: slug.into(),
+        kind: ResourceKind::Stock,
+    };
+    runtime.block_on(async {
+        // A refusal before any write is the request's own answer.
+        let refused = store
+            .write_checked_first(|_ctx| -> Result<(), StoreError> {
+                Err(StoreError::Conflict("refused before writing".into()))
+            })
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::Conflict(_))),
+            "{refused:?}"
+        );
+
+        // A failure after writing: the write is not kept, and the request
+        // fails as an internal error, not with the job's own answer.
+        let half = store
+            .write_checked_first(move |ctx| -> Result<(), StoreError> {
+                ops::create_resource(ctx, resource("half"))?;
+                Err(StoreError::Conflict("failed after writing".into()))
+            })
+            .await;
+        assert!(matches!(half, Err(StoreError::Internal(_))), "{half:?}");
+
+        // The writer carries on, and its log has no trace of the half write.
+        store
+            .write(move |ctx| ops::create_resource(ctx, resource("whole")))
+            .await
+            .expect("written");
+    });
+    let (half, whole, events) = store
+        .read_blocking(|conn| {
+            Ok((
+                queries::resource(conn, &ResourceId::parse("store-1:half").expect("id"))?,
+                queries::resource(conn, &ResourceId::parse("store-1:whole").expect("id"))?,
+                conn.query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0))?,
+            ))
+        })
+        .expect("read");
+    assert!(half.is_none());
+    assert!(whole.is_some());
+    assert_eq!(events, 1);
+    drop(store);
+    assert_eq!(
+        crate::helpers::verify_log(&dir.path().join(store::DB_FILE)),
+        1
+    );
+}
