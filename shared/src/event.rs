@@ -659,4 +659,26 @@ mod tests {
         assert_eq!(EventBody::from_parts(&kind, &json).expect("typed"), b);
         assert!(EventBody::from_parts("no_such_kind", &json).is_err());
     }
+    #[test]
+    fn the_canonical_encoding_and_its_hash_never_change() {
+        // Events are signed and chained by these bytes: a change would fork
+        // every log. The constant was computed by the first implementation.
+        let event = Event {
+            origin: ParticipantId::parse("store-1").expect("id"),
+            epoch: 2,
+            seq: 42,
+            id: Uuid::parse_str("0190b1a2-c3d4-7e8f-9a0b-1c2d3e4f5a6b").expect("uuid"),
+            prev: Hash::of(b"previous"),
+            at_ms: 1_763_856_000_000,
+            kind: "booking_created".into(),
+            body: serde_json::json!({
+                "z": [1, -2, 1.5, null, true, "\u{1}\t"],
+                "a": {"name": "Zoë \"Q\"\n\\", "b": {}, "B": []},
+            }),
+        };
+        assert_eq!(
+            event.hash().to_hex(),
+            "34a1ab370d4d8fc495505efd68715d4f5088b3e39a89f36651b1b1d7c5afb2cb"
+        );
+    }
 }
