@@ -375,3 +375,111 @@ async fn a_store_grants_units_only_to_locations_the_hub_introduced() {
     );
     assert_eq!(owner.available(&world, "store-1:beans").await, 7);
 }
+
+/// The manager's page gives units to and takes them back from another
+/// location as well as the website, through plain form posts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_gives_units_to_another_location_and_takes_them_back() {
+    let mut world = World::quick();
+    world.start_hub();
+    let mut owner = Store::enroll(&world, "store-1");
+    e2e::run(
+        &world.bins.edge,
+        owner.path(),
+        &[
+            "user", "add", "--name", "Bob", "--role", "manager", "--pin", "1357",
+        ],
+    );
+    owner.start(&world);
+    let mut grantee = Store::enroll(&world, "store-2");
+    grantee.start(&world);
+    owner.stock(&world, "store-1:beans", 10).await;
+
+    e2e::install_crypto();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let base = owner.base();
+    let signed_in = http
+        .post(format!("{base}/signin"))
+        .header("origin", &base)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("name=Bob&pin=1357")
+        .send()
+        .await
+        .expect("sign in");
+    let cookie = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("edge_session="))
+        .map(|v| format!("edge_session={}", v.split(';').next().unwrap_or_default()))
+        .expect("a session");
+    let page = || async {
+        http.get(format!("{base}/manager"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("page")
+            .text()
+            .await
+            .expect("html")
+    };
+    let form = |action: &'static str, body: &'static str| {
+        let request = http
+            .post(format!("{base}/manager/pools/store-1:beans/{action}"))
+            .header("cookie", &cookie)
+            .header("origin", &base)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        async move { request.send().await.expect("form").status().as_u16() }
+    };
+    let given_out = || async {
+        let (_, pool) = owner.api_get(&world, "/pools/store-1:beans").await;
+        pool["allotments"].clone()
+    };
+    let at_grantee = || async {
+        let (status, pool) = grantee.api_get(&world, "/pools/store-1:beans").await;
+        (status == 200).then(|| pool["available"].as_i64().unwrap_or_default())
+    };
+
+    eventually(
+        Duration::from_secs(30),
+        "store-2 to be offered on the manager's page",
+        || async {
+            page()
+                .await
+                .contains(r#"<option value="store-2">"#)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(form("allot", "units=3&to=store-2").await, 303);
+    assert_eq!(given_out().await, json!([{"to": "store-2", "units": 3}]));
+    eventually(
+        Duration::from_secs(30),
+        "the units to reach store-2",
+        || async { (at_grantee().await == Some(3)).then_some(()) },
+    )
+    .await;
+
+    assert_eq!(form("recall", "units=2&to=store-2").await, 303);
+    eventually(
+        Duration::from_secs(30),
+        "store-2 to give 2 units back",
+        || async { (given_out().await == json!([{"to": "store-2", "units": 1}])).then_some(()) },
+    )
+    .await;
+    assert_eq!(at_grantee().await, Some(1));
+    assert_eq!(owner.available(&world, "store-1:beans").await, 9);
+
+    // Without a choice of location, units go to the website.
+    assert_eq!(form("allot", "units=4").await, 303);
+    assert_eq!(owner.available(&world, "store-1:beans").await, 5);
+    assert!(page().await.contains("website 4, store-2 1"));
+    // An unknown location is refused and changes nothing.
+    assert_eq!(form("allot", "units=1&to=store-9").await, 400);
+    assert_eq!(owner.available(&world, "store-1:beans").await, 5);
+}

@@ -1,5 +1,5 @@
 //! The manager's pages: resources, stock and slot pools, recurring slots,
-//! stock adjustments, allotments for the website, and the quarantine.
+//! stock adjustments, allotments for the website and other locations, and the quarantine.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -52,6 +52,27 @@ async fn manager(State(state): State<AppState>, headers: HeaderMap) -> PageResul
     let now = state.store.now_ms();
     let catalog = catalog(&state, Some(now), None).await?;
     let quarantine = state.store.read(queries::quarantine).await?;
+    let known = state.store.read(queries::known_locations).await?;
+    // Who units can go to: the website, and the locations the hub
+    // introduced. A select only when there is a choice.
+    let recipients = |prefix: &str, id: &str| -> String {
+        if known.is_empty() {
+            return r#"<input type="hidden" name="to" value="hub">"#.to_owned();
+        }
+        let options: String =
+            std::iter::once(r#"<option value="hub">the website</option>"#.to_owned())
+                .chain(known.iter().map(|k| {
+                    format!(
+                        r#"<option value="{}">{}</option>"#,
+                        h(k.id.as_str()),
+                        h(&k.name)
+                    )
+                }))
+                .collect();
+        format!(
+            r#"<label class="visually-hidden" for="{prefix}t-{id}">Who</label><select id="{prefix}t-{id}" name="to">{options}</select>"#
+        )
+    };
     let tz = zone(&state.store.node().timezone);
     let me = state.store.node().participant();
     let mut resources: Vec<_> = catalog
@@ -79,19 +100,38 @@ async fn manager(State(state): State<AppState>, headers: HeaderMap) -> PageResul
                 ),
                 _ => "stock".into(),
             };
-            let hub: i64 = pool
+            let given: Vec<String> = pool
                 .allotments
                 .iter()
-                .filter(|a| a.to == ParticipantId::Hub)
-                .map(|a| a.units)
-                .sum();
+                .map(|a| match &a.to {
+                    ParticipantId::Hub => format!("website {}", a.units),
+                    other => {
+                        let name = known
+                            .iter()
+                            .find(|k| k.id.as_str() == other.as_str())
+                            .map_or(other.as_str(), |k| k.name.as_str());
+                        format!("{} {}", h(name), a.units)
+                    }
+                })
+                .collect();
+            let given = if given.is_empty() {
+                "0".to_owned()
+            } else {
+                given.join(", ")
+            };
             let id = h(pool.id.as_str());
+            let (give_to, take_from) = (recipients("a", &id), recipients("r", &id));
+            let (give, take) = if known.is_empty() {
+                ("Give to website", "Take back from website")
+            } else {
+                ("Give", "Take back")
+            };
             rows.push_str(&format!(
-                r#"<tr><td>{when}</td><td>{cap}</td><td>{avail}{over}</td><td>{hub}</td><td>
+                r#"<tr><td>{when}</td><td>{cap}</td><td>{avail}{over}</td><td>{given}</td><td>
 <div class="tools">
 <form method="post" action="/manager/pools/{id}/adjust"><label class="visually-hidden" for="d-{id}">Change stock by</label><input id="d-{id}" name="delta" type="number" placeholder="± units" required><button type="submit" class="secondary">Adjust stock</button></form>
-<form method="post" action="/manager/pools/{id}/allot"><label class="visually-hidden" for="a-{id}">Units for the website</label><input id="a-{id}" name="units" type="number" min="1" placeholder="units" required><button type="submit" class="secondary">Give to website</button></form>
-<form method="post" action="/manager/pools/{id}/recall"><label class="visually-hidden" for="r-{id}">Units to take back from the website</label><input id="r-{id}" name="units" type="number" min="1" placeholder="units" required><button type="submit" class="secondary">Take back</button></form>
+<form method="post" action="/manager/pools/{id}/allot"><label class="visually-hidden" for="a-{id}">Units to give</label><input id="a-{id}" name="units" type="number" min="1" placeholder="units" required>{give_to}<button type="submit" class="secondary">{give}</button></form>
+<form method="post" action="/manager/pools/{id}/recall"><label class="visually-hidden" for="r-{id}">Units to take back</label><input id="r-{id}" name="units" type="number" min="1" placeholder="units" required>{take_from}<button type="submit" class="secondary">{take}</button></form>
 </div></td></tr>"#,
                 cap = pool.capacity,
                 avail = pool.available,
@@ -106,7 +146,7 @@ async fn manager(State(state): State<AppState>, headers: HeaderMap) -> PageResul
                 r#"<p class="muted">No pools yet.</p>"#.to_owned()
             } else {
                 format!(
-                    r#"<table><thead><tr><th>When</th><th>Capacity</th><th>Available here</th><th>With the website</th><th>Change</th></tr></thead><tbody>{rows}</tbody></table>"#
+                    r#"<table><thead><tr><th>When</th><th>Capacity</th><th>Available here</th><th>Given out</th><th>Change</th></tr></thead><tbody>{rows}</tbody></table>"#
                 )
             }
         ));
@@ -347,6 +387,11 @@ async fn pool_action(
             .parse()
             .map_err(|_| bad(format!("{name} must be a number")))
     };
+    // Units go to the website unless the form names a location.
+    let to = match field(&fields, "to") {
+        "" => ParticipantId::Hub,
+        to => ParticipantId::parse(to).map_err(|e| bad(e.to_string()))?,
+    };
     match action.as_str() {
         "adjust" => {
             let delta = number("delta")?;
@@ -359,14 +404,14 @@ async fn pool_action(
             let units = number("units")?;
             state
                 .store
-                .write(move |ctx| ops::grant_allotment(ctx, &pool, &ParticipantId::Hub, units))
+                .write(move |ctx| ops::grant_allotment(ctx, &pool, &to, units))
                 .await?;
         }
         "recall" => {
             let units = number("units")?;
             state
                 .store
-                .write(move |ctx| ops::recall_allotment(ctx, &pool, &ParticipantId::Hub, units))
+                .write(move |ctx| ops::recall_allotment(ctx, &pool, &to, units))
                 .await?;
         }
         _ => return Err(PageError(StatusCode::NOT_FOUND, "No such action.".into())),
