@@ -2,8 +2,9 @@
 //!
 //! Requests queue on a bounded channel. The thread takes whatever is waiting
 //! (up to [`BATCH_JOBS_MAX`]), runs each job inside its own savepoint of one
-//! `BEGIN IMMEDIATE` transaction, commits once, and only then answers every
-//! job of the batch. While one batch is being fsynced the next one gathers
+//! `BEGIN IMMEDIATE` transaction (jobs that check everything before their
+//! first write, like bookings, run without one), commits once, and only then
+//! answers every job of the batch. While one batch is being fsynced the next one gathers
 //! in the channel, so the cost of an fsync is shared by everyone who arrived
 //! during it, and no request is ever acknowledged before its commit.
 
