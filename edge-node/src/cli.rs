@@ -70,6 +70,9 @@ enum Command {
         /// alert.
         #[arg(long, env = "EDGE_NODE_SKEW_MARGIN_MS", default_value_t = shared::limits::SKEW_MARGIN_MS)]
         skew_margin_ms: i64,
+        /// Claim an older sync protocol (testing upgrades).
+        #[arg(long, hide = true, env = "EDGE_NODE_SYNC_PROTOCOL", default_value_t = shared::protocol::PROTOCOL)]
+        sync_protocol: u32,
         /// Serve HTTPS with this PEM certificate chain (with --tls-key).
         #[arg(long, value_name = "FILE", requires = "tls_key")]
         tls_cert: Option<PathBuf>,
@@ -179,6 +182,7 @@ fn run(cli: Cli) -> Result<()> {
             listen,
             clock_offset_ms,
             skew_margin_ms,
+            sync_protocol,
             tls_cert,
             tls_key,
         } => {
@@ -192,7 +196,10 @@ fn run(cli: Cli) -> Result<()> {
             let store = Store::open_with(
                 &data_dir,
                 Arc::new(clock),
-                store::StoreSettings { skew_margin_ms },
+                store::StoreSettings {
+                    skew_margin_ms,
+                    sync_protocol,
+                },
             )?;
             serve(store, listen, tls)
         }

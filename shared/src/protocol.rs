@@ -139,10 +139,42 @@ pub struct InboxEvent {
     pub event: Event,
 }
 
-/// `GET /v1/sync/pull?after=N&wait_ms=M`.
+/// The sync protocol this build speaks: which event kinds it understands.
+/// 1 is the first; 2 adds `location_joined`. A device says which it speaks
+/// when it pulls (`protocol=N`, 1 when absent), and the hub sends it no
+/// event it could not read.
+pub const PROTOCOL: u32 = 2;
+
+/// The protocol that introduced `kind`.
+pub fn kind_protocol(kind: &str) -> u32 {
+    match kind {
+        "location_joined" => 2,
+        _ => 1,
+    }
+}
+
+/// The protocol a device needs to read `event`, including what a relay
+/// carries.
+pub fn event_protocol(event: &Event) -> u32 {
+    let inner = event
+        .body
+        .get("event")
+        .and_then(|e| e.get("kind"))
+        .and_then(|k| k.as_str())
+        .filter(|_| event.kind == "relayed")
+        .map_or(1, kind_protocol);
+    kind_protocol(&event.kind).max(inner)
+}
+
+/// `GET /v1/sync/pull?after=N&wait_ms=M&protocol=P`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PullResponse {
     pub events: Vec<InboxEvent>,
+    /// Set when the next event needs a newer protocol than the caller
+    /// speaks: `events` stops before it, and the device must be upgraded
+    /// to receive anything more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade_to_protocol: Option<u32>,
 }
 
 /// `GET /v1/sync/log?after=N`: the caller's own log as the hub holds it.
@@ -158,4 +190,38 @@ pub struct ResetResponse {
     pub epoch: u32,
     pub epoch_start_seq: u64,
     pub head: HeadRef,
+}
+
+#[cfg(test)]
+mod protocol_tests {
+    use super::*;
+    use crate::event::{ChainHead, EventBody};
+
+    #[test]
+    fn an_event_needs_the_protocol_of_its_kind_and_of_what_it_relays() {
+        let hub = |body: EventBody| Event::next(ChainHead::EMPTY, ParticipantId::Hub, 0, 1, body);
+        let joined = hub(EventBody::LocationJoined {
+            location: LocationId::parse("store-2").expect("id"),
+            name: "Store 2".into(),
+        });
+        assert_eq!(event_protocol(&joined), 2);
+        let relay = |event: Event| {
+            hub(EventBody::Relayed {
+                event: Box::new(event),
+            })
+        };
+        assert_eq!(event_protocol(&relay(joined.clone())), 2);
+        let adjusted = Event::next(
+            ChainHead::EMPTY,
+            ParticipantId::parse("store-2").expect("id"),
+            1,
+            1,
+            EventBody::PoolAdjusted {
+                pool: crate::PoolId::parse("store-2:cups").expect("id"),
+                delta: 1,
+            },
+        );
+        assert_eq!(event_protocol(&adjusted), 1);
+        assert_eq!(event_protocol(&relay(adjusted)), 1);
+    }
 }

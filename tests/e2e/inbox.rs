@@ -116,3 +116,63 @@ async fn a_store_clock_off_by_a_minute_is_flagged_at_the_store_and_the_hub() {
     let cli = e2e::run(&world.bins.edge, store.path(), &["status"]);
     assert!(cli.contains("ALERT"), "{cli}");
 }
+
+/// A store older than the hub gets every event it can read, stops before
+/// the first it cannot (nothing is skipped), and says it needs an update;
+/// once updated it takes in the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_older_than_the_hub_is_told_to_update_and_loses_nothing() {
+    let mut world = World::quick();
+    world.start_hub();
+    let mut old = Store::enroll(&world, "store-1");
+    old.env.push(("EDGE_NODE_SYNC_PROTOCOL".into(), "1".into()));
+    old.start(&world);
+    // store-2 joins: its introduction needs protocol 2; its catalog, which
+    // follows it in store-1's inbox, would not.
+    let mut other = Store::enroll(&world, "store-2");
+    other.start(&world);
+    other.stock(&world, "store-2:cups", 5).await;
+    other.synced(&world, Duration::from_secs(30)).await;
+
+    let told = eventually(
+        Duration::from_secs(30),
+        "the old store to say it needs an update",
+        || async {
+            let status = old.status(&world).await;
+            status["error"]
+                .as_str()
+                .filter(|e| e.contains("update edge-node"))
+                .map(str::to_owned)
+        },
+    )
+    .await;
+    assert!(told.contains("protocol 2"), "{told}");
+    let (status, _) = old.api_get(&world, "/pools/store-2:cups").await;
+    assert_eq!(status, 404, "nothing past the unreadable event");
+
+    old.kill();
+    old.env.clear();
+    old.start(&world);
+    eventually(
+        Duration::from_secs(30),
+        "the updated store to take in the rest",
+        || async { (old.api_get(&world, "/pools/store-2:cups").await.0 == 200).then_some(()) },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "the update warning to clear",
+        || async { old.status(&world).await["error"].is_null().then_some(()) },
+    )
+    .await;
+    // The introduction itself arrived too: store-1 may now grant to store-2.
+    old.stock(&world, "store-1:beans", 10).await;
+    let (status, body) = old
+        .api_post(
+            &world,
+            "/pools/store-1:beans/allotments",
+            &json!({"to": "store-2", "units": 2}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+}

@@ -74,12 +74,16 @@ pub struct StoreSettings {
     /// decision before giving up (DESIGN section 6: 30 s by default); also
     /// the scale of the clock-offset alert (half of it).
     pub skew_margin_ms: i64,
+    /// The sync protocol this node says it speaks when it pulls; older
+    /// than [`shared::protocol::PROTOCOL`] only to test upgrades.
+    pub sync_protocol: u32,
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
         Self {
             skew_margin_ms: shared::limits::SKEW_MARGIN_MS,
+            sync_protocol: shared::protocol::PROTOCOL,
         }
     }
 }

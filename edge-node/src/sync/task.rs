@@ -398,8 +398,9 @@ impl Sync {
                 }
             };
             let backlog = self.store.head_seq().borrow().saturating_sub(acked);
+            let protocol = self.store.settings().sync_protocol;
             let path = format!(
-                "/v1/sync/pull?after={cursor}&wait_ms={LONG_POLL_MAX_MS}&backlog={backlog}"
+                "/v1/sync/pull?after={cursor}&wait_ms={LONG_POLL_MAX_MS}&backlog={backlog}&protocol={protocol}"
             );
             let timeout = REQUEST_TIMEOUT + Duration::from_millis(LONG_POLL_MAX_MS);
             let exchange = tokio::select! {
@@ -410,6 +411,7 @@ impl Sync {
                 Ok(exchange) => {
                     backoff.reset();
                     let events = exchange.value.events;
+                    let upgrade = exchange.value.upgrade_to_protocol;
                     let offset = exchange.clock_offset_ms;
                     let applied = if events.is_empty() {
                         Ok(0)
@@ -418,9 +420,17 @@ impl Sync {
                             .write(move |ctx| ops::apply_inbox(ctx, &events))
                             .await
                     };
-                    let error = applied.as_ref().err().map(ToString::to_string);
+                    let mut error = applied.as_ref().err().map(ToString::to_string);
                     if let Some(e) = &error {
                         tracing::error!(error = %e, "cannot apply inbox events");
+                    }
+                    if let (None, Some(needs)) = (&error, upgrade) {
+                        let message = format!(
+                            "the hub sends sync protocol {needs} and this edge-node speaks \
+                             {protocol}: update edge-node to receive orders and units again"
+                        );
+                        tracing::error!("{message}");
+                        error = Some(message);
                     }
                     let _ = self
                         .record(|h| {

@@ -302,6 +302,10 @@ struct PullQuery {
     after: u64,
     #[serde(default)]
     wait_ms: Option<u64>,
+    /// The sync protocol the device speaks; devices that do not say speak
+    /// the first.
+    #[serde(default)]
+    protocol: Option<u32>,
 }
 
 pub async fn pull(State(state): State<AppState>, request: Request) -> Response {
@@ -314,7 +318,8 @@ pub async fn pull(State(state): State<AppState>, request: Request) -> Response {
         );
         let deadline = tokio::time::Instant::now() + wait;
         let mut changes = state.inboxes.subscribe(&location);
-        let events = loop {
+        let speaks = q.protocol.unwrap_or(1);
+        let mut events = loop {
             let events = state
                 .storage
                 .inbox(&location, q.after, PULL_EVENTS_MAX)
@@ -327,7 +332,24 @@ pub async fn pull(State(state): State<AppState>, request: Request) -> Response {
                 _ => break events,
             }
         };
-        Ok(signed_ok(&state, &signed.nonce, &PullResponse { events }))
+        // Nothing is skipped: the device gets what it can read, up to the
+        // first event it cannot, and is told to upgrade.
+        let unreadable = events
+            .iter()
+            .position(|e| shared::protocol::event_protocol(&e.event) > speaks);
+        let upgrade_to_protocol = unreadable.map(|at| {
+            let needs = shared::protocol::event_protocol(&events[at].event);
+            events.truncate(at);
+            needs
+        });
+        Ok(signed_ok(
+            &state,
+            &signed.nonce,
+            &PullResponse {
+                events,
+                upgrade_to_protocol,
+            },
+        ))
     })
     .await
 }
