@@ -71,7 +71,13 @@ enum Command {
         #[arg(long, env = "EDGE_NODE_SKEW_MARGIN_MS", default_value_t = shared::limits::SKEW_MARGIN_MS)]
         skew_margin_ms: i64,
         /// Claim an older sync protocol (testing upgrades).
-        #[arg(long, hide = true, env = "EDGE_NODE_SYNC_PROTOCOL", default_value_t = shared::protocol::PROTOCOL)]
+        #[arg(
+            long,
+            hide = true,
+            env = "EDGE_NODE_SYNC_PROTOCOL",
+            default_value_t = shared::protocol::PROTOCOL,
+            value_parser = clap::value_parser!(u32).range(1..=i64::from(shared::protocol::PROTOCOL))
+        )]
         sync_protocol: u32,
         /// Serve HTTPS with this PEM certificate chain (with --tls-key).
         #[arg(long, value_name = "FILE", requires = "tls_key")]

@@ -153,15 +153,15 @@ pub fn kind_protocol(kind: &str) -> u32 {
     }
 }
 
-/// The protocol a device needs to read `event`, including what a relay
-/// carries.
+/// The protocol a device needs to read `event`, including what a relay or
+/// an observation carries.
 pub fn event_protocol(event: &Event) -> u32 {
     let inner = event
         .body
         .get("event")
         .and_then(|e| e.get("kind"))
         .and_then(|k| k.as_str())
-        .filter(|_| event.kind == "relayed")
+        .filter(|_| matches!(event.kind.as_str(), "relayed" | "observed"))
         .map_or(1, kind_protocol);
     kind_protocol(&event.kind).max(inner)
 }

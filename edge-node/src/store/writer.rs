@@ -318,7 +318,9 @@ fn run_isolated(ctx: &mut WriteCtx<'_>, job: &mut dyn Job) -> StoreResult<()> {
         // anyway, only rolling back the whole batch undoes it.
         let changes = ctx.conn.total_changes();
         if !job.run(ctx) {
-            if ctx.conn.total_changes() != changes {
+            // SQLite ends the whole transaction itself on some errors (disk
+            // full, I/O): later jobs must not run outside it.
+            if ctx.conn.is_autocommit() || ctx.conn.total_changes() != changes {
                 return Err(StoreError::Internal(
                     "a write failed part-way; its batch was rolled back".into(),
                 ));
@@ -329,7 +331,13 @@ fn run_isolated(ctx: &mut WriteCtx<'_>, job: &mut dyn Job) -> StoreResult<()> {
         return Ok(());
     }
     exec(ctx.conn, "SAVEPOINT job")?;
-    if job.run(ctx) {
+    let ok = job.run(ctx);
+    if ctx.conn.is_autocommit() {
+        return Err(StoreError::Internal(
+            "the database ended the transaction; its batch was rolled back".into(),
+        ));
+    }
+    if ok {
         exec(ctx.conn, "RELEASE job")?;
     } else {
         exec(ctx.conn, "ROLLBACK TO job")?;

@@ -409,7 +409,6 @@ impl Sync {
             };
             match exchange {
                 Ok(exchange) => {
-                    backoff.reset();
                     let events = exchange.value.events;
                     let upgrade = exchange.value.upgrade_to_protocol;
                     let offset = exchange.clock_offset_ms;
@@ -443,7 +442,9 @@ impl Sync {
                             }
                         })
                         .await;
-                    if error.is_some() && !self.pause(backoff.next()).await {
+                    if error.is_none() {
+                        backoff.reset();
+                    } else if !self.pause(backoff.next()).await {
                         return;
                     }
                 }

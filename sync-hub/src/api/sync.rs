@@ -337,6 +337,11 @@ pub async fn pull(State(state): State<AppState>, request: Request) -> Response {
         let unreadable = events
             .iter()
             .position(|e| shared::protocol::event_protocol(&e.event) > speaks);
+        if unreadable == Some(0) {
+            // Nothing it can read: answer at the end of the long poll, so a
+            // device that does not know to back off does not poll in a loop.
+            tokio::time::sleep_until(deadline).await;
+        }
         let upgrade_to_protocol = unreadable.map(|at| {
             let needs = shared::protocol::event_protocol(&events[at].event);
             events.truncate(at);
