@@ -362,3 +362,52 @@ async fn unsigned_and_unknown_callers_get_nothing() {
     assert_eq!(status, 401);
     world.kill_hub();
 }
+
+/// A device that speaks an older protocol never gets an event it cannot
+/// read. With nothing readable, the hub answers at the end of the long poll
+/// (so an old device does not poll in a loop) and says what it needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_gets_no_event_newer_than_its_protocol() {
+    let mut world = World::new();
+    world.start_hub();
+    let first = Device::enroll(&world, "store-9").await;
+    // Enrolling store-8 introduces it to store-9: a protocol 2 event.
+    Device::enroll(&world, "store-8").await;
+
+    let started = std::time::Instant::now();
+    let (status, old) = first
+        .send(
+            &world,
+            "GET",
+            "/v1/sync/pull?after=0&wait_ms=1000",
+            &mut Vec::new(),
+            Twist::default(),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{old}");
+    assert_eq!(old["events"], json!([]), "{old}");
+    assert_eq!(old["upgrade_to_protocol"], 2, "{old}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(1000),
+        "the hub waited out the long poll"
+    );
+
+    let (status, current) = first
+        .send(
+            &world,
+            "GET",
+            "/v1/sync/pull?after=0&wait_ms=0&protocol=2",
+            &mut Vec::new(),
+            Twist::default(),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{current}");
+    assert_eq!(current["events"][0]["event"]["kind"], "location_joined");
+    assert_eq!(
+        current["events"][0]["event"]["body"]["location"], "store-8",
+        "{current}"
+    );
+    assert!(current.get("upgrade_to_protocol").is_none(), "{current}");
+}
