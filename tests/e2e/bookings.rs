@@ -395,28 +395,10 @@ async fn a_manager_gives_units_to_another_location_and_takes_them_back() {
     grantee.start(&world);
     owner.stock(&world, "store-1:beans", 10).await;
 
-    e2e::install_crypto();
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
+    let http = e2e::form_client();
     let base = owner.base();
-    let signed_in = http
-        .post(format!("{base}/signin"))
-        .header("origin", &base)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("name=Bob&pin=1357")
-        .send()
-        .await
-        .expect("sign in");
-    let cookie = signed_in
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix("edge_session="))
-        .map(|v| format!("edge_session={}", v.split(';').next().unwrap_or_default()))
-        .expect("a session");
+    let cookie =
+        e2e::session_cookie(&e2e::sign_in(&http, &base, "Bob", "1357").await).expect("a session");
     let page = || async {
         http.get(format!("{base}/manager"))
             .header("cookie", &cookie)

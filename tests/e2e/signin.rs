@@ -3,9 +3,8 @@
 
 use std::process::Command;
 
-use e2e::{Served, last_line, run};
+use e2e::{Served, last_line, run, session_cookie};
 use reqwest::StatusCode;
-use reqwest::redirect::Policy;
 
 use crate::world::bins;
 
@@ -40,32 +39,12 @@ fn shop() -> Shop {
 }
 
 fn client() -> reqwest::Client {
-    e2e::install_crypto();
-    reqwest::Client::builder()
-        .redirect(Policy::none())
-        .build()
-        .expect("client")
+    e2e::form_client()
 }
 
-/// Posts the sign-in form as the store's own page would.
+/// Signs Alice in with `pin`.
 async fn sign_in(http: &reqwest::Client, base: &str, pin: &str) -> reqwest::Response {
-    http.post(format!("{base}/signin"))
-        .header("origin", base)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("name=Alice&pin={pin}"))
-        .send()
-        .await
-        .expect("sign in")
-}
-
-fn session_cookie(response: &reqwest::Response) -> Option<String> {
-    response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("edge_session="))
-        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+    e2e::sign_in(http, base, "Alice", pin).await
 }
 
 #[tokio::test]

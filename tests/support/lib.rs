@@ -27,6 +27,44 @@ pub fn http() -> reqwest::Client {
         .expect("http client")
 }
 
+/// A client for the LAN UI's forms: redirects are answers to look at, not
+/// to follow.
+pub fn form_client() -> reqwest::Client {
+    install_crypto();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client")
+}
+
+/// Posts the sign-in form of the store at `base` as its own page would.
+pub async fn sign_in(
+    http: &reqwest::Client,
+    base: &str,
+    name: &str,
+    pin: &str,
+) -> reqwest::Response {
+    http.post(format!("{base}/signin"))
+        .header("origin", base)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("name={name}&pin={pin}"))
+        .send()
+        .await
+        .expect("sign in")
+}
+
+/// The `edge_session=...` cookie a sign-in set, if it set one.
+pub fn session_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("edge_session="))
+        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+}
+
 /// Runs a command to completion; panics with its stderr if it fails.
 pub fn run(bin: &Path, dir: &Path, args: &[&str]) -> String {
     let out = Command::new(bin)
