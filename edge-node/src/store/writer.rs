@@ -104,6 +104,8 @@ trait Job: Send {
     fn run(&mut self, ctx: &mut WriteCtx<'_>) -> bool;
     /// Whether the work runs in a savepoint of its own.
     fn guarded(&self) -> bool;
+    /// Why the work failed, once it has run and failed.
+    fn failure(&self) -> Option<String>;
     /// Answers the caller once the batch's fate is known.
     fn finish(self: Box<Self>, commit: Result<(), &StoreError>);
 }
@@ -142,6 +144,13 @@ where
 
     fn guarded(&self) -> bool {
         self.guarded
+    }
+
+    fn failure(&self) -> Option<String> {
+        match &self.outcome {
+            Some(Err(e)) => Some(e.to_string()),
+            _ => None,
+        }
     }
 
     fn finish(self: Box<Self>, commit: Result<(), &StoreError>) {
@@ -321,6 +330,10 @@ fn run_isolated(ctx: &mut WriteCtx<'_>, job: &mut dyn Job) -> StoreResult<()> {
             // SQLite ends the whole transaction itself on some errors (disk
             // full, I/O): later jobs must not run outside it.
             if ctx.conn.is_autocommit() || ctx.conn.total_changes() != changes {
+                tracing::error!(
+                    error = job.failure().unwrap_or_default(),
+                    "a write failed part-way; rolling back its batch"
+                );
                 return Err(StoreError::Internal(
                     "a write failed part-way; its batch was rolled back".into(),
                 ));
@@ -333,6 +346,10 @@ fn run_isolated(ctx: &mut WriteCtx<'_>, job: &mut dyn Job) -> StoreResult<()> {
     exec(ctx.conn, "SAVEPOINT job")?;
     let ok = job.run(ctx);
     if ctx.conn.is_autocommit() {
+        tracing::error!(
+            error = job.failure().unwrap_or_default(),
+            "the database ended the transaction; rolling back its batch"
+        );
         return Err(StoreError::Internal(
             "the database ended the transaction; its batch was rolled back".into(),
         ));
