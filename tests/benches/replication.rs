@@ -15,10 +15,10 @@
 //! `cargo bench -p e2e --bench replication`
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use e2e::{Served, last_line, run};
 use edge_node::store::ops::{self, NewBooking, NewPool, NewResource};
 use edge_node::store::{Store, SystemClock, queries};
 use serde_json::json;
@@ -28,61 +28,26 @@ use shared::{Channel, ResourceKind};
 const HUB: &str = env!("CARGO_BIN_EXE_e2e-sync-hub");
 const EDGE: &str = env!("CARGO_BIN_EXE_e2e-edge-node");
 
+/// Runs `bin --data-dir dir args`; returns the last line it printed.
+fn cli(bin: &str, dir: &Path, args: &[&str]) -> String {
+    last_line(&run(Path::new(bin), dir, args))
+}
+
+fn start_hub(dir: &Path, port: u16) -> Served {
+    Served::start(
+        Path::new(HUB),
+        dir,
+        &format!("127.0.0.1:{port}"),
+        &[],
+        &[("RUST_LOG", "warn")],
+    )
+}
+
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn cli(bin: &str, dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(bin)
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf8")
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .trim()
-        .to_owned()
-}
-
-struct Hub(Child);
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_hub(dir: &Path, port: u16) -> Hub {
-    let mut child = Command::new(HUB)
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn hub");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
-        &mut line,
-    )
-    .expect("read");
-    assert!(line.starts_with("listening on"), "{line}");
-    Hub(child)
 }
 
 fn hub_head(dir: &Path) -> u64 {

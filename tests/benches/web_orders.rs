@@ -9,73 +9,36 @@
 //!
 //! `cargo bench -p e2e --bench web_orders`
 
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use e2e::{Served, last_line, run};
 
 use serde_json::{Value, json};
 
 const HUB: &str = env!("CARGO_BIN_EXE_e2e-sync-hub");
 const EDGE: &str = env!("CARGO_BIN_EXE_e2e-edge-node");
 
+/// Runs `bin --data-dir dir args`; returns the last line it printed.
+fn cli(bin: &str, dir: &Path, args: &[&str]) -> String {
+    last_line(&run(Path::new(bin), dir, args))
+}
+
+fn serve(bin: &str, dir: &Path) -> Served {
+    Served::start(
+        Path::new(bin),
+        dir,
+        "127.0.0.1:0",
+        &[],
+        &[("RUST_LOG", "warn")],
+    )
+}
+
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn cli(bin: &str, dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(bin)
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf8")
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .trim()
-        .to_owned()
-}
-
-struct Served(Child, String);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(bin: &str, dir: &Path, listen: &str) -> Served {
-    let mut child = Command::new(bin)
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["serve", "--listen", listen])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read");
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("address")
-        .to_owned();
-    Served(child, base)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -124,14 +87,14 @@ fn main() {
             "UTC",
         ],
     );
-    let hub = serve(HUB, &hub_dir, "127.0.0.1:0");
+    let hub = serve(HUB, &hub_dir);
     cli(
         EDGE,
         &edge_dir,
-        &["enroll", "--hub", &hub.1, "--token", &token],
+        &["enroll", "--hub", &hub.base, "--token", &token],
     );
     let manager = cli(EDGE, &edge_dir, &["token", "create", "--role", "manager"]);
-    let edge = serve(EDGE, &edge_dir, "127.0.0.1:0");
+    let edge = serve(EDGE, &edge_dir);
 
     tokio::runtime::Runtime::new().expect("runtime").block_on(async {
         let http = reqwest::Client::new();
@@ -140,7 +103,7 @@ fn main() {
             ("pools", json!({"resource_id": "bench:pool", "capacity": 1_000_000_000, "id": "bench:pool"})),
         ] {
             let status = http
-                .post(format!("{}/api/v1/{path}", edge.1))
+                .post(format!("{}/api/v1/{path}", edge.base))
                 .bearer_auth(&manager)
                 .json(&body)
                 .send()
@@ -151,7 +114,7 @@ fn main() {
         }
         loop {
             let pools: Value = http
-                .get(format!("{}/v1/pools?location=bench", hub.1))
+                .get(format!("{}/v1/pools?location=bench", hub.base))
                 .bearer_auth(&key)
                 .send()
                 .await
@@ -166,12 +129,12 @@ fn main() {
         }
         // Warm-up.
         for n in 0..20 {
-            order(&http, &hub.1, &key, n).await;
+            order(&http, &hub.base, &key, n).await;
         }
 
         let mut latencies = Vec::with_capacity(orders as usize);
         for n in 0..orders {
-            let (took, booking) = order(&http, &hub.1, &key, n).await;
+            let (took, booking) = order(&http, &hub.base, &key, n).await;
             assert_eq!(booking["decided_by"], "bench", "decided by the store");
             latencies.push(took);
         }
@@ -181,7 +144,7 @@ fn main() {
         let run_for = Duration::from_secs(seconds);
         let tasks: Vec<_> = (0..32u64)
             .map(|c| {
-                let (http, hub, key) = (http.clone(), hub.1.clone(), key.clone());
+                let (http, hub, key) = (http.clone(), hub.base.clone(), key.clone());
                 tokio::spawn(async move {
                     let mut mine = Vec::new();
                     let mut n = 0;

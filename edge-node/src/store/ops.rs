@@ -638,6 +638,17 @@ pub fn rewind_acked(ctx: &mut WriteCtx<'_>, acked_seq: u64) -> StoreResult<()> {
 }
 
 /// The owner asks `from` to give back up to `units` of its allotment.
+/// Units of `pool` this node, as owner, granted to `grantee` and has not had
+/// back.
+fn granted_to(ctx: &WriteCtx<'_>, pool: &PoolId, grantee: &ParticipantId) -> StoreResult<i64> {
+    Ok(ctx
+        .conn()
+        .prepare_cached(
+            "SELECT coalesce(sum(units), 0) FROM allotments WHERE pool_id = ?1 AND grantee = ?2",
+        )?
+        .query_row(params![pool.as_str(), grantee.as_str()], |r| r.get(0))?)
+}
+
 pub fn recall_allotment(
     ctx: &mut WriteCtx<'_>,
     id: &PoolId,
@@ -651,12 +662,7 @@ pub fn recall_allotment(
             "units must be between 1 and {POOL_CAPACITY_MAX}"
         )));
     }
-    let granted: i64 = ctx
-        .conn()
-        .prepare_cached(
-            "SELECT coalesce(sum(units), 0) FROM allotments WHERE pool_id = ?1 AND grantee = ?2",
-        )?
-        .query_row(params![id.as_str(), from.as_str()], |r| r.get(0))?;
+    let granted = granted_to(ctx, id, from)?;
     if granted == 0 {
         return Err(StoreError::Conflict(format!(
             "{from} holds no units of pool {id}"
@@ -912,12 +918,7 @@ fn apply_one(ctx: &mut WriteCtx<'_>, hub_seq: u64, event: shared::Event) -> Stor
             )?;
         }
         EventBody::AllotmentReturned { pool, units, .. } if pool_row(ctx, &pool)?.owner == me => {
-            let granted: i64 = ctx
-                .conn()
-                .prepare_cached(
-                    "SELECT coalesce(sum(units), 0) FROM allotments WHERE pool_id = ?1 AND grantee = ?2",
-                )?
-                .query_row(params![pool.as_str(), from.as_str()], |r| r.get(0))?;
+            let granted = granted_to(ctx, &pool, &from)?;
             let units = units.min(granted);
             if units <= 0 {
                 return Ok(());

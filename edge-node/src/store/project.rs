@@ -297,46 +297,23 @@ fn observe(
             )?
             .execute(params![location.as_str(), name, at_ms])?;
         }
-        EventBody::ResourceCreated {
-            id,
-            owner,
-            name,
-            kind,
-        } => {
-            conn.prepare_cached(
-                "INSERT OR IGNORE INTO resources (id, owner, name, kind, created_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
-                id.as_str(),
-                owner.as_str(),
-                name,
-                kind.as_str(),
-                at_ms
-            ])?;
+        // Another location's catalog, taken in once (it can arrive again
+        // after a reset): the same rows its own events would make here.
+        EventBody::ResourceCreated { id, .. } => {
+            let known = conn
+                .prepare_cached("SELECT 1 FROM resources WHERE id = ?1")?
+                .exists([id.as_str()])?;
+            if !known {
+                apply(conn, me, &body, at_ms)?;
+            }
         }
-        EventBody::PoolCreated {
-            id,
-            resource_id,
-            owner,
-            capacity,
-            starts_at_ms,
-            ends_at_ms,
-        } => {
-            conn.prepare_cached(
-                "INSERT OR IGNORE INTO pools (id, resource_id, owner, capacity, starts_at_ms, ends_at_ms,
-                                    allotted, used, created_at_ms, updated_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0, ?7, ?7)",
-            )?
-            .execute(params![
-                id.as_str(),
-                resource_id.as_str(),
-                owner.as_str(),
-                capacity,
-                starts_at_ms,
-                ends_at_ms,
-                at_ms
-            ])?;
+        EventBody::PoolCreated { id, .. } => {
+            let known = conn
+                .prepare_cached("SELECT 1 FROM pools WHERE id = ?1")?
+                .exists([id.as_str()])?;
+            if !known {
+                apply(conn, me, &body, at_ms)?;
+            }
         }
         EventBody::BookingCreated {
             id,
