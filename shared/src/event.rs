@@ -39,7 +39,13 @@ impl Hash {
     }
 
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        let mut buf = [0u8; 64];
+        self.write_hex_str(&mut buf).to_owned()
+    }
+
+    /// [`Self::write_hex`] as a `str`.
+    pub fn write_hex_str<'a>(&self, buf: &'a mut [u8; 64]) -> &'a str {
+        std::str::from_utf8(self.write_hex(buf)).expect("hex digits are ASCII")
     }
 
     /// Lower-case hex into `buf`, without allocating.
@@ -294,18 +300,18 @@ impl Event {
 
     /// The canonical bytes the hash and signatures cover.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        self.canonical_bytes_with(canonical_json(&self.body))
+        self.canonical_bytes_with(&canonical_json(&self.body))
     }
 
     /// The hash and the canonical body together, for a writer that stores
     /// both: the body is canonicalised once.
     pub fn sealed(&self) -> (Hash, String) {
         let body = canonical_json(&self.body);
-        let hash = Hash::of(&self.canonical_bytes_with(body.clone()));
+        let hash = Hash::of(&self.canonical_bytes_with(&body));
         (hash, body)
     }
 
-    fn canonical_bytes_with(&self, body: String) -> Vec<u8> {
+    fn canonical_bytes_with(&self, body: &str) -> Vec<u8> {
         fn field(out: &mut Vec<u8>, bytes: &[u8]) {
             let len = u32::try_from(bytes.len()).expect("event fields are far below 4 GiB");
             out.extend_from_slice(&len.to_be_bytes());

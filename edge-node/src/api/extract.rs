@@ -13,11 +13,11 @@ use serde_json::Value;
 use super::error::ApiError;
 use shared::limits::REQUEST_BODY_MAX_BYTES;
 
-/// The raw JSON of a request body, bounded by the body limit.
+/// The bytes of a request body, bounded by the body limit; empty is a 400.
 #[derive(Debug)]
-pub struct RawJson(pub Value);
+pub struct RawBody(pub Bytes);
 
-impl<S: Send + Sync> FromRequest<S> for RawJson {
+impl<S: Send + Sync> FromRequest<S> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -35,14 +35,16 @@ impl<S: Send + Sync> FromRequest<S> for RawJson {
                 "the request body must be a JSON object",
             ));
         }
-        serde_json::from_slice(&bytes).map(RawJson).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                format!("malformed JSON: {e}"),
-            )
-        })
+        Ok(Self(bytes))
     }
+}
+
+fn malformed(e: serde_json::Error) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_json",
+        format!("malformed JSON: {e}"),
+    )
 }
 
 /// A JSON body parsed into `T`: unknown fields, wrong types and missing
@@ -54,20 +56,41 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let RawJson(value) = RawJson::from_request(req, state).await?;
-        parse_value(value).map(JsonBody)
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
+        parse_bytes(&bytes).map(JsonBody)
+    }
+}
+
+/// Parses JSON bytes straight into `T`, without building a `Value` first.
+/// Malformed JSON is `invalid_json`; JSON of the wrong shape is a 400 that
+/// names the field, as from [`parse_value`].
+pub fn parse_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut json = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        if matches!(
+            e.inner().classify(),
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof
+        ) {
+            return malformed(e.into_inner());
+        }
+        shape_error(&e.path().to_string(), e.inner())
+    })?;
+    // Trailing characters after the value.
+    json.end().map_err(malformed)?;
+    Ok(value)
+}
+
+fn shape_error(path: &str, e: &dyn std::fmt::Display) -> ApiError {
+    if path == "." {
+        ApiError::bad_request(format!("invalid request: {e}"))
+    } else {
+        ApiError::bad_request(format!("invalid request at {path}: {e}"))
     }
 }
 
 pub fn parse_value<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        if path == "." {
-            ApiError::bad_request(format!("invalid request: {}", e.inner()))
-        } else {
-            ApiError::bad_request(format!("invalid request at {path}: {}", e.inner()))
-        }
-    })
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| shape_error(&e.path().to_string(), e.inner()))
 }
 
 /// A single path parameter parsed into an id type; a malformed id is a 400,

@@ -24,7 +24,7 @@ use crate::store::ops::{self, NewBooking, NewPool, NewResource};
 use crate::store::queries::{self, BookingFilter, BookingView, PoolFilter, PoolView, ResourceView};
 use crate::store::{Store, StoreError};
 use error::{ApiError, ApiResult};
-use extract::{IdPath, JsonBody, QueryParams, RawJson, parse_value};
+use extract::{IdPath, JsonBody, QueryParams, RawBody, parse_bytes, parse_value};
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Debug, Clone)]
@@ -374,13 +374,19 @@ async fn create_booking(
     principal: Principal,
     State(state): State<AppState>,
     headers: HeaderMap,
-    RawJson(raw): RawJson,
+    RawBody(bytes): RawBody,
 ) -> ApiResult<Response> {
     principal.require(Role::Kiosk)?;
     let key = idempotency_key(&headers)?;
-    // Only a keyed request needs its canonical hash.
-    let request_hash = key.as_ref().map(|_| hash_token(&canonical_json(&raw)));
-    let request: CreateBooking = parse_value(raw)?;
+    // Only a keyed request needs its canonical hash, and with it the
+    // request as a `Value`; the rest is parsed straight into its type.
+    let (request, request_hash): (CreateBooking, _) = if key.is_some() {
+        let raw: serde_json::Value = parse_bytes(&bytes)?;
+        let hash = hash_token(&canonical_json(&raw));
+        (parse_value(raw)?, Some(hash))
+    } else {
+        (parse_bytes(&bytes)?, None)
+    };
     let new = NewBooking {
         request,
         channel: principal.channel(),

@@ -47,6 +47,10 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!(
         "../../../migrations/edge-node/0004_locations.sql"
     )),
+    M::up(include_str!(
+        "../../../migrations/edge-node/0005_booking_state_check.sql"
+    ))
+    .foreign_key_check(),
 ];
 
 /// A source of wall-clock time. Injectable so tests can run a node whose
@@ -136,11 +140,7 @@ pub(crate) fn open_connection(path: &Path, flags: OpenFlags) -> StoreResult<Conn
     // Savepoint journals stay in memory: the writer takes one per request,
     // and a temporary file for each would cost more than the work itself.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    let fk: i64 = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
-    if fk != 1 {
-        return Err(StoreError::Setup("SQLite refused foreign_keys = ON".into()));
-    }
+    set_foreign_keys(&conn, true)?;
     Ok(conn)
 }
 
@@ -160,9 +160,28 @@ pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {
              or newer; the database was left untouched"
         )));
     }
-    migrations()
+    // Rebuilding a table (create, copy, drop, rename) is how SQLite changes
+    // a constraint; with foreign keys on, dropping the old table would
+    // touch every row that refers to it. Migrations that rebuild check the
+    // keys themselves before their transaction commits.
+    set_foreign_keys(conn, false)?;
+    let migrated = migrations()
         .to_latest(conn)
-        .map_err(|e| StoreError::Setup(format!("migrating the database failed: {e}")))
+        .map_err(|e| StoreError::Setup(format!("migrating the database failed: {e}")));
+    set_foreign_keys(conn, true)?;
+    migrated
+}
+
+fn set_foreign_keys(conn: &Connection, on: bool) -> StoreResult<()> {
+    conn.pragma_update(None, "foreign_keys", on)?;
+    let now: bool = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+    if now != on {
+        return Err(StoreError::Setup(format!(
+            "SQLite refused foreign_keys = {}",
+            if on { "ON" } else { "OFF" }
+        )));
+    }
+    Ok(())
 }
 
 pub(crate) fn read_node(conn: &Connection) -> StoreResult<Option<NodeInfo>> {

@@ -306,7 +306,8 @@ pub fn create_booking(ctx: &mut WriteCtx<'_>, new: NewBooking) -> StoreResult<Bo
     let mut owner: Option<ParticipantId> = None;
     let mut shortfall: Option<StoreError> = None;
     for line in &lines {
-        let row = pool_row(ctx, &line.pool_id)?;
+        let row = queries::pool_standing_of(ctx.conn(), &line.pool_id)?
+            .ok_or_else(|| StoreError::not_found("pool", &line.pool_id))?;
         match &owner {
             None => owner = Some(row.owner.clone()),
             Some(o) if *o != row.owner => {
@@ -319,12 +320,12 @@ pub fn create_booking(ctx: &mut WriteCtx<'_>, new: NewBooking) -> StoreResult<Bo
         if row.ends_at_ms.is_some_and(|end| end <= now) {
             return Err(StoreError::Conflict(format!(
                 "slot {} has already ended",
-                row.id
+                line.pool_id
             )));
         }
-        if let Err(e) = row.holding().reserve(line.quantity) {
+        if let Err(e) = { row.holding }.reserve(line.quantity) {
             shortfall.get_or_insert(StoreError::InsufficientCapacity {
-                pool: row.id.clone(),
+                pool: line.pool_id.clone(),
                 requested: e.requested,
                 available: e.available,
             });

@@ -215,6 +215,39 @@ pub fn pool_row_of(conn: &Connection, id: &PoolId) -> StoreResult<Option<PoolRow
     .transpose()
 }
 
+/// What placing a booking needs to know of a pool: who owns it, when it
+/// ends, and what is charged to this node. Lighter than [`pool_row_of`] on
+/// the hottest path there is.
+#[derive(Debug, Clone)]
+pub struct PoolStanding {
+    pub owner: ParticipantId,
+    pub ends_at_ms: Option<i64>,
+    pub holding: shared::Holding,
+}
+
+pub fn pool_standing_of(conn: &Connection, id: &PoolId) -> StoreResult<Option<PoolStanding>> {
+    conn.prepare_cached("SELECT owner, ends_at_ms, allotted, used FROM pools WHERE id = ?1")?
+        .query_row([id.as_str()], |r| {
+            Ok((
+                r.get_ref(0)?.as_str()?.parse::<ParticipantId>(),
+                r.get(1)?,
+                shared::Holding {
+                    allotted: r.get(2)?,
+                    used: r.get(3)?,
+                },
+            ))
+        })
+        .optional()?
+        .map(|(owner, ends_at_ms, holding)| {
+            Ok(PoolStanding {
+                owner: owner.map_err(|e| StoreError::Corrupt(format!("pool owner: {e}")))?,
+                ends_at_ms,
+                holding,
+            })
+        })
+        .transpose()
+}
+
 fn allotments_of(conn: &Connection, id: &PoolId) -> StoreResult<Vec<AllotmentView>> {
     let mut stmt = conn.prepare_cached(
         "SELECT grantee, units FROM allotments WHERE pool_id = ?1 AND units > 0 ORDER BY grantee",

@@ -15,6 +15,7 @@ use rusqlite::Connection;
 use shared::event::ChainHead;
 use shared::{Event, EventBody, Hash};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
+use uuid::Uuid;
 
 use super::{Clock, NodeInfo, StoreError, StoreResult};
 
@@ -81,16 +82,17 @@ impl WriteCtx<'_> {
 /// Stores an event of this node's own log; returns its hash.
 pub(crate) fn insert_own_event(conn: &Connection, event: &Event) -> StoreResult<Hash> {
     let (hash, body) = event.sealed();
+    let (mut id, mut prev, mut own) = (Uuid::encode_buffer(), [0u8; 64], [0u8; 64]);
     conn.prepare_cached(
         "INSERT INTO events (seq, id, epoch, prev, hash, at_ms, kind, body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(rusqlite::params![
         event.seq as i64,
-        event.id.to_string(),
+        &*event.id.hyphenated().encode_lower(&mut id),
         event.epoch,
-        event.prev.to_hex(),
-        hash.to_hex(),
+        event.prev.write_hex_str(&mut prev),
+        hash.write_hex_str(&mut own),
         event.at_ms,
         event.kind,
         body,

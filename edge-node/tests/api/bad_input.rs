@@ -44,6 +44,18 @@ async fn every_kind_of_bad_booking_is_refused_with_its_status_and_changes_nothin
     let cases: Vec<(&str, String, StatusCode, &str)> = vec![
         ("malformed JSON", "{\"lines\": [".into(), StatusCode::BAD_REQUEST, "invalid_json"),
         ("not JSON at all", "lines=1".into(), StatusCode::BAD_REQUEST, "invalid_json"),
+        (
+            "trailing characters after the object",
+            format!("{} x", json!({"lines": [{"pool_id": pool, "quantity": 1}], "customer": {"name": "A"}})),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            "an array instead of an object",
+            "[1, 2]".into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
         ("empty body", String::new(), StatusCode::BAD_REQUEST, "invalid_request"),
         (
             "unknown field",

@@ -44,6 +44,99 @@ fn a_database_newer_than_the_binary_is_refused_and_left_untouched() {
     assert_eq!(version, 99);
 }
 
+/// A database written by the previous schema (version 4) is brought up to
+/// date on open: bookings and their lines survive the rebuild of the
+/// bookings table, lines still refer to bookings, the state rule still
+/// holds, and inserting a booking no longer builds a temporary b-tree.
+#[test]
+fn an_older_database_is_migrated_with_its_bookings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(store::DB_FILE);
+    {
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .expect("wal");
+        for sql in [
+            include_str!("../../../migrations/edge-node/0001_initial.sql"),
+            include_str!("../../../migrations/edge-node/0002_sync.sql"),
+            include_str!("../../../migrations/edge-node/0003_users.sql"),
+            include_str!("../../../migrations/edge-node/0004_locations.sql"),
+        ] {
+            conn.execute_batch(sql).expect("old schema");
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 4;
+             INSERT INTO node (id, location_id, timezone, epoch, created_at_ms)
+                 VALUES (1, 'store-1', 'UTC', 0, 0);
+             INSERT INTO resources VALUES ('store-1:cups', 'store-1', 'Cups', 'stock', 0);
+             INSERT INTO pools VALUES ('store-1:cups', 'store-1:cups', 'store-1', 10, NULL, NULL,
+                 10, 3, 0, 0);
+             INSERT INTO bookings VALUES ('0190a0a0-0000-7000-8000-000000000001', 'ABC123',
+                 'store-1', 'store-1', 'store-1', 'kiosk', 'held', 'Ada', NULL, NULL, 99, NULL,
+                 0, 0);
+             INSERT INTO booking_lines VALUES ('0190a0a0-0000-7000-8000-000000000001',
+                 'store-1:cups', 3);",
+        )
+        .expect("old rows");
+    }
+    let store = Store::open(dir.path(), Arc::new(SystemClock::default())).expect("open");
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, 5);
+    let (state, quantity): (String, i64) = conn
+        .query_row(
+            "SELECT b.state, l.quantity FROM bookings b JOIN booking_lines l ON l.booking_id = b.id
+             WHERE b.code = 'ABC123'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("the booking and its line survive");
+    assert_eq!((state.as_str(), quantity), ("held", 3));
+    let parent: String = conn
+        .query_row(
+            "SELECT \"table\" FROM pragma_foreign_key_list('booking_lines') WHERE \"from\" = 'booking_id'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("foreign key");
+    assert_eq!(parent, "bookings");
+    let pending: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM bookings INDEXED BY bookings_pending_by_expiry
+             WHERE state IN ('requested', 'held') AND expires_at_ms < 100",
+            [],
+            |r| r.get(0),
+        )
+        .expect("the sweeper's index is back");
+    assert_eq!(pending, 1);
+    let bad = conn.execute(
+        "UPDATE bookings SET state = 'lost' WHERE code = 'ABC123'",
+        [],
+    );
+    assert!(bad.is_err(), "the state rule still holds");
+    let mut explain = conn
+        .prepare(
+            "EXPLAIN INSERT INTO bookings VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
+             ?12, ?13, ?14)",
+        )
+        .expect("explain");
+    let opcodes: Vec<String> = explain
+        .query_map(
+            rusqlite::params_from_iter(std::iter::repeat_n(rusqlite::types::Null, 14)),
+            |r| r.get(1),
+        )
+        .expect("opcodes")
+        .collect::<Result<_, _>>()
+        .expect("opcodes");
+    assert!(
+        !opcodes.iter().any(|op| op == "OpenEphemeral"),
+        "{opcodes:?}"
+    );
+}
+
 #[test]
 fn an_uninitialized_directory_says_what_to_run() {
     let dir = tempfile::tempdir().expect("tempdir");
