@@ -2,7 +2,7 @@
 //! SQLite store, serves the LAN JSON API, and keeps working with the
 //! internet down.
 //!
-//! [`router`] and [`run`] are what the binary and the tests start.
+//! [`app`] and [`run`] are what the binary and the tests start.
 
 pub mod api;
 pub mod auth;
@@ -14,4 +14,4 @@ pub mod sweeper;
 pub mod sync;
 pub mod web;
 
-pub use server::{router, run};
+pub use server::{app, run};

@@ -386,7 +386,7 @@ fn no_request_body_makes_the_api_fail_with_a_server_error() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let app = runtime.block_on(async {
         let store = Store::open(dir.path(), Arc::new(SystemClock::default())).expect("open");
-        let app = edge_node::router(AppState::new(store));
+        let app = edge_node::app(AppState::new(store));
         for (path, body) in [
             (
                 "/api/v1/resources",
