@@ -20,6 +20,8 @@ use uuid::Uuid;
 use crate::booking::{BookingState, Channel, Customer, Line};
 use crate::ids::{BookingId, LocationId, ParticipantId, PoolId, ResourceId};
 
+mod canonical;
+
 /// Separates our event hashes from every other use of SHA-256.
 const DOMAIN_TAG: &[u8] = b"booking-event-v1\0";
 
@@ -261,6 +263,54 @@ pub struct Event {
     pub body: Value,
 }
 
+/// An event as its author stores it: the envelope's fields, the body as
+/// canonical JSON, and the hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedEvent {
+    pub seq: u64,
+    pub id: Uuid,
+    pub epoch: u32,
+    pub prev: Hash,
+    pub at_ms: i64,
+    pub kind: String,
+    pub body: String,
+    pub hash: Hash,
+}
+
+struct Envelope<'a> {
+    origin: &'a ParticipantId,
+    epoch: u32,
+    seq: u64,
+    id: &'a Uuid,
+    prev: &'a Hash,
+    at_ms: i64,
+    kind: &'a str,
+    body: &'a str,
+}
+
+/// The bytes an event's hash and signatures cover: a domain tag, then each
+/// field of the envelope as a 4-byte big-endian length and its text.
+fn envelope_bytes(e: &Envelope<'_>) -> Vec<u8> {
+    fn field(out: &mut Vec<u8>, bytes: &[u8]) {
+        let len = u32::try_from(bytes.len()).expect("event fields are far below 4 GiB");
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(bytes);
+    }
+    let mut out = Vec::with_capacity(DOMAIN_TAG.len() + e.body.len() + 200);
+    out.extend_from_slice(DOMAIN_TAG);
+    let mut id = Uuid::encode_buffer();
+    let mut prev = [0u8; 64];
+    field(&mut out, e.origin.as_str().as_bytes());
+    field(&mut out, e.epoch.to_string().as_bytes());
+    field(&mut out, e.seq.to_string().as_bytes());
+    field(&mut out, e.id.hyphenated().encode_lower(&mut id).as_bytes());
+    field(&mut out, e.prev.write_hex(&mut prev));
+    field(&mut out, e.at_ms.to_string().as_bytes());
+    field(&mut out, e.kind.as_bytes());
+    field(&mut out, e.body.as_bytes());
+    out
+}
+
 /// The last event of a log: what the next one must follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ChainHead {
@@ -312,31 +362,80 @@ impl Event {
     }
 
     fn canonical_bytes_with(&self, body: &str) -> Vec<u8> {
-        fn field(out: &mut Vec<u8>, bytes: &[u8]) {
-            let len = u32::try_from(bytes.len()).expect("event fields are far below 4 GiB");
-            out.extend_from_slice(&len.to_be_bytes());
-            out.extend_from_slice(bytes);
+        envelope_bytes(&Envelope {
+            origin: &self.origin,
+            epoch: self.epoch,
+            seq: self.seq,
+            id: &self.id,
+            prev: &self.prev,
+            at_ms: self.at_ms,
+            kind: &self.kind,
+            body,
+        })
+    }
+
+    /// The event that follows `head` in `origin`'s log, sealed as its
+    /// author stores it: the same kind, body and hash as [`Self::next`]
+    /// followed by [`Self::sealed`], with the body written straight from its
+    /// type instead of through a `Value`.
+    pub fn seal_next(
+        head: ChainHead,
+        origin: &ParticipantId,
+        epoch: u32,
+        at_ms: i64,
+        body: &EventBody,
+    ) -> SealedEvent {
+        let mut members = canonical::members(body).expect("event bodies always serialize");
+        let mut take = |name: &str| {
+            members
+                .iter()
+                .position(|(key, _)| key == name)
+                .map(|i| members.swap_remove(i).1)
+        };
+        let kind: String = take("kind")
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .expect("adjacently tagged: the kind is a string");
+        let body = take("body").unwrap_or_else(|| "null".to_owned());
+        let (seq, id, prev) = (head.seq + 1, Uuid::now_v7(), head.hash);
+        let hash = Hash::of(&envelope_bytes(&Envelope {
+            origin,
+            epoch,
+            seq,
+            id: &id,
+            prev: &prev,
+            at_ms,
+            kind: &kind,
+            body: &body,
+        }));
+        SealedEvent {
+            seq,
+            id,
+            epoch,
+            prev,
+            at_ms,
+            kind,
+            body,
+            hash,
         }
-        let mut out = Vec::with_capacity(DOMAIN_TAG.len() + body.len() + 200);
-        out.extend_from_slice(DOMAIN_TAG);
-        let mut id = Uuid::encode_buffer();
-        let mut prev = [0u8; 64];
-        field(&mut out, self.origin.as_str().as_bytes());
-        field(&mut out, self.epoch.to_string().as_bytes());
-        field(&mut out, self.seq.to_string().as_bytes());
-        field(
-            &mut out,
-            self.id.hyphenated().encode_lower(&mut id).as_bytes(),
-        );
-        field(&mut out, self.prev.write_hex(&mut prev));
-        field(&mut out, self.at_ms.to_string().as_bytes());
-        field(&mut out, self.kind.as_bytes());
-        field(&mut out, body.as_bytes());
-        out
     }
 
     pub fn hash(&self) -> Hash {
         Hash::of(&self.canonical_bytes())
+    }
+
+    /// This event as its author stores it.
+    pub fn to_sealed(&self) -> SealedEvent {
+        let (hash, body) = self.sealed();
+        SealedEvent {
+            seq: self.seq,
+            id: self.id,
+            epoch: self.epoch,
+            prev: self.prev,
+            at_ms: self.at_ms,
+            kind: self.kind.clone(),
+            body,
+            hash,
+        }
     }
 
     pub fn head(&self) -> ChainHead {
@@ -665,6 +764,155 @@ mod tests {
         assert_eq!(EventBody::from_parts(&kind, &json).expect("typed"), b);
         assert!(EventBody::from_parts("no_such_kind", &json).is_err());
     }
+    /// One body of every kind, with optional fields both set and not, and
+    /// text that needs escaping.
+    fn one_of_each_kind() -> Vec<EventBody> {
+        let pool = PoolId::parse("store-1:cups").expect("id");
+        let store = store();
+        let other = ParticipantId::parse("store-2").expect("id");
+        let booking = crate::ids::BookingId::generate();
+        let nested = Event::next(ChainHead::EMPTY, other.clone(), 3, 7, body(-4));
+        vec![
+            EventBody::ResourceCreated {
+                id: ResourceId::parse("store-1:cups").expect("id"),
+                owner: store.clone(),
+                name: "Caf\u{e9} \"cups\"\n\u{1}".into(),
+                kind: ResourceKind::Slot,
+            },
+            EventBody::PoolCreated {
+                id: pool.clone(),
+                resource_id: ResourceId::parse("store-1:cups").expect("id"),
+                owner: store.clone(),
+                capacity: 12,
+                starts_at_ms: Some(1_700_000_000_000),
+                ends_at_ms: Some(1_700_003_600_000),
+            },
+            EventBody::PoolAdjusted {
+                pool: pool.clone(),
+                delta: i64::MIN,
+            },
+            EventBody::AllotmentGranted {
+                pool: pool.clone(),
+                to: ParticipantId::Hub,
+                units: 3,
+            },
+            EventBody::AllotmentReturned {
+                pool: pool.clone(),
+                units: 1,
+                hub_seq: Some(u64::MAX),
+            },
+            EventBody::AllotmentReturned {
+                pool: pool.clone(),
+                units: 1,
+                hub_seq: None,
+            },
+            EventBody::AllotmentCredited {
+                pool: pool.clone(),
+                from: other.clone(),
+                units: 2,
+                hub_seq: 9,
+            },
+            EventBody::BookingCreated {
+                id: booking,
+                owner: store.clone(),
+                requested_by: ParticipantId::Hub,
+                charged_to: store.clone(),
+                channel: crate::booking::Channel::Web,
+                lines: vec![
+                    crate::booking::Line {
+                        pool_id: pool.clone(),
+                        quantity: 2,
+                    },
+                    crate::booking::Line {
+                        pool_id: PoolId::parse("store-1:beans").expect("id"),
+                        quantity: 1,
+                    },
+                ],
+                customer: crate::booking::Customer {
+                    name: "Zo\u{eb} \u{1f600}".into(),
+                    phone: Some("+49 30 1234".into()),
+                    email: None,
+                },
+                state: crate::booking::BookingState::Requested,
+                expires_at_ms: Some(5),
+                hold_seconds: Some(600),
+                reason: Some("tab\tand \\ slash".into()),
+            },
+            EventBody::BookingConfirmed { id: booking },
+            EventBody::BookingCancelled { id: booking },
+            EventBody::BookingFulfilled { id: booking },
+            EventBody::BookingExpired {
+                id: booking,
+                reason: String::new(),
+            },
+            EventBody::AllotmentRecalled {
+                pool,
+                from: other,
+                units: 4,
+            },
+            EventBody::BookingCancelRequested { id: booking },
+            EventBody::LocationJoined {
+                location: LocationId::parse("store-2").expect("id"),
+                name: "Store 2".into(),
+            },
+            EventBody::Relayed {
+                event: Box::new(nested.clone()),
+            },
+            EventBody::Observed {
+                hub_seq: 17,
+                event: Box::new(nested),
+            },
+        ]
+    }
+
+    #[test]
+    fn sealing_from_the_typed_body_gives_the_bytes_and_hash_of_the_value_path() {
+        let head = ChainHead {
+            seq: 41,
+            hash: Hash::of(b"head"),
+        };
+        for body in one_of_each_kind() {
+            let sealed = Event::seal_next(head, &store(), 2, 1_234, &body);
+            let event = Event {
+                id: sealed.id,
+                ..Event::next(head, store(), 2, 1_234, body.clone())
+            };
+            let (hash, json) = event.sealed();
+            assert_eq!(sealed.kind, event.kind, "{body:?}");
+            assert_eq!(sealed.body, json, "{body:?}");
+            assert_eq!(sealed.hash, hash, "{body:?}");
+            assert_eq!((sealed.seq, sealed.prev), (42, head.hash));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn canonical_json_of_any_value_is_the_same_either_way(value in json_value()) {
+            let mut direct = String::new();
+            canonical::write(&value, &mut direct).expect("serializes");
+            proptest::prop_assert_eq!(direct, canonical_json(&value));
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            ".{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map(".{0,6}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
     #[test]
     fn the_canonical_encoding_and_its_hash_never_change() {
         // Events are signed and chained by these bytes: a change would fork

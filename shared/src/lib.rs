@@ -17,5 +17,5 @@ pub mod slots;
 
 pub use availability::{Holding, InsufficientCapacity};
 pub use booking::{Action, BookingState, Channel, Customer, Line, TransitionError};
-pub use event::{ChainHead, ChainVerdict, Event, EventBody, Hash, ResourceKind};
+pub use event::{ChainHead, ChainVerdict, Event, EventBody, Hash, ResourceKind, SealedEvent};
 pub use ids::{BookingId, IdError, LocationId, ParticipantId, PoolId, ResourceId};

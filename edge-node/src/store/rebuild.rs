@@ -44,10 +44,11 @@ pub fn replace_history(
             .typed()
             .map_err(|e| StoreError::Corrupt(format!("event {} has a bad body: {e}", event.seq)))?;
         project::apply(conn, me, &body, event.at_ms)?;
-        let hash = insert_own_event(conn, event)?;
+        let sealed = event.to_sealed();
+        insert_own_event(conn, &sealed)?;
         head = ChainHead {
             seq: event.seq,
-            hash,
+            hash: sealed.hash,
         };
     }
     Ok(head)

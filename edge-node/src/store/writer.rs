@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use rusqlite::Connection;
 use shared::event::ChainHead;
-use shared::{Event, EventBody, Hash};
+use shared::{Event, EventBody, Hash, SealedEvent};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use uuid::Uuid;
 
@@ -60,28 +60,34 @@ impl WriteCtx<'_> {
     /// Appends an event to this node's log, in the current transaction: the
     /// outbox. Returns its `seq`.
     pub fn append(&mut self, body: EventBody) -> StoreResult<u64> {
-        let event = Event::next(
+        let event = Event::seal_next(
             self.head,
-            self.node.participant(),
+            &self.node.participant(),
             self.node.epoch,
             self.now_ms,
-            body,
+            &body,
         );
-        // Check before appending what receivers will check on arrival.
-        debug_assert_eq!(event.seq, self.head.seq + 1);
-        debug_assert!(event.typed().is_ok(), "event body must parse: {event:?}");
-        let hash = insert_own_event(self.conn, &event)?;
+        // Check before appending what receivers will check on arrival: the
+        // stored body reads back as the body that was meant.
+        debug_assert_eq!(
+            serde_json::from_str(&event.body)
+                .ok()
+                .and_then(|json| EventBody::from_parts(&event.kind, &json).ok())
+                .as_ref(),
+            Some(&body),
+            "{event:?}"
+        );
+        insert_own_event(self.conn, &event)?;
         self.head = ChainHead {
             seq: event.seq,
-            hash,
+            hash: event.hash,
         };
         Ok(event.seq)
     }
 }
 
-/// Stores an event of this node's own log; returns its hash.
-pub(crate) fn insert_own_event(conn: &Connection, event: &Event) -> StoreResult<Hash> {
-    let (hash, body) = event.sealed();
+/// Stores an event of this node's own log.
+pub(crate) fn insert_own_event(conn: &Connection, event: &SealedEvent) -> StoreResult<()> {
     let (mut id, mut prev, mut own) = (Uuid::encode_buffer(), [0u8; 64], [0u8; 64]);
     conn.prepare_cached(
         "INSERT INTO events (seq, id, epoch, prev, hash, at_ms, kind, body)
@@ -92,12 +98,12 @@ pub(crate) fn insert_own_event(conn: &Connection, event: &Event) -> StoreResult<
         &*event.id.hyphenated().encode_lower(&mut id),
         event.epoch,
         event.prev.write_hex_str(&mut prev),
-        hash.write_hex_str(&mut own),
+        event.hash.write_hex_str(&mut own),
         event.at_ms,
         event.kind,
-        body,
+        event.body,
     ])?;
-    Ok(hash)
+    Ok(())
 }
 
 /// A queued unit of work with the channel its answer goes back on.
