@@ -48,7 +48,7 @@ const MIGRATIONS: &[M<'static>] = &[
         "../../../migrations/edge-node/0004_locations.sql"
     )),
     M::up(include_str!(
-        "../../../migrations/edge-node/0005_booking_state_check.sql"
+        "../../../migrations/edge-node/0005_booking_rows.sql"
     ))
     .foreign_key_check(),
 ];

@@ -9,7 +9,9 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use shared::{BookingState, EventBody, ParticipantId, PoolId};
 
-use super::{StoreError, StoreResult};
+use uuid::Uuid;
+
+use super::{StoreError, StoreResult, queries};
 
 fn changed(rows: usize, what: &str, id: &str) -> StoreResult<()> {
     if rows == 0 {
@@ -63,16 +65,9 @@ fn pool_owner(conn: &Connection, pool: &PoolId) -> StoreResult<ParticipantId> {
 }
 
 /// Changes the units a booking's lines consume from pools charged to us.
-fn consume(conn: &Connection, booking: &str, sign: i64, at_ms: i64) -> StoreResult<()> {
-    let lines: Vec<(String, i64)> = {
-        let mut stmt = conn
-            .prepare_cached("SELECT pool_id, quantity FROM booking_lines WHERE booking_id = ?1")?;
-        let rows = stmt.query_map([booking], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<rusqlite::Result<_>>()?
-    };
-    for (pool, quantity) in lines {
-        let pool = PoolId::parse(&pool).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        move_pool(conn, &pool, 0, 0, sign * quantity, at_ms)?;
+fn consume(conn: &Connection, lines: &str, sign: i64, at_ms: i64) -> StoreResult<()> {
+    for line in queries::parse_lines(lines)? {
+        move_pool(conn, &line.pool_id, 0, 0, sign * line.quantity, at_ms)?;
     }
     Ok(())
 }
@@ -85,16 +80,16 @@ fn set_state(
     reason: Option<&str>,
     at_ms: i64,
 ) -> StoreResult<()> {
-    let (state, charged_to): (String, String) = conn
-        .prepare_cached("SELECT state, charged_to FROM bookings WHERE id = ?1")?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+    let (state, charged_to, lines): (String, String, String) = conn
+        .prepare_cached("SELECT state, charged_to, lines FROM bookings WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?
         .ok_or_else(|| StoreError::Corrupt(format!("event names unknown booking {id}")))?;
     let current = BookingState::parse(&state).ok_or_else(|| StoreError::Corrupt(state.clone()))?;
     if charged_to == me.as_str() {
         match (current.consumes_units(), next.consumes_units()) {
-            (true, false) => consume(conn, id, -1, at_ms)?,
-            (false, true) => consume(conn, id, 1, at_ms)?,
+            (true, false) => consume(conn, &lines, -1, at_ms)?,
+            (false, true) => consume(conn, &lines, 1, at_ms)?,
             _ => {}
         }
     }
@@ -195,21 +190,22 @@ pub fn apply(
             reason,
             ..
         } => {
-            let key = id.to_string();
+            let mut key = Uuid::encode_buffer();
             conn.prepare_cached(
                 "INSERT INTO bookings (id, code, owner, requested_by, charged_to, channel, state,
-                    customer_name, customer_phone, customer_email, expires_at_ms, reason,
+                    lines, customer_name, customer_phone, customer_email, expires_at_ms, reason,
                     created_at_ms, updated_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?13, ?12, ?12)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?14, ?13, ?13)",
             )?
             .execute(params![
-                key,
+                &*id.uuid().hyphenated().encode_lower(&mut key),
                 id.short_code(),
                 owner.as_str(),
                 requested_by.as_str(),
                 charged_to.as_str(),
                 channel.as_str(),
                 state.as_str(),
+                queries::lines_json(lines)?,
                 customer.name,
                 customer.phone,
                 customer.email,
@@ -217,14 +213,6 @@ pub fn apply(
                 at_ms,
                 reason
             ])?;
-            {
-                let mut insert = conn.prepare_cached(
-                    "INSERT INTO booking_lines (booking_id, pool_id, quantity) VALUES (?1, ?2, ?3)",
-                )?;
-                for line in lines {
-                    insert.execute(params![key, line.pool_id.as_str(), line.quantity])?;
-                }
-            }
             if state.consumes_units() && charged_to == me {
                 for line in lines {
                     move_pool(conn, &line.pool_id, 0, 0, line.quantity, at_ms)?;

@@ -326,7 +326,7 @@ pub fn pools(conn: &Connection, filter: &PoolFilter) -> StoreResult<Vec<PoolView
 macro_rules! booking_columns {
     () => {
         "id, code, owner, requested_by, charged_to, channel, state, customer_name, customer_phone, \
-         customer_email, expires_at_ms, reason, created_at_ms, updated_at_ms"
+         customer_email, expires_at_ms, reason, created_at_ms, updated_at_ms, lines"
     };
 }
 
@@ -345,6 +345,7 @@ struct RawBooking {
     reason: Option<String>,
     created_at_ms: i64,
     updated_at_ms: i64,
+    lines: String,
 }
 
 fn booking_from_row(r: &Row<'_>) -> rusqlite::Result<RawBooking> {
@@ -363,27 +364,30 @@ fn booking_from_row(r: &Row<'_>) -> rusqlite::Result<RawBooking> {
         reason: r.get(11)?,
         created_at_ms: r.get(12)?,
         updated_at_ms: r.get(13)?,
+        lines: r.get(14)?,
     })
 }
 
-fn lines_of(conn: &Connection, id: &str) -> StoreResult<Vec<Line>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT pool_id, quantity FROM booking_lines WHERE booking_id = ?1 ORDER BY pool_id",
-    )?;
-    let rows = stmt.query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?;
-    rows.map(|r| {
-        let (pool, quantity) = r?;
-        Ok(Line {
-            pool_id: PoolId::parse(&pool).map_err(|_| corrupt("pool id", &pool))?,
-            quantity,
-        })
-    })
-    .collect()
+/// A booking's lines as its row holds them: a JSON array sorted by pool.
+pub(crate) fn lines_json(lines: &[Line]) -> StoreResult<String> {
+    let json = if lines.is_sorted_by(|a, b| a.pool_id <= b.pool_id) {
+        serde_json::to_string(lines)
+    } else {
+        let mut sorted = lines.to_vec();
+        sorted.sort_by(|a, b| a.pool_id.cmp(&b.pool_id));
+        serde_json::to_string(&sorted)
+    };
+    json.map_err(|e| StoreError::Internal(format!("booking lines: {e}")))
 }
 
-fn booking_view(conn: &Connection, raw: RawBooking) -> StoreResult<BookingView> {
+/// The lines of a booking row.
+pub(crate) fn parse_lines(json: &str) -> StoreResult<Vec<Line>> {
+    serde_json::from_str(json).map_err(|_| corrupt("booking lines", json))
+}
+
+fn booking_view(raw: RawBooking) -> StoreResult<BookingView> {
     Ok(BookingView {
-        lines: lines_of(conn, &raw.id)?,
+        lines: parse_lines(&raw.lines)?,
         id: BookingId::parse(&raw.id).map_err(|_| corrupt("booking id", &raw.id))?,
         code: raw.code,
         state: BookingState::parse(&raw.state).ok_or_else(|| corrupt("state", &raw.state))?,
@@ -411,7 +415,7 @@ pub fn booking(conn: &Connection, id: &BookingId) -> StoreResult<Option<BookingV
     ))?
     .query_row([id.to_string()], booking_from_row)
     .optional()?
-    .map(|raw| booking_view(conn, raw))
+    .map(booking_view)
     .transpose()
 }
 
@@ -435,10 +439,7 @@ pub fn bookings(conn: &Connection, filter: &BookingFilter) -> StoreResult<Vec<Bo
         rusqlite::params![filter.state.map(|s| s.as_str()), filter.limit as i64],
         booking_from_row,
     )?;
-    let raws: Vec<RawBooking> = rows.collect::<rusqlite::Result<_>>()?;
-    raws.into_iter()
-        .map(|raw| booking_view(conn, raw))
-        .collect()
+    rows.map(|row| booking_view(row?)).collect()
 }
 
 /// When this node must next expire something itself: a hold charged to it,

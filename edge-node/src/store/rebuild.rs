@@ -18,8 +18,7 @@ pub fn replace_history(
     log: &[Event],
 ) -> StoreResult<ChainHead> {
     conn.execute_batch(
-        "DELETE FROM booking_lines;
-         DELETE FROM bookings;
+        "DELETE FROM bookings;
          DELETE FROM allotments;
          DELETE FROM pools;
          DELETE FROM resources;

@@ -231,9 +231,10 @@ fn check_after_kill(db: &Path, expected: &Mutex<HashMap<String, Expected>>) {
     let (used, booked): (i64, i64) = conn
         .query_row(
             "SELECT (SELECT used FROM pools WHERE id = 'store-1:crash-pool'),
-                    (SELECT coalesce(sum(l.quantity), 0) FROM booking_lines l
-                       JOIN bookings b ON b.id = l.booking_id
-                      WHERE b.state IN ('held', 'confirmed', 'fulfilled'))",
+                    (SELECT coalesce(sum(l.value ->> 'quantity'), 0)
+                       FROM bookings b, json_each(b.lines) l
+                      WHERE b.state IN ('held', 'confirmed', 'fulfilled')
+                        AND l.value ->> 'pool_id' = 'store-1:crash-pool')",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )

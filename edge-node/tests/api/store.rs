@@ -45,8 +45,8 @@ fn a_database_newer_than_the_binary_is_refused_and_left_untouched() {
 }
 
 /// A database written by the previous schema (version 4) is brought up to
-/// date on open: bookings and their lines survive the rebuild of the
-/// bookings table, lines still refer to bookings, the state rule still
+/// date on open: bookings keep their lines, now in their own row and
+/// sorted by pool, the booking_lines table is gone, the state rule still
 /// holds, and inserting a booking no longer builds a temporary b-tree.
 #[test]
 fn an_older_database_is_migrated_with_its_bookings() {
@@ -71,11 +71,15 @@ fn an_older_database_is_migrated_with_its_bookings() {
              INSERT INTO resources VALUES ('store-1:cups', 'store-1', 'Cups', 'stock', 0);
              INSERT INTO pools VALUES ('store-1:cups', 'store-1:cups', 'store-1', 10, NULL, NULL,
                  10, 3, 0, 0);
+             INSERT INTO pools VALUES ('store-1:beans', 'store-1:cups', 'store-1', 10, NULL, NULL,
+                 10, 1, 0, 0);
              INSERT INTO bookings VALUES ('0190a0a0-0000-7000-8000-000000000001', 'ABC123',
                  'store-1', 'store-1', 'store-1', 'kiosk', 'held', 'Ada', NULL, NULL, 99, NULL,
                  0, 0);
              INSERT INTO booking_lines VALUES ('0190a0a0-0000-7000-8000-000000000001',
-                 'store-1:cups', 3);",
+                 'store-1:cups', 3);
+             INSERT INTO booking_lines VALUES ('0190a0a0-0000-7000-8000-000000000001',
+                 'store-1:beans', 1);",
         )
         .expect("old rows");
     }
@@ -86,23 +90,40 @@ fn an_older_database_is_migrated_with_its_bookings() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("version");
     assert_eq!(version, 5);
-    let (state, quantity): (String, i64) = conn
+    let (state, lines): (String, String) = conn
         .query_row(
-            "SELECT b.state, l.quantity FROM bookings b JOIN booking_lines l ON l.booking_id = b.id
-             WHERE b.code = 'ABC123'",
+            "SELECT state, lines FROM bookings WHERE code = 'ABC123'",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
-        .expect("the booking and its line survive");
-    assert_eq!((state.as_str(), quantity), ("held", 3));
-    let parent: String = conn
+        .expect("the booking survives");
+    assert_eq!(state, "held");
+    assert_eq!(
+        lines,
+        r#"[{"pool_id":"store-1:beans","quantity":1},{"pool_id":"store-1:cups","quantity":3}]"#
+    );
+    let tables: i64 = conn
         .query_row(
-            "SELECT \"table\" FROM pragma_foreign_key_list('booking_lines') WHERE \"from\" = 'booking_id'",
+            "SELECT count(*) FROM sqlite_schema WHERE name IN ('booking_lines', 'bookings_new')",
             [],
             |r| r.get(0),
         )
-        .expect("foreign key");
-    assert_eq!(parent, "bookings");
+        .expect("schema");
+    assert_eq!(tables, 0);
+    let store = Store::open(dir.path(), Arc::new(SystemClock::default())).expect("open again");
+    let id = "0190a0a0-0000-7000-8000-000000000001".parse().expect("id");
+    let view = store
+        .read_blocking(move |conn| edge_node::store::queries::booking(conn, &id))
+        .expect("read")
+        .expect("found");
+    assert_eq!(
+        view.lines
+            .iter()
+            .map(|l| (l.pool_id.as_str(), l.quantity))
+            .collect::<Vec<_>>(),
+        [("store-1:beans", 1), ("store-1:cups", 3)]
+    );
+    drop(store);
     let pending: i64 = conn
         .query_row(
             "SELECT count(*) FROM bookings INDEXED BY bookings_pending_by_expiry
@@ -120,12 +141,12 @@ fn an_older_database_is_migrated_with_its_bookings() {
     let mut explain = conn
         .prepare(
             "EXPLAIN INSERT INTO bookings VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
-             ?12, ?13, ?14)",
+             ?12, ?13, ?14, ?15)",
         )
         .expect("explain");
     let opcodes: Vec<String> = explain
         .query_map(
-            rusqlite::params_from_iter(std::iter::repeat_n(rusqlite::types::Null, 14)),
+            rusqlite::params_from_iter(std::iter::repeat_n(rusqlite::types::Null, 15)),
             |r| r.get(1),
         )
         .expect("opcodes")
