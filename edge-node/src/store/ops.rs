@@ -306,7 +306,8 @@ pub fn create_booking(ctx: &mut WriteCtx<'_>, new: NewBooking) -> StoreResult<Bo
     let mut owner: Option<ParticipantId> = None;
     let mut shortfall: Option<StoreError> = None;
     for line in &lines {
-        let row = queries::pool_standing_of(ctx.conn(), &line.pool_id)?
+        let row = ctx
+            .pool_standing(&line.pool_id)?
             .ok_or_else(|| StoreError::not_found("pool", &line.pool_id))?;
         match &owner {
             None => owner = Some(row.owner.clone()),
@@ -387,6 +388,12 @@ pub fn create_booking(ctx: &mut WriteCtx<'_>, new: NewBooking) -> StoreResult<Bo
             reason: None,
         },
     )?;
+    // As the projection did: units are taken from pools charged to us (the
+    // requester, here).
+    ctx.booked(
+        &view.lines,
+        state.consumes_units() && view.charged_to == view.requested_by,
+    );
     if matches!(state, BookingState::Held | BookingState::Requested) {
         ctx.hold_changed();
     }

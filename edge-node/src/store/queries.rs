@@ -218,7 +218,7 @@ pub fn pool_row_of(conn: &Connection, id: &PoolId) -> StoreResult<Option<PoolRow
 /// What placing a booking needs to know of a pool: who owns it, when it
 /// ends, and what is charged to this node. Lighter than [`pool_row_of`] on
 /// the hottest path there is.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolStanding {
     pub owner: ParticipantId,
     pub ends_at_ms: Option<i64>,

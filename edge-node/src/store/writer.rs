@@ -8,15 +8,17 @@
 //! in the channel, so the cost of an fsync is shared by everyone who arrived
 //! during it, and no request is ever acknowledged before its commit.
 
+use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use rusqlite::Connection;
 use shared::event::ChainHead;
-use shared::{Event, EventBody, Hash, SealedEvent};
+use shared::{Event, EventBody, Hash, Line, PoolId, SealedEvent};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use uuid::Uuid;
 
+use super::queries::{self, PoolStanding};
 use super::{Clock, NodeInfo, StoreError, StoreResult};
 
 /// Requests waiting for the writer. Beyond this, callers wait for room
@@ -36,9 +38,57 @@ pub struct WriteCtx<'a> {
     /// Head of this node's log including this batch's uncommitted events.
     head: ChainHead,
     holds_changed: bool,
+    /// Pools bookings of this batch have read, as they stand after those
+    /// bookings: the next booking of the same pool need not read it again.
+    /// Trusted only while the connection has made no change since
+    /// (`pools_seen_at` is its change count then), so any other write, or a
+    /// rolled-back one, empties it.
+    pools_seen: HashMap<PoolId, PoolStanding>,
+    pools_seen_at: u64,
 }
 
 impl WriteCtx<'_> {
+    /// What a booking needs to know of pool `id`, read once per batch.
+    pub fn pool_standing(&mut self, id: &PoolId) -> StoreResult<Option<PoolStanding>> {
+        if self.conn.total_changes() != self.pools_seen_at {
+            self.pools_seen.clear();
+        }
+        if let Some(seen) = self.pools_seen.get(id) {
+            debug_assert_eq!(
+                Some(seen),
+                queries::pool_standing_of(self.conn, id)
+                    .ok()
+                    .flatten()
+                    .as_ref(),
+                "the pools a batch has seen stay what the database holds"
+            );
+            return Ok(Some(seen.clone()));
+        }
+        let standing = queries::pool_standing_of(self.conn, id)?;
+        if let Some(standing) = &standing {
+            self.pools_seen.insert(id.clone(), standing.clone());
+        }
+        self.pools_seen_at = self.conn.total_changes();
+        Ok(standing)
+    }
+
+    /// Records that a booking whose lines are `lines` was just written and,
+    /// if `consumes`, took its units from pools charged to this node, as
+    /// the projection did in the database.
+    pub fn booked(&mut self, lines: &[Line], consumes: bool) {
+        if consumes {
+            for line in lines {
+                if let Some(seen) = self.pools_seen.get_mut(&line.pool_id) {
+                    seen.holding.used += line.quantity;
+                } else {
+                    self.pools_seen.clear();
+                    return;
+                }
+            }
+        }
+        self.pools_seen_at = self.conn.total_changes();
+    }
+
     pub fn conn(&self) -> &Connection {
         self.conn
     }
@@ -272,6 +322,8 @@ impl Writer {
             now_ms: self.clock.now_ms(),
             head: self.head,
             holds_changed: false,
+            pools_seen: HashMap::new(),
+            pools_seen_at: self.conn.total_changes(),
         };
         let result = run_in_transaction(&mut ctx, batch);
         let holds_changed = ctx.holds_changed;

@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
+use std::ops::Range;
 
 use serde::ser::{self, Impossible, Serialize};
 
@@ -37,17 +38,20 @@ struct Canonical<'a> {
     out: &'a mut String,
 }
 
+/// A member of an object being collected: its key and where its canonical
+/// JSON lies in the object's buffer.
+type Member = (Cow<'static, str>, Range<usize>);
+
 /// Sorts collected members by key; among equal keys the last one stays.
-fn sorted(mut members: Vec<(Cow<'static, str>, String)>) -> Vec<(Cow<'static, str>, String)> {
+fn sort(members: &mut Vec<Member>) {
     members.reverse();
     members.sort_by(|a, b| a.0.cmp(&b.0));
     members.dedup_by(|later, earlier| later.0 == earlier.0);
-    members
 }
 
-fn write_object(members: &[(Cow<'static, str>, String)], out: &mut String) {
+fn write_object<'m>(members: impl IntoIterator<Item = (&'m str, &'m str)>, out: &mut String) {
     out.push('{');
-    for (i, (key, value)) in members.iter().enumerate() {
+    for (i, (key, value)) in members.into_iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
@@ -167,7 +171,7 @@ impl<'a> ser::Serializer for Canonical<'a> {
     ) -> Result<(), Error> {
         let mut inner = String::new();
         write(value, &mut inner)?;
-        write_object(&[(Cow::Borrowed(variant), inner)], self.out);
+        write_object([(variant, inner.as_str())], self.out);
         Ok(())
     }
     fn serialize_seq(self, _len: Option<usize>) -> Result<Seq<'a>, Error> {
@@ -197,11 +201,7 @@ impl<'a> ser::Serializer for Canonical<'a> {
         })
     }
     fn serialize_map(self, len: Option<usize>) -> Result<Object<'a>, Error> {
-        Ok(Object {
-            out: Some(self.out),
-            members: Vec::with_capacity(len.unwrap_or(0)),
-            key: None,
-        })
+        Ok(Object::new(Some(self.out), len))
     }
     fn serialize_struct(self, _name: &'static str, len: usize) -> Result<Object<'a>, Error> {
         self.serialize_map(Some(len))
@@ -216,7 +216,7 @@ impl<'a> ser::Serializer for Canonical<'a> {
         Ok(VariantObject {
             out: self.out,
             variant,
-            members: Vec::with_capacity(len),
+            object: Object::new(None, Some(len)),
         })
     }
 }
@@ -291,37 +291,65 @@ impl ser::SerializeTupleVariant for VariantSeq<'_> {
     }
     fn end(mut self) -> Result<(), Error> {
         self.items.push(']');
-        write_object(&[(Cow::Borrowed(self.variant), self.items)], self.out);
+        write_object([(self.variant, self.items.as_str())], self.out);
         Ok(())
     }
 }
 
-/// An object being collected: its members are sorted once all are known.
-/// Without `out`, the members are handed back instead of written.
+/// An object being collected: its members are written one after another
+/// into one buffer, and sorted once all are known. Without `out`, the
+/// object is kept for the caller instead of written.
 struct Object<'a> {
     out: Option<&'a mut String>,
-    members: Vec<(Cow<'static, str>, String)>,
+    buf: String,
+    members: Vec<Member>,
     key: Option<String>,
 }
 
-impl Object<'_> {
+impl<'a> Object<'a> {
+    fn new(out: Option<&'a mut String>, len: Option<usize>) -> Self {
+        Self {
+            out,
+            buf: String::new(),
+            members: Vec::with_capacity(len.unwrap_or(0)),
+            key: None,
+        }
+    }
+
     fn member<T: Serialize + ?Sized>(
         &mut self,
         key: Cow<'static, str>,
         value: &T,
     ) -> Result<(), Error> {
-        let mut json = String::new();
-        write(value, &mut json)?;
-        self.members.push((key, json));
+        let start = self.buf.len();
+        write(value, &mut self.buf)?;
+        self.members.push((key, start..self.buf.len()));
         Ok(())
     }
 
-    fn close(self) -> Result<Vec<(Cow<'static, str>, String)>, Error> {
-        let members = sorted(self.members);
-        if let Some(out) = self.out {
-            write_object(&members, out);
+    /// Sorts the members and writes the object to `out`, if any.
+    fn close(mut self) -> Self {
+        sort(&mut self.members);
+        if let Some(out) = self.out.take() {
+            self.write_to(out);
         }
-        Ok(members)
+        self
+    }
+
+    fn write_to(&self, out: &mut String) {
+        write_object(
+            self.members
+                .iter()
+                .map(|(key, range)| (&**key, &self.buf[range.clone()])),
+            out,
+        );
+    }
+
+    fn into_members(self) -> MembersOk {
+        self.members
+            .into_iter()
+            .map(|(key, range)| (key, self.buf[range].to_owned()))
+            .collect()
     }
 }
 
@@ -340,7 +368,8 @@ impl ser::SerializeMap for Object<'_> {
         self.member(Cow::Owned(key), value)
     }
     fn end(self) -> Result<(), Error> {
-        self.close().map(drop)
+        self.close();
+        Ok(())
     }
 }
 
@@ -355,14 +384,15 @@ impl ser::SerializeStruct for Object<'_> {
         self.member(Cow::Borrowed(key), value)
     }
     fn end(self) -> Result<(), Error> {
-        self.close().map(drop)
+        self.close();
+        Ok(())
     }
 }
 
 struct VariantObject<'a> {
     out: &'a mut String,
     variant: &'static str,
-    members: Vec<(Cow<'static, str>, String)>,
+    object: Object<'static>,
 }
 
 impl ser::SerializeStructVariant for VariantObject<'_> {
@@ -373,15 +403,12 @@ impl ser::SerializeStructVariant for VariantObject<'_> {
         key: &'static str,
         value: &T,
     ) -> Result<(), Error> {
-        let mut json = String::new();
-        write(value, &mut json)?;
-        self.members.push((Cow::Borrowed(key), json));
-        Ok(())
+        self.object.member(Cow::Borrowed(key), value)
     }
     fn end(self) -> Result<(), Error> {
         let mut inner = String::new();
-        write_object(&sorted(self.members), &mut inner);
-        write_object(&[(Cow::Borrowed(self.variant), inner)], self.out);
+        self.object.close().write_to(&mut inner);
+        write_object([(self.variant, inner.as_str())], self.out);
         Ok(())
     }
 }
@@ -639,11 +666,7 @@ impl ser::Serializer for Members {
         Err(error("expected an object"))
     }
     fn serialize_map(self, len: Option<usize>) -> Result<TopObject, Error> {
-        Ok(TopObject(Object {
-            out: None,
-            members: Vec::with_capacity(len.unwrap_or(0)),
-            key: None,
-        }))
+        Ok(TopObject(Object::new(None, len)))
     }
     fn serialize_struct(self, _name: &'static str, len: usize) -> Result<TopObject, Error> {
         self.serialize_map(Some(len))
@@ -671,7 +694,7 @@ impl ser::SerializeMap for TopObject {
         ser::SerializeMap::serialize_value(&mut self.0, value)
     }
     fn end(self) -> Result<MembersOk, Error> {
-        self.0.close()
+        Ok(self.0.close().into_members())
     }
 }
 
@@ -686,6 +709,6 @@ impl ser::SerializeStruct for TopObject {
         self.0.member(Cow::Borrowed(key), value)
     }
     fn end(self) -> Result<MembersOk, Error> {
-        self.0.close()
+        Ok(self.0.close().into_members())
     }
 }
