@@ -33,9 +33,9 @@ CREATE TABLE bookings_new (
 ) STRICT, WITHOUT ROWID;
 INSERT INTO bookings_new
 SELECT b.id, b.code, b.owner, b.requested_by, b.charged_to, b.channel, b.state,
-       (SELECT json_group_array(json_object('pool_id', l.pool_id, 'quantity', l.quantity))
-          FROM (SELECT pool_id, quantity FROM booking_lines
-                 WHERE booking_id = b.id ORDER BY pool_id) AS l),
+       (SELECT json_group_array(json_object('pool_id', l.pool_id, 'quantity', l.quantity)
+                                ORDER BY l.pool_id)
+          FROM booking_lines AS l WHERE l.booking_id = b.id),
        b.customer_name, b.customer_phone, b.customer_email, b.expires_at_ms, b.reason,
        b.created_at_ms, b.updated_at_ms
   FROM bookings AS b;

@@ -8,7 +8,6 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 
 use super::error::ApiError;
 use shared::limits::REQUEST_BODY_MAX_BYTES;
@@ -62,9 +61,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 }
 
 /// Parses JSON bytes straight into `T`, without building a `Value` first.
-/// Malformed JSON is `invalid_json`; JSON of the wrong shape is a 400 that
-/// names the field, as from [`parse_value`].
+/// Malformed JSON is `invalid_json`; JSON of the wrong shape (including a
+/// field given twice) is a 400 that names the field.
 pub fn parse_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Syntax first, without building anything: malformed JSON is
+    // `invalid_json` wherever its fault lies, even after a field that is
+    // also wrong.
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(malformed)?;
     let mut json = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut json).map_err(|e| {
         if matches!(
@@ -86,11 +89,6 @@ fn shape_error(path: &str, e: &dyn std::fmt::Display) -> ApiError {
     } else {
         ApiError::bad_request(format!("invalid request at {path}: {e}"))
     }
-}
-
-pub fn parse_value<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(value)
-        .map_err(|e| shape_error(&e.path().to_string(), e.inner()))
 }
 
 /// A single path parameter parsed into an id type; a malformed id is a 400,

@@ -24,7 +24,7 @@ use crate::store::ops::{self, NewBooking, NewPool, NewResource};
 use crate::store::queries::{self, BookingFilter, BookingView, PoolFilter, PoolView, ResourceView};
 use crate::store::{Store, StoreError};
 use error::{ApiError, ApiResult};
-use extract::{IdPath, JsonBody, QueryParams, RawBody, parse_bytes, parse_value};
+use extract::{IdPath, JsonBody, QueryParams, RawBody, parse_bytes};
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Debug, Clone)]
@@ -378,14 +378,15 @@ async fn create_booking(
 ) -> ApiResult<Response> {
     principal.require(Role::Kiosk)?;
     let key = idempotency_key(&headers)?;
-    // Only a keyed request needs its canonical hash, and with it the
-    // request as a `Value`; the rest is parsed straight into its type.
-    let (request, request_hash): (CreateBooking, _) = if key.is_some() {
-        let raw: serde_json::Value = parse_bytes(&bytes)?;
-        let hash = hash_token(&canonical_json(&raw));
-        (parse_value(raw)?, Some(hash))
-    } else {
-        (parse_bytes(&bytes)?, None)
+    let request: CreateBooking = parse_bytes(&bytes)?;
+    // Only a keyed request needs its canonical hash, and for it the body as
+    // a `Value`.
+    let request_hash = match key {
+        Some(_) => {
+            let raw: serde_json::Value = parse_bytes(&bytes)?;
+            Some(hash_token(&canonical_json(&raw)))
+        }
+        None => None,
     };
     let new = NewBooking {
         request,

@@ -168,8 +168,9 @@ pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {
     let migrated = migrations()
         .to_latest(conn)
         .map_err(|e| StoreError::Setup(format!("migrating the database failed: {e}")));
-    set_foreign_keys(conn, true)?;
-    migrated
+    let restored = set_foreign_keys(conn, true);
+    // The migration's own failure is the one worth reporting.
+    migrated.and(restored)
 }
 
 fn set_foreign_keys(conn: &Connection, on: bool) -> StoreResult<()> {

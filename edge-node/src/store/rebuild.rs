@@ -3,7 +3,7 @@
 //! with the server stopped, on one transaction: the node is either wholly
 //! the old one or wholly the rebuilt one.
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use shared::event::ChainHead;
 use shared::{Event, ParticipantId};
 
@@ -49,6 +49,21 @@ pub fn replace_history(
             seq: event.seq,
             hash: sealed.hash,
         };
+    }
+    // What a foreign key from lines to pools would check: a log whose
+    // bookings name pools it never created is not this node's.
+    let unknown: Option<String> = conn
+        .query_row(
+            "SELECT line.value ->> 'pool_id' FROM bookings, json_each(bookings.lines) AS line
+             WHERE line.value ->> 'pool_id' NOT IN (SELECT id FROM pools) LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(pool) = unknown {
+        return Err(StoreError::Corrupt(format!(
+            "the downloaded log books pool {pool}, which it never creates"
+        )));
     }
     Ok(head)
 }

@@ -400,6 +400,7 @@ fn run_isolated(ctx: &mut WriteCtx<'_>, job: &mut dyn Job) -> StoreResult<()> {
             }
             ctx.head = head_before;
             ctx.holds_changed = holds_before;
+            ctx.pools_seen.clear();
         }
         return Ok(());
     }
@@ -421,6 +422,9 @@ fn run_isolated(ctx: &mut WriteCtx<'_>, job: &mut dyn Job) -> StoreResult<()> {
         exec(ctx.conn, "RELEASE job")?;
         ctx.head = head_before;
         ctx.holds_changed = holds_before;
+        // What the job's bookings noted of pools was rolled back with them;
+        // the database's change count does not go back, so say so here.
+        ctx.pools_seen.clear();
     }
     Ok(())
 }

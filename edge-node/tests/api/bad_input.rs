@@ -56,6 +56,20 @@ async fn every_kind_of_bad_booking_is_refused_with_its_status_and_changes_nothin
             StatusCode::BAD_REQUEST,
             "invalid_request",
         ),
+        (
+            "malformed after an unknown field",
+            "{\"bogus\": 1".into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            "a field given twice",
+            format!(
+                r#"{{"lines": [{{"pool_id": "{pool}", "quantity": 1}}], "customer": {{"name": "A"}}, "customer": {{"name": "B"}}}}"#
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
         ("empty body", String::new(), StatusCode::BAD_REQUEST, "invalid_request"),
         (
             "unknown field",
@@ -139,8 +153,22 @@ async fn every_kind_of_bad_booking_is_refused_with_its_status_and_changes_nothin
         ),
     ];
     for (what, body, status, code) in cases {
-        let (got, reply) = post_raw(&node, "/bookings", body).await;
+        let (got, reply) = post_raw(&node, "/bookings", body.clone()).await;
         assert_eq!(got, status, "{what}: {reply}");
+        assert_error(&reply, code);
+        // The same answer when the request carries an Idempotency-Key.
+        let keyed = node
+            .http
+            .post(node.url("/bookings"))
+            .bearer_auth(&node.kiosk)
+            .header("content-type", "application/json")
+            .header("idempotency-key", format!("bad-{what}"))
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        let (got, reply) = crate::helpers::decode(keyed).await;
+        assert_eq!(got, status, "{what}, with a key: {reply}");
         assert_error(&reply, code);
     }
     assert_eq!(node.available(&pool).await, 10);

@@ -350,3 +350,139 @@ fn work_checked_before_writing_fails_alone_or_rolls_back_its_batch() {
         1
     );
 }
+
+/// A write that books and then fails is rolled back with its savepoint;
+/// bookings after it in the same group commit must see the pool as the
+/// database holds it, not as the rolled-back booking left it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bookings_after_a_rolled_back_write_in_the_same_batch_see_its_units_free() {
+    use edge_node::store::{StoreError, ops};
+    use shared::protocol::CreateBooking;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    init_dir(dir.path());
+    let store = Store::open(dir.path(), Arc::new(SystemClock::default())).expect("open");
+    let pool: shared::PoolId = "store-1:cups".parse().expect("id");
+    store
+        .write(|ctx| {
+            ops::create_resource(
+                ctx,
+                ops::NewResource {
+                    id: Some("store-1:cups".parse().expect("id")),
+                    name: "Cups".into(),
+                    kind: shared::ResourceKind::Stock,
+                },
+            )?;
+            ops::create_pool(
+                ctx,
+                ops::NewPool {
+                    id: Some("store-1:cups".parse().expect("id")),
+                    resource_id: "store-1:cups".parse().expect("id"),
+                    capacity: 3,
+                    starts_at_ms: None,
+                    ends_at_ms: None,
+                },
+            )
+        })
+        .await
+        .expect("catalog");
+    let new_booking = |quantity: i64| ops::NewBooking {
+        request: serde_json::from_value::<CreateBooking>(serde_json::json!({
+            "lines": [{"pool_id": "store-1:cups", "quantity": quantity}],
+            "customer": {"name": "Ada"},
+        }))
+        .expect("request"),
+        channel: shared::Channel::Kiosk,
+    };
+    // Holds the writer while the jobs below queue up behind it, so they
+    // are committed together.
+    let (started_tx, started) = tokio::sync::oneshot::channel();
+    let blocker = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .write(move |_| {
+                    let _ = started_tx.send(());
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    Ok(())
+                })
+                .await
+        }
+    });
+    started.await.expect("writer busy");
+    let failing = tokio::spawn({
+        let store = store.clone();
+        let booking = new_booking(2);
+        async move {
+            store
+                .write(move |ctx| {
+                    ops::create_booking(ctx, booking)?;
+                    Err::<(), _>(StoreError::Invalid("changed my mind".into()))
+                })
+                .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let bookings: Vec<_> = (0..3)
+        .map(|_| {
+            let store = store.clone();
+            let booking = new_booking(1);
+            tokio::spawn(async move {
+                store
+                    .write_checked_first(move |ctx| ops::create_booking(ctx, booking))
+                    .await
+            })
+        })
+        .collect();
+    blocker.await.expect("task").expect("blocker");
+    assert!(failing.await.expect("task").is_err());
+    for booking in bookings {
+        booking
+            .await
+            .expect("task")
+            .expect("each booking finds its unit free");
+    }
+    let available = store
+        .read(move |conn| Ok(edge_node::store::queries::pool(conn, &pool)?.expect("pool")))
+        .await
+        .expect("read")
+        .available;
+    assert_eq!(available, 0);
+}
+
+/// A downloaded log whose booking names a pool the log never creates is
+/// refused, as a foreign key from the lines to the pools would refuse it.
+#[test]
+fn a_rebuild_refuses_a_log_that_books_an_unknown_pool() {
+    use edge_node::store::rebuild;
+    use shared::{BookingId, BookingState, ChainHead, Channel, Customer, Event, EventBody, Line};
+
+    let me = shared::ParticipantId::parse(crate::helpers::LOCATION).expect("id");
+    let body = EventBody::BookingCreated {
+        id: BookingId::generate(),
+        owner: shared::ParticipantId::parse("store-2").expect("id"),
+        requested_by: me.clone(),
+        charged_to: shared::ParticipantId::parse("store-2").expect("id"),
+        channel: Channel::Kiosk,
+        lines: vec![Line {
+            pool_id: "store-2:ghost".parse().expect("id"),
+            quantity: 1,
+        }],
+        customer: Customer {
+            name: "Ada".into(),
+            phone: None,
+            email: None,
+        },
+        state: BookingState::Requested,
+        expires_at_ms: Some(10_000),
+        hold_seconds: None,
+        reason: None,
+    };
+    let log = [Event::next(ChainHead::EMPTY, me.clone(), 0, 1_000, body)];
+    let dir = tempfile::tempdir().expect("tempdir");
+    init_dir(dir.path());
+    let (mut conn, _) = store::open_admin(dir.path()).expect("open");
+    let tx = conn.transaction().expect("tx");
+    let err = rebuild::replace_history(&tx, &me, &log).expect_err("refused");
+    assert!(err.to_string().contains("store-2:ghost"), "{err}");
+}
