@@ -549,4 +549,21 @@ fn main() {
         one_rate / raw_rate,
         direct_rate / raw_rate
     );
+    // The same ratio within each round, where (a) and (b) ran seconds apart:
+    // on a shared machine whose speed drifts, the pairs are the fairer
+    // comparison.
+    let paired: Vec<f64> = raw
+        .iter()
+        .zip(&many)
+        .map(|(raw, many)| many.per_second() / raw.per_second())
+        .collect();
+    println!(
+        "(b, 64 clients) / (a) round by round: {}; median {:.2}",
+        paired
+            .iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        median(paired.clone())
+    );
 }
