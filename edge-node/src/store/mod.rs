@@ -417,6 +417,10 @@ impl Store {
     /// pair and a copy of every page it touches. Should it fail after
     /// writing all the same (a database error), the whole batch rolls back
     /// and every request in it fails; none was acknowledged.
+    ///
+    /// Such work places bookings and reads pools through
+    /// [`WriteCtx::pool_standing`]: the units its bookings take are written
+    /// to the pools table once per batch, before any other work runs.
     pub async fn write_checked_first<T, F>(&self, work: F) -> StoreResult<T>
     where
         T: Send + 'static,

@@ -14,13 +14,12 @@ use shared::{BookingId, BookingState, Channel, EventBody, ParticipantId, PoolId,
 
 use super::queries::{self, BookingView, PoolRow, PoolView, ResourceView};
 use super::writer::exec;
-use super::{StoreError, StoreResult, WriteCtx, project};
+use super::{StoreError, StoreResult, WriteCtx};
 
 /// Applies `body` to the state tables and appends it to the log, in the
 /// current transaction: the one way a write operation changes anything.
 pub(crate) fn emit(ctx: &mut WriteCtx<'_>, body: EventBody) -> StoreResult<u64> {
-    let me = ctx.node().participant();
-    project::apply(ctx.conn(), &me, &body, ctx.now_ms())?;
+    ctx.project(&body)?;
     ctx.append(body)
 }
 

@@ -107,6 +107,31 @@ pub fn apply(
     body: &EventBody,
     at_ms: i64,
 ) -> StoreResult<()> {
+    apply_deferring(conn, me, body, at_ms, None)
+}
+
+/// Units taken from pools by new bookings and not yet written to the pools
+/// table: the writer adds them up over a group commit and writes each pool
+/// once, before anything else reads pools and before the commit.
+pub(crate) type PoolDebts = Vec<(PoolId, i64)>;
+
+/// Writes what `debts` holds to the pools table.
+pub(crate) fn settle(conn: &Connection, debts: &PoolDebts, at_ms: i64) -> StoreResult<()> {
+    for (pool, units) in debts {
+        move_pool(conn, pool, 0, 0, *units, at_ms)?;
+    }
+    Ok(())
+}
+
+/// [`apply`], except that with `defer` the units a new booking takes from
+/// pools charged to us are added there instead of written to the pools.
+pub(crate) fn apply_deferring(
+    conn: &Connection,
+    me: &ParticipantId,
+    body: &EventBody,
+    at_ms: i64,
+    defer: Option<&mut PoolDebts>,
+) -> StoreResult<()> {
     match body {
         EventBody::ResourceCreated {
             id,
@@ -214,8 +239,20 @@ pub fn apply(
                 reason
             ])?;
             if state.consumes_units() && charged_to == me {
-                for line in lines {
-                    move_pool(conn, &line.pool_id, 0, 0, line.quantity, at_ms)?;
+                match defer {
+                    Some(debts) => {
+                        for line in lines {
+                            match debts.iter_mut().find(|(pool, _)| *pool == line.pool_id) {
+                                Some((_, units)) => *units += line.quantity,
+                                None => debts.push((line.pool_id.clone(), line.quantity)),
+                            }
+                        }
+                    }
+                    None => {
+                        for line in lines {
+                            move_pool(conn, &line.pool_id, 0, 0, line.quantity, at_ms)?;
+                        }
+                    }
                 }
             }
         }

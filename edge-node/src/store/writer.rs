@@ -18,6 +18,7 @@ use shared::{Event, EventBody, Hash, Line, PoolId, SealedEvent};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use uuid::Uuid;
 
+use super::project::{self, PoolDebts};
 use super::queries::{self, PoolStanding};
 use super::{Clock, NodeInfo, StoreError, StoreResult};
 
@@ -45,6 +46,15 @@ pub struct WriteCtx<'a> {
     /// rolled-back one, empties it.
     pools_seen: HashMap<PoolId, PoolStanding>,
     pools_seen_at: u64,
+    /// Units bookings of this batch took from pools, written to the pools
+    /// table once per pool (see [`Self::settle_pools`]).
+    pool_debts: PoolDebts,
+    /// Whether a new booking's units go to `pool_debts`: only while a job
+    /// without a savepoint runs, which only places bookings.
+    defer_pools: bool,
+    /// A write the batch relies on failed part-way: only undoing the whole
+    /// batch leaves a consistent database.
+    poisoned: bool,
 }
 
 impl WriteCtx<'_> {
@@ -59,17 +69,68 @@ impl WriteCtx<'_> {
                 queries::pool_standing_of(self.conn, id)
                     .ok()
                     .flatten()
+                    .map(|mut row| {
+                        row.holding.used += self.debt(id);
+                        row
+                    })
                     .as_ref(),
                 "the pools a batch has seen stay what the database holds"
             );
             return Ok(Some(seen.clone()));
         }
-        let standing = queries::pool_standing_of(self.conn, id)?;
-        if let Some(standing) = &standing {
+        let mut standing = queries::pool_standing_of(self.conn, id)?;
+        if let Some(standing) = &mut standing {
+            standing.holding.used += self.debt(id);
             self.pools_seen.insert(id.clone(), standing.clone());
         }
         self.pools_seen_at = self.conn.total_changes();
         Ok(standing)
+    }
+
+    /// Units of pool `id` booked in this batch and not yet in its row.
+    fn debt(&self, id: &PoolId) -> i64 {
+        self.pool_debts
+            .iter()
+            .find(|(pool, _)| pool == id)
+            .map_or(0, |(_, units)| *units)
+    }
+
+    /// Applies `body` to the state tables (the projection), deferring a new
+    /// booking's units while bookings run back to back.
+    pub(crate) fn project(&mut self, body: &EventBody) -> StoreResult<()> {
+        let me = self.node.participant();
+        if self.defer_pools && matches!(body, EventBody::BookingCreated { .. }) {
+            return project::apply_deferring(
+                self.conn,
+                &me,
+                body,
+                self.now_ms,
+                Some(&mut self.pool_debts),
+            );
+        }
+        self.settle_pools()?;
+        project::apply(self.conn, &me, body, self.now_ms)
+    }
+
+    /// Writes the units bookings of this batch took to the pools table:
+    /// before anything but a booking runs, and before the commit.
+    fn settle_pools(&mut self) -> StoreResult<()> {
+        if self.pool_debts.is_empty() {
+            return Ok(());
+        }
+        let seen_still_true = self.conn.total_changes() == self.pools_seen_at;
+        if let Err(e) = project::settle(self.conn, &self.pool_debts, self.now_ms) {
+            self.poisoned = true;
+            return Err(e);
+        }
+        self.pool_debts.clear();
+        // The rows now say what the pools seen already said.
+        if seen_still_true {
+            self.pools_seen_at = self.conn.total_changes();
+        } else {
+            self.pools_seen.clear();
+        }
+        Ok(())
     }
 
     /// Records that a booking whose lines are `lines` was just written and,
@@ -324,6 +385,9 @@ impl Writer {
             holds_changed: false,
             pools_seen: HashMap::new(),
             pools_seen_at: self.conn.total_changes(),
+            pool_debts: PoolDebts::new(),
+            defer_pools: false,
+            poisoned: false,
         };
         let result = run_in_transaction(&mut ctx, batch);
         let holds_changed = ctx.holds_changed;
@@ -365,14 +429,25 @@ pub(crate) fn exec(conn: &Connection, sql: &str) -> StoreResult<()> {
 fn run_in_transaction(ctx: &mut WriteCtx<'_>, batch: &mut [Box<dyn Job>]) -> StoreResult<()> {
     exec(ctx.conn, "BEGIN IMMEDIATE")?;
     for job in batch.iter_mut() {
-        if let Err(e) = run_isolated(ctx, job.as_mut()) {
+        let ran = run_isolated(ctx, job.as_mut());
+        if let Err(e) = ran.and_then(|()| poisoned(ctx)) {
             let _ = ctx.conn.execute_batch("ROLLBACK");
             return Err(e);
         }
     }
-    if let Err(e) = exec(ctx.conn, "COMMIT") {
+    if let Err(e) = ctx.settle_pools().and_then(|()| exec(ctx.conn, "COMMIT")) {
         let _ = ctx.conn.execute_batch("ROLLBACK");
         return Err(e);
+    }
+    Ok(())
+}
+
+fn poisoned(ctx: &WriteCtx<'_>) -> StoreResult<()> {
+    if ctx.poisoned {
+        tracing::error!("a write of pool units failed part-way; rolling back its batch");
+        return Err(StoreError::Internal(
+            "a write failed part-way; its batch was rolled back".into(),
+        ));
     }
     Ok(())
 }
@@ -386,7 +461,10 @@ fn run_isolated(ctx: &mut WriteCtx<'_>, job: &mut dyn Job) -> StoreResult<()> {
         // Checked before writing: a refusal wrote nothing. If it wrote
         // anyway, only rolling back the whole batch undoes it.
         let changes = ctx.conn.total_changes();
-        if !job.run(ctx) {
+        ctx.defer_pools = true;
+        let ok = job.run(ctx);
+        ctx.defer_pools = false;
+        if !ok {
             // SQLite ends the whole transaction itself on some errors (disk
             // full, I/O): later jobs must not run outside it.
             if ctx.conn.is_autocommit() || ctx.conn.total_changes() != changes {
@@ -404,6 +482,9 @@ fn run_isolated(ctx: &mut WriteCtx<'_>, job: &mut dyn Job) -> StoreResult<()> {
         }
         return Ok(());
     }
+    // Work with a savepoint of its own may read or change any pool: what
+    // bookings before it took goes to the pools table first.
+    ctx.settle_pools()?;
     exec(ctx.conn, "SAVEPOINT job")?;
     let ok = job.run(ctx);
     if ctx.conn.is_autocommit() {

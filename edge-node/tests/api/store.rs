@@ -486,3 +486,108 @@ fn a_rebuild_refuses_a_log_that_books_an_unknown_pool() {
     let err = rebuild::replace_history(&tx, &me, &log).expect_err("refused");
     assert!(err.to_string().contains("store-2:ghost"), "{err}");
 }
+
+/// Bookings of one group commit write their units to the pool once, after
+/// the last of them; work after them in the same batch must see every unit
+/// they took. A grant that would give away booked units is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_after_bookings_in_the_same_batch_sees_the_units_they_took() {
+    use edge_node::store::ops;
+    use shared::protocol::CreateBooking;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    init_dir(dir.path());
+    let store = Store::open(dir.path(), Arc::new(SystemClock::default())).expect("open");
+    let pool: shared::PoolId = "store-1:cups".parse().expect("id");
+    store
+        .write(|ctx| {
+            ops::create_resource(
+                ctx,
+                ops::NewResource {
+                    id: Some("store-1:cups".parse().expect("id")),
+                    name: "Cups".into(),
+                    kind: shared::ResourceKind::Stock,
+                },
+            )?;
+            ops::create_pool(
+                ctx,
+                ops::NewPool {
+                    id: Some("store-1:cups".parse().expect("id")),
+                    resource_id: "store-1:cups".parse().expect("id"),
+                    capacity: 5,
+                    starts_at_ms: None,
+                    ends_at_ms: None,
+                },
+            )
+        })
+        .await
+        .expect("catalog");
+    let (started_tx, started) = tokio::sync::oneshot::channel();
+    let blocker = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .write(move |_| {
+                    let _ = started_tx.send(());
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    Ok(())
+                })
+                .await
+        }
+    });
+    started.await.expect("writer busy");
+    let mut bookings = Vec::new();
+    for _ in 0..3 {
+        let store = store.clone();
+        let booking = ops::NewBooking {
+            request: serde_json::from_value::<CreateBooking>(serde_json::json!({
+                "lines": [{"pool_id": "store-1:cups", "quantity": 1}],
+                "customer": {"name": "Ada"},
+            }))
+            .expect("request"),
+            channel: shared::Channel::Kiosk,
+        };
+        bookings.push(tokio::spawn(async move {
+            store
+                .write_checked_first(move |ctx| ops::create_booking(ctx, booking))
+                .await
+        }));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let grant = {
+        let store = store.clone();
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            store
+                .write(move |ctx| {
+                    let too_many = ops::grant_allotment(ctx, &pool, &shared::ParticipantId::Hub, 3);
+                    let what_is_left =
+                        ops::grant_allotment(ctx, &pool, &shared::ParticipantId::Hub, 2)?;
+                    Ok((too_many.is_err(), what_is_left.available))
+                })
+                .await
+        })
+    };
+    blocker.await.expect("task").expect("blocker");
+    for booking in bookings {
+        booking.await.expect("task").expect("booked");
+    }
+    let (refused, available) = grant.await.expect("task").expect("granted what was left");
+    assert!(
+        refused,
+        "3 of 5 units were booked; 3 more cannot be given away"
+    );
+    assert_eq!(available, 0);
+    let (used, allotted) = store
+        .read(move |conn| {
+            let row = edge_node::store::queries::pool_row_of(conn, &pool)?.expect("pool");
+            Ok((row.used, row.allotted))
+        })
+        .await
+        .expect("read");
+    assert_eq!(
+        (used, allotted),
+        (3, 3),
+        "the pool row holds every booked unit"
+    );
+}
