@@ -137,8 +137,9 @@ pub(crate) fn open_connection(path: &Path, flags: OpenFlags) -> StoreResult<Conn
             "SQLite refused synchronous = FULL (it is {sync})"
         )));
     }
-    // Savepoint journals stay in memory: the writer takes one per request,
-    // and a temporary file for each would cost more than the work itself.
+    // Savepoint journals stay in memory: the writer takes one for most
+    // requests, and a temporary file for each would cost more than the work
+    // itself.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     set_foreign_keys(&conn, true)?;
     Ok(conn)

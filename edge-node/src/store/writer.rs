@@ -4,9 +4,14 @@
 //! (up to [`BATCH_JOBS_MAX`]), runs each job inside its own savepoint of one
 //! `BEGIN IMMEDIATE` transaction (jobs that check everything before their
 //! first write, like bookings, run without one), commits once, and only then
-//! answers every job of the batch. While one batch is being fsynced the next one gathers
-//! in the channel, so the cost of an fsync is shared by everyone who arrived
-//! during it, and no request is ever acknowledged before its commit.
+//! answers every job of the batch. While one batch is being fsynced the next
+//! one gathers in the channel, so the cost of an fsync is shared by everyone
+//! who arrived during it, and no request is ever acknowledged before its
+//! commit.
+//!
+//! Bookings running back to back in a batch read each pool once and write
+//! the units they take to each pool once, before any other job of the batch
+//! runs and before the commit.
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
