@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::{Served, last_line, run};
+use e2e::{Served, env_or, last_line, run};
 use edge_node::store::ops::{self, NewBooking, NewPool, NewResource};
 use edge_node::store::{Store, SystemClock, queries};
 use serde_json::json;
@@ -41,13 +41,6 @@ fn start_hub(dir: &Path, port: u16) -> Served {
         &[],
         &[("RUST_LOG", "warn")],
     )
-}
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn hub_head(dir: &Path) -> u64 {

@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use e2e::{Served, last_line, run};
+use e2e::{Served, env_or, last_line, run};
 
 use serde_json::{Value, json};
 
@@ -32,13 +32,6 @@ fn serve(bin: &str, dir: &Path) -> Served {
         &[],
         &[("RUST_LOG", "warn")],
     )
-}
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {

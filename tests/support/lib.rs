@@ -94,6 +94,14 @@ pub fn run_failing(bin: &Path, dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stderr).expect("utf8")
 }
 
+/// A number from the environment, for benchmark run lengths.
+pub fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 pub fn last_line(out: &str) -> String {
     out.lines().last().expect("a line").trim().to_owned()
 }

@@ -64,23 +64,19 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 /// Malformed JSON is `invalid_json`; JSON of the wrong shape (including a
 /// field given twice) is a 400 that names the field.
 pub fn parse_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    // Syntax first, without building anything: malformed JSON is
-    // `invalid_json` wherever its fault lies, even after a field that is
-    // also wrong.
-    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(malformed)?;
     let mut json = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut json).map_err(|e| {
-        if matches!(
-            e.inner().classify(),
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof
-        ) {
-            return malformed(e.into_inner());
-        }
-        shape_error(&e.path().to_string(), e.inner())
-    })?;
-    // Trailing characters after the value.
-    json.end().map_err(malformed)?;
-    Ok(value)
+    let parsed = serde_path_to_error::deserialize(&mut json)
+        .map_err(|e| shape_error(&e.path().to_string(), e.inner()))
+        .and_then(|value| json.end().map(|()| value).map_err(malformed));
+    // Only a body that failed is read again, for syntax alone: malformed JSON
+    // is `invalid_json` wherever its fault lies, even after a field that is
+    // also wrong. (A body that parsed was read whole, so it is well formed.)
+    parsed.map_err(
+        |shape| match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Err(syntax) => malformed(syntax),
+            Ok(_) => shape,
+        },
+    )
 }
 
 fn shape_error(path: &str, e: &dyn std::fmt::Display) -> ApiError {

@@ -351,20 +351,14 @@ fn work_checked_before_writing_fails_alone_or_rolls_back_its_batch() {
     );
 }
 
-/// A write that books and then fails is rolled back with its savepoint;
-/// bookings after it in the same group commit must see the pool as the
-/// database holds it, not as the rolled-back booking left it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bookings_after_a_rolled_back_write_in_the_same_batch_see_its_units_free() {
-    use edge_node::store::{StoreError, ops};
-    use shared::protocol::CreateBooking;
-
+/// A store with one stock pool, `store-1:cups`, of `capacity` units.
+async fn store_with_cups(capacity: i64) -> (tempfile::TempDir, Store) {
+    use edge_node::store::ops;
     let dir = tempfile::tempdir().expect("tempdir");
     init_dir(dir.path());
     let store = Store::open(dir.path(), Arc::new(SystemClock::default())).expect("open");
-    let pool: shared::PoolId = "store-1:cups".parse().expect("id");
     store
-        .write(|ctx| {
+        .write(move |ctx| {
             ops::create_resource(
                 ctx,
                 ops::NewResource {
@@ -378,7 +372,7 @@ async fn bookings_after_a_rolled_back_write_in_the_same_batch_see_its_units_free
                 ops::NewPool {
                     id: Some("store-1:cups".parse().expect("id")),
                     resource_id: "store-1:cups".parse().expect("id"),
-                    capacity: 3,
+                    capacity,
                     starts_at_ms: None,
                     ends_at_ms: None,
                 },
@@ -386,16 +380,24 @@ async fn bookings_after_a_rolled_back_write_in_the_same_batch_see_its_units_free
         })
         .await
         .expect("catalog");
-    let new_booking = |quantity: i64| ops::NewBooking {
-        request: serde_json::from_value::<CreateBooking>(serde_json::json!({
+    (dir, store)
+}
+
+/// A booking of `quantity` cups.
+fn cups_booking(quantity: i64) -> edge_node::store::ops::NewBooking {
+    edge_node::store::ops::NewBooking {
+        request: serde_json::from_value(serde_json::json!({
             "lines": [{"pool_id": "store-1:cups", "quantity": quantity}],
             "customer": {"name": "Ada"},
         }))
         .expect("request"),
         channel: shared::Channel::Kiosk,
-    };
-    // Holds the writer while the jobs below queue up behind it, so they
-    // are committed together.
+    }
+}
+
+/// Keeps the writer busy for a moment once it has started, so that work
+/// submitted meanwhile queues up and is committed in one batch.
+async fn hold_writer(store: &Store) -> tokio::task::JoinHandle<edge_node::store::StoreResult<()>> {
     let (started_tx, started) = tokio::sync::oneshot::channel();
     let blocker = tokio::spawn({
         let store = store.clone();
@@ -410,9 +412,23 @@ async fn bookings_after_a_rolled_back_write_in_the_same_batch_see_its_units_free
         }
     });
     started.await.expect("writer busy");
+    blocker
+}
+
+/// A write that books and then fails is rolled back with its savepoint;
+/// bookings after it in the same group commit must see the pool as the
+/// database holds it, not as the rolled-back booking left it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bookings_after_a_rolled_back_write_in_the_same_batch_see_its_units_free() {
+    use edge_node::store::{StoreError, ops};
+
+    let (_dir, store) = store_with_cups(3).await;
+    let pool: shared::PoolId = "store-1:cups".parse().expect("id");
+    // The jobs below queue up behind this one and are committed together.
+    let blocker = hold_writer(&store).await;
     let failing = tokio::spawn({
         let store = store.clone();
-        let booking = new_booking(2);
+        let booking = cups_booking(2);
         async move {
             store
                 .write(move |ctx| {
@@ -426,7 +442,7 @@ async fn bookings_after_a_rolled_back_write_in_the_same_batch_see_its_units_free
     let bookings: Vec<_> = (0..3)
         .map(|_| {
             let store = store.clone();
-            let booking = new_booking(1);
+            let booking = cups_booking(1);
             tokio::spawn(async move {
                 store
                     .write_checked_first(move |ctx| ops::create_booking(ctx, booking))
@@ -493,60 +509,14 @@ fn a_rebuild_refuses_a_log_that_books_an_unknown_pool() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn work_after_bookings_in_the_same_batch_sees_the_units_they_took() {
     use edge_node::store::ops;
-    use shared::protocol::CreateBooking;
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    init_dir(dir.path());
-    let store = Store::open(dir.path(), Arc::new(SystemClock::default())).expect("open");
+    let (_dir, store) = store_with_cups(5).await;
     let pool: shared::PoolId = "store-1:cups".parse().expect("id");
-    store
-        .write(|ctx| {
-            ops::create_resource(
-                ctx,
-                ops::NewResource {
-                    id: Some("store-1:cups".parse().expect("id")),
-                    name: "Cups".into(),
-                    kind: shared::ResourceKind::Stock,
-                },
-            )?;
-            ops::create_pool(
-                ctx,
-                ops::NewPool {
-                    id: Some("store-1:cups".parse().expect("id")),
-                    resource_id: "store-1:cups".parse().expect("id"),
-                    capacity: 5,
-                    starts_at_ms: None,
-                    ends_at_ms: None,
-                },
-            )
-        })
-        .await
-        .expect("catalog");
-    let (started_tx, started) = tokio::sync::oneshot::channel();
-    let blocker = tokio::spawn({
-        let store = store.clone();
-        async move {
-            store
-                .write(move |_| {
-                    let _ = started_tx.send(());
-                    std::thread::sleep(std::time::Duration::from_millis(300));
-                    Ok(())
-                })
-                .await
-        }
-    });
-    started.await.expect("writer busy");
+    let blocker = hold_writer(&store).await;
     let mut bookings = Vec::new();
     for _ in 0..3 {
         let store = store.clone();
-        let booking = ops::NewBooking {
-            request: serde_json::from_value::<CreateBooking>(serde_json::json!({
-                "lines": [{"pool_id": "store-1:cups", "quantity": 1}],
-                "customer": {"name": "Ada"},
-            }))
-            .expect("request"),
-            channel: shared::Channel::Kiosk,
-        };
+        let booking = cups_booking(1);
         bookings.push(tokio::spawn(async move {
             store
                 .write_checked_first(move |ctx| ops::create_booking(ctx, booking))
