@@ -56,8 +56,7 @@ pub fn app(
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(DefaultBodyLimit::max(REQUEST_BODY_MAX_BYTES))
-        .layer(axum::middleware::map_response(web::security_headers))
-        .layer(axum::middleware::from_fn(web::same_origin))
+        .layer(web::GuardLayer)
         .service(routes)
 }
 

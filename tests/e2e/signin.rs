@@ -176,6 +176,24 @@ async fn a_cross_site_form_post_is_refused() {
         .await
         .expect("staff");
     assert_eq!(staff.status(), StatusCode::OK);
+    // Pages, refusals and API answers alike keep out of other sites' frames.
+    let missing = http
+        .get(format!("{base}/api/v1/no-such-thing"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    for response in [&evil, &no_origin, &staff, &missing] {
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
+        assert_eq!(
+            header("x-frame-options"),
+            Some("DENY"),
+            "{}",
+            response.url()
+        );
+        assert_eq!(header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(header("referrer-policy"), Some("same-origin"));
+    }
 }
 
 #[tokio::test]

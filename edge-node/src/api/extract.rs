@@ -64,6 +64,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 /// Malformed JSON is `invalid_json`; JSON of the wrong shape (including a
 /// field given twice) is a 400 that names the field.
 pub fn parse_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Most bodies are fine: parse them without tracking where in the
+    // document the parser is, and track it only to explain a failure.
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let mut json = serde_json::Deserializer::from_slice(bytes);
     let parsed = serde_path_to_error::deserialize(&mut json)
         .map_err(|e| shape_error(&e.path().to_string(), e.inner()))

@@ -19,7 +19,7 @@ use shared::limits::{BOOKING_LIST_MAX, IDEMPOTENCY_KEY_MAX_CHARS};
 use shared::protocol::CreateBooking;
 use shared::{BookingId, BookingState, Channel, ParticipantId, PoolId, ResourceId};
 
-use crate::auth::{Role, TokenCache, hash_token, role_of_hash};
+use crate::auth::{Role, TokenCache, digest_hex, hash_token, role_of_hash, token_digest};
 use crate::store::ops::{self, NewBooking, NewPool, NewResource};
 use crate::store::queries::{self, BookingFilter, BookingView, PoolFilter, PoolView, ResourceView};
 use crate::store::{Store, StoreError};
@@ -96,17 +96,17 @@ impl FromRequestParts<AppState> for Principal {
             .ok_or_else(|| {
                 ApiError::unauthorized("the Authorization header must be Bearer TOKEN")
             })?;
-        let hash = hash_token(token);
-        if let Some(role) = state.tokens.get(&hash) {
+        let digest = token_digest(token);
+        if let Some(role) = state.tokens.get(&digest) {
             return Ok(Self { role });
         }
-        let lookup = hash.clone();
+        let lookup = digest_hex(&digest);
         let role = state
             .store
             .read(move |conn| role_of_hash(conn, &lookup))
             .await?
             .ok_or_else(|| ApiError::unauthorized("unknown token"))?;
-        state.tokens.put(hash, role);
+        state.tokens.put(digest, role);
         Ok(Self { role })
     }
 }

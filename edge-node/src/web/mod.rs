@@ -3,6 +3,7 @@
 //! server-rendered HTML and forms (they work without script); a small
 //! embedded script adds live updates over server-sent events.
 
+mod guard;
 pub mod html;
 mod manager;
 mod session;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -28,8 +29,9 @@ use crate::auth::Role;
 use crate::store::StoreError;
 use crate::store::ops::{self, NewBooking};
 use crate::store::queries::{self, BookingFilter, PoolFilter, PoolView, ResourceView};
+pub use guard::{Guard, GuardLayer};
 use html::{Frame, banner, button_form, h, local_day, local_time, page, zone};
-pub use session::{Session, same_origin};
+pub use session::Session;
 
 const CSS: &str = include_str!("../../assets/app.css");
 const JS: &str = include_str!("../../assets/app.js");
@@ -605,16 +607,4 @@ fn event_stream(state: AppState) -> impl Stream<Item = Result<Event, Infallible>
             Some((Ok(event), (state, head, ticker)))
         },
     )
-}
-
-/// Every response of the UI is HTML that must not be framed by another site.
-pub async fn security_headers(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    headers.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
-    response
 }

@@ -6,9 +6,8 @@
 //! secret is new at every sign-in, end at sign-out, and expire when idle.
 
 use axum::body::Bytes;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use rusqlite::params;
 
@@ -304,45 +303,4 @@ pub async fn signout(State(state): State<AppState>, headers: HeaderMap) -> PageR
         .headers_mut()
         .insert(header::SET_COOKIE, set_cookie(&state, "", Some(0)));
     Ok(response)
-}
-
-/// Refuses cross-site form posts: a request that changes something and does
-/// not carry a bearer token (so a browser may have attached our cookie) must
-/// come from a page of ours, as its Origin (or Referer) says.
-pub async fn same_origin(request: Request, next: Next) -> Response {
-    let safe = matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    );
-    // Only the JSON API takes bearer tokens; the pages go by the cookie.
-    let bearer = request.uri().path().starts_with("/api/")
-        && request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("Bearer "));
-    if safe || bearer {
-        return next.run(request).await;
-    }
-    let headers = request.headers();
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let from = headers
-        .get(header::ORIGIN)
-        .or_else(|| headers.get(header::REFERER))
-        .and_then(|v| v.to_str().ok())
-        .and_then(|url| {
-            url.split_once("://")
-                .map(|(_, rest)| rest.split('/').next().unwrap_or_default())
-        });
-    match (host, from) {
-        (Some(host), Some(from)) if host.eq_ignore_ascii_case(from) => next.run(request).await,
-        _ => (
-            StatusCode::FORBIDDEN,
-            axum::Json(shared::protocol::ErrorBody::new(
-                "cross_site_request",
-                "requests that change something must come from this store's own pages",
-            )),
-        )
-            .into_response(),
-    }
 }

@@ -1,0 +1,111 @@
+//! The checks and headers every request and response of a node goes
+//! through, as one plain tower layer: axum's `from_fn` and `map_response`
+//! would box a future and clone the inner service for every request.
+
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt as _;
+use futures_util::future::{Either, Map, Ready, ready};
+use tower::{Layer, Service};
+
+/// Wraps a service in [`Guard`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GuardLayer;
+
+impl<S> Layer<S> for GuardLayer {
+    type Service = Guard<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Guard { inner }
+    }
+}
+
+/// Refuses cross-site requests that change something, and gives every
+/// response the headers that keep our pages out of other sites' frames.
+#[derive(Debug, Clone)]
+pub struct Guard<S> {
+    inner: S,
+}
+
+type Answer = Result<Response, Infallible>;
+
+impl<S> Service<Request> for Guard<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Map<Either<Ready<Answer>, S::Future>, fn(Answer) -> Answer>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let answer = if same_origin(&request) {
+            Either::Right(self.inner.call(request))
+        } else {
+            Either::Left(ready(Ok(cross_site_refusal())))
+        };
+        answer.map(with_security_headers as fn(Answer) -> Answer)
+    }
+}
+
+/// Whether a request may go on: a request that changes something and does
+/// not carry a bearer token (so a browser may have attached our cookie) must
+/// come from a page of ours, as its Origin (or Referer) says.
+fn same_origin(request: &Request) -> bool {
+    let safe = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    // Only the JSON API takes bearer tokens; the pages go by the cookie.
+    let headers = request.headers();
+    let bearer = request.uri().path().starts_with("/api/")
+        && headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("Bearer "));
+    safe || bearer || from_this_host(headers)
+}
+
+fn from_this_host(headers: &HeaderMap) -> bool {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let from = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|url| {
+            url.split_once("://")
+                .map(|(_, rest)| rest.split('/').next().unwrap_or_default())
+        });
+    matches!((host, from), (Some(host), Some(from)) if host.eq_ignore_ascii_case(from))
+}
+
+fn cross_site_refusal() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        axum::Json(shared::protocol::ErrorBody::new(
+            "cross_site_request",
+            "requests that change something must come from this store's own pages",
+        )),
+    )
+        .into_response()
+}
+
+/// Every response of the UI is HTML that must not be framed by another site.
+fn with_security_headers(answer: Answer) -> Answer {
+    let Ok(mut response) = answer;
+    let headers = response.headers_mut();
+    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    Ok(response)
+}
