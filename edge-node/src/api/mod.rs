@@ -4,11 +4,12 @@ pub mod error;
 pub mod extract;
 
 use std::collections::HashSet;
+use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -330,8 +331,20 @@ async fn return_allotment(
 }
 
 /// The `Idempotency-Key` header, if any, checked for shape.
-fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
-    let Some(value) = headers.get("idempotency-key") else {
+/// The raw Idempotency-Key header, taken without copying the other headers
+/// (axum's `HeaderMap` extractor clones them all).
+struct IdempotencyKeyHeader(Option<HeaderValue>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKeyHeader {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(Self(parts.headers.get("idempotency-key").cloned()))
+    }
+}
+
+fn idempotency_key(value: Option<&HeaderValue>) -> ApiResult<Option<String>> {
+    let Some(value) = value else {
         return Ok(None);
     };
     let key = value
@@ -373,11 +386,11 @@ impl Drop for InFlight {
 async fn create_booking(
     principal: Principal,
     State(state): State<AppState>,
-    headers: HeaderMap,
+    IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     RawBody(bytes): RawBody,
 ) -> ApiResult<Response> {
     principal.require(Role::Kiosk)?;
-    let key = idempotency_key(&headers)?;
+    let key = idempotency_key(key.as_ref())?;
     let request: CreateBooking = parse_bytes(&bytes)?;
     // Only a keyed request needs its canonical hash, and for it the body as
     // a `Value`.
