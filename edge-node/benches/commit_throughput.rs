@@ -84,13 +84,18 @@ fn raw_sqlite(dir: &Path, run_for: Duration) -> Sample {
     let mut i = 0u64;
     while start.elapsed() < run_for {
         let t = Instant::now();
-        conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
-        conn.execute(
+        // Statements prepared once, as the store's writer does.
+        conn.prepare_cached("BEGIN IMMEDIATE")
+            .and_then(|mut begin| begin.execute([]))
+            .expect("begin");
+        conn.prepare_cached(
             "INSERT INTO bookings VALUES (?1, 'bench-pool', 1, 'Bench Customer', '+49 30 1234', 'confirmed', ?2)",
-            rusqlite::params![uuid_like(i), i as i64],
         )
+        .and_then(|mut insert| insert.execute(rusqlite::params![uuid_like(i), i as i64]))
         .expect("insert");
-        conn.execute_batch("COMMIT").expect("commit");
+        conn.prepare_cached("COMMIT")
+            .and_then(|mut commit| commit.execute([]))
+            .expect("commit");
         latencies.push(t.elapsed());
         i += 1;
     }

@@ -37,7 +37,7 @@ pub fn app(
 + Sync
 + 'static {
     let routes = Router::new()
-        .nest("/api/v1", api::router(state.clone()))
+        .merge(api::router(state.clone()))
         .merge(web::router(state))
         .route(
             "/healthz",

@@ -112,21 +112,27 @@ impl FromRequestParts<AppState> for Principal {
     }
 }
 
+/// The JSON API's routes, under `/api/v1/`. They are written out in full
+/// rather than nested: a nested router rewrites every request's URI to
+/// strip its prefix.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/resources", post(create_resource).get(list_resources))
-        .route("/pools", post(create_pool).get(list_pools))
-        .route("/pools/{id}", get(get_pool))
-        .route("/pools/{id}/adjust", post(adjust_pool))
-        .route("/pools/{id}/allotments", post(grant_allotment))
-        .route("/pools/{id}/return", post(return_allotment))
-        .route("/bookings", post(create_booking).get(list_bookings))
-        .route("/bookings/{id}", get(get_booking))
-        .route("/bookings/{id}/confirm", post(confirm_booking))
-        .route("/bookings/{id}/cancel", post(cancel_booking))
-        .route("/bookings/{id}/fulfil", post(fulfil_booking))
-        .route("/sync/status", get(sync_status))
-        .route("/quarantine", get(list_quarantine))
+        .route(
+            "/api/v1/resources",
+            post(create_resource).get(list_resources),
+        )
+        .route("/api/v1/pools", post(create_pool).get(list_pools))
+        .route("/api/v1/pools/{id}", get(get_pool))
+        .route("/api/v1/pools/{id}/adjust", post(adjust_pool))
+        .route("/api/v1/pools/{id}/allotments", post(grant_allotment))
+        .route("/api/v1/pools/{id}/return", post(return_allotment))
+        .route("/api/v1/bookings", post(create_booking).get(list_bookings))
+        .route("/api/v1/bookings/{id}", get(get_booking))
+        .route("/api/v1/bookings/{id}/confirm", post(confirm_booking))
+        .route("/api/v1/bookings/{id}/cancel", post(cancel_booking))
+        .route("/api/v1/bookings/{id}/fulfil", post(fulfil_booking))
+        .route("/api/v1/sync/status", get(sync_status))
+        .route("/api/v1/quarantine", get(list_quarantine))
         .with_state(state)
 }
 
@@ -331,6 +337,27 @@ async fn return_allotment(
 }
 
 /// The `Idempotency-Key` header, if any, checked for shape.
+/// [`Json`] with room for a whole booking from the start: axum's buffer
+/// starts at 128 bytes and grows three times for a typical booking.
+fn json_answer(status: StatusCode, value: &impl Serialize) -> Response {
+    let mut body = Vec::with_capacity(1024);
+    match serde_json::to_writer(&mut body, value) {
+        Ok(()) => (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "could not write a response");
+            ApiError::internal().into_response()
+        }
+    }
+}
+
 /// The raw Idempotency-Key header, taken without copying the other headers
 /// (axum's `HeaderMap` extractor clones them all).
 struct IdempotencyKeyHeader(Option<HeaderValue>);
@@ -412,7 +439,7 @@ async fn create_booking(
             .await?;
         let status =
             StatusCode::from_u16(ops::created_status(&view)).unwrap_or(StatusCode::CREATED);
-        return Ok((status, Json(view)).into_response());
+        return Ok(json_answer(status, &view));
     };
     let _claim = InFlight::claim(&state.in_flight, &key).ok_or_else(|| {
         ApiError::new(
