@@ -119,7 +119,10 @@ impl NodeInfo {
 /// each back: a pragma SQLite silently ignores would otherwise weaken
 /// durability without anyone noticing.
 pub(crate) fn open_connection(path: &Path, flags: OpenFlags) -> StoreResult<Connection> {
-    let conn = Connection::open_with_flags(path, flags)?;
+    // No mutex of SQLite's own around each call: a connection is used by
+    // one thread at a time (rusqlite's `Connection` is not `Sync`), as
+    // rusqlite's own default flags assume.
+    let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // WAL: readers never block the writer and the writer never blocks readers.
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;

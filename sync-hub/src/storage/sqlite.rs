@@ -36,7 +36,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DB_FILE: &str = "hub.db";
 
 fn open_connection(path: &Path, flags: OpenFlags) -> StorageResult<Connection> {
-    let conn = Connection::open_with_flags(path, flags)?;
+    // No mutex of SQLite's own around each call: a connection is used by
+    // one thread at a time (rusqlite's `Connection` is not `Sync`), as
+    // rusqlite's own default flags assume.
+    let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
