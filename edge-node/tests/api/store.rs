@@ -24,6 +24,23 @@ fn the_database_is_in_wal_mode_with_full_sync() {
     assert_eq!(sync, 2, "FULL");
 }
 
+/// The SQLite build options of `.cargo/config.toml` (fdatasync, no memory
+/// statistics) are one setting; built without them, this option is missing.
+#[test]
+fn sqlite_is_built_with_the_workspace_options() {
+    let conn = rusqlite::Connection::open_in_memory().expect("open");
+    let mut options = conn.prepare("PRAGMA compile_options").expect("prepare");
+    let options: Vec<String> = options
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("options");
+    assert!(
+        options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+        "{options:?}"
+    );
+}
+
 #[test]
 fn a_database_newer_than_the_binary_is_refused_and_left_untouched() {
     let dir = tempfile::tempdir().expect("tempdir");
