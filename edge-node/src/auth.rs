@@ -11,6 +11,7 @@ use base64::Engine;
 use ring::rand::{SecureRandom, SystemRandom};
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
+use shared::Hash;
 
 use crate::store::{StoreError, StoreResult};
 
@@ -48,23 +49,10 @@ impl Role {
 /// Prefix that makes our tokens recognisable in logs and secret scanners.
 const TOKEN_PREFIX: &str = "edge_";
 
-/// SHA-256 of a token, as the token cache knows it.
-pub fn token_digest(token: &str) -> [u8; 32] {
-    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-    let mut out = [0; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
-}
-
-/// [`token_digest`] in hex, as the database stores it.
+/// SHA-256 of a token in hex, as the database stores it. (The token cache
+/// keys by the digest itself, [`Hash::of`] the token.)
 pub fn hash_token(token: &str) -> String {
-    digest_hex(&token_digest(token))
-}
-
-pub fn digest_hex(digest: &[u8; 32]) -> String {
-    let mut buf = [0; 64];
-    hex::encode_to_slice(digest, &mut buf).expect("64 hex digits fit 32 bytes");
-    buf.iter().map(|&b| char::from(b)).collect()
+    Hash::of(token.as_bytes()).to_hex()
 }
 
 /// Makes a token for `role`, stores its hash and returns the secret.
@@ -98,7 +86,7 @@ pub fn role_of_hash(conn: &Connection, hash: &str) -> StoreResult<Option<Role>> 
 /// command works at once.
 #[derive(Debug, Default)]
 pub struct TokenCache {
-    entries: Mutex<HashMap<[u8; 32], (Role, Instant)>>,
+    entries: Mutex<HashMap<Hash, (Role, Instant)>>,
 }
 
 /// How long a verified token is trusted without looking again.
@@ -107,7 +95,7 @@ const TOKEN_CACHE_TTL: Duration = Duration::from_secs(60);
 const TOKEN_CACHE_MAX: usize = 1024;
 
 impl TokenCache {
-    pub fn get(&self, digest: &[u8; 32]) -> Option<Role> {
+    pub fn get(&self, digest: &Hash) -> Option<Role> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries
             .get(digest)
@@ -115,7 +103,7 @@ impl TokenCache {
             .map(|(role, _)| *role)
     }
 
-    pub fn put(&self, digest: [u8; 32], role: Role) {
+    pub fn put(&self, digest: Hash, role: Role) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= TOKEN_CACHE_MAX {
             entries.clear();

@@ -1,11 +1,10 @@
 //! The HTTP server: the API router with its limits and error shape, and the
 //! background tasks that run beside it.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-
-use std::convert::Infallible;
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::response::{IntoResponse, Response};

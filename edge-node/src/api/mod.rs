@@ -20,7 +20,7 @@ use shared::limits::{BOOKING_LIST_MAX, IDEMPOTENCY_KEY_MAX_CHARS};
 use shared::protocol::CreateBooking;
 use shared::{BookingId, BookingState, Channel, ParticipantId, PoolId, ResourceId};
 
-use crate::auth::{Role, TokenCache, digest_hex, hash_token, role_of_hash, token_digest};
+use crate::auth::{Role, TokenCache, hash_token, role_of_hash};
 use crate::store::ops::{self, NewBooking, NewPool, NewResource};
 use crate::store::queries::{self, BookingFilter, BookingView, PoolFilter, PoolView, ResourceView};
 use crate::store::{Store, StoreError};
@@ -97,11 +97,11 @@ impl FromRequestParts<AppState> for Principal {
             .ok_or_else(|| {
                 ApiError::unauthorized("the Authorization header must be Bearer TOKEN")
             })?;
-        let digest = token_digest(token);
+        let digest = shared::Hash::of(token.as_bytes());
         if let Some(role) = state.tokens.get(&digest) {
             return Ok(Self { role });
         }
-        let lookup = digest_hex(&digest);
+        let lookup = digest.to_hex();
         let role = state
             .store
             .read(move |conn| role_of_hash(conn, &lookup))
@@ -336,7 +336,6 @@ async fn return_allotment(
     Ok(Json(view).into_response())
 }
 
-/// The `Idempotency-Key` header, if any, checked for shape.
 /// [`Json`] with room for a whole booking from the start: axum's buffer
 /// starts at 128 bytes and grows three times for a typical booking.
 fn json_answer(status: StatusCode, value: &impl Serialize) -> Response {
@@ -370,6 +369,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKeyHeader {
     }
 }
 
+/// The `Idempotency-Key` header, if any, checked for shape.
 fn idempotency_key(value: Option<&HeaderValue>) -> ApiResult<Option<String>> {
     let Some(value) = value else {
         return Ok(None);
