@@ -356,6 +356,27 @@ fn cpu_ticks(pid: &str) -> std::collections::BTreeMap<String, u64> {
     out
 }
 
+/// Bytes process `pid` has sent to the storage layer so far (`write_bytes`
+/// of `/proc/PID/io`, counted in whole pages as they are dirtied), if the
+/// kernel reports it.
+fn disk_bytes(pid: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("write_bytes:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Bytes written to disk per operation between two readings.
+fn disk_per_op(before: Option<u64>, after: Option<u64>, ops: usize) -> f64 {
+    match (before, after) {
+        (Some(before), Some(after)) => after.saturating_sub(before) as f64 / ops.max(1) as f64,
+        _ => f64::NAN,
+    }
+}
+
 fn ticks_per_second() -> f64 {
     Command::new("getconf")
         .arg("CLK_TCK")
@@ -476,20 +497,30 @@ fn main() {
     let mut direct = Vec::new();
     let mut server_cpu = Vec::new();
     let mut client_cpu = Vec::new();
+    // Bytes written to disk per commit of (a) and per booking of (b, 64)
+    // and (c): what each FULL commit waits for the disk to take.
+    let (mut raw_disk, mut many_disk, mut direct_disk) = (Vec::new(), Vec::new(), Vec::new());
+    let server_pid = served.child.id().to_string();
     for round in 1..=rounds {
+        let before = disk_bytes("self");
         raw.push(raw_sqlite(dir.path(), run_for));
+        raw_disk.push(disk_per_op(before, disk_bytes("self"), raw[round - 1].ops));
         one.push(api(&served.base, &token, 1, run_for));
-        let server_before = cpu_ticks(&served.child.id().to_string());
+        let server_before = cpu_ticks(&server_pid);
         let client_before = cpu_ticks("self");
+        let before = disk_bytes(&server_pid);
         many.push(api(&served.base, &token, 64, run_for));
         let ops = many[round - 1].ops;
-        server_cpu.push(cpu_per_op(
-            &server_before,
-            &cpu_ticks(&served.child.id().to_string()),
-            ops,
-        ));
+        many_disk.push(disk_per_op(before, disk_bytes(&server_pid), ops));
+        server_cpu.push(cpu_per_op(&server_before, &cpu_ticks(&server_pid), ops));
         client_cpu.push(cpu_per_op(&client_before, &cpu_ticks("self"), ops));
+        let before = disk_bytes("self");
         direct.push(runtime.block_on(store_direct(&store, 64, run_for)));
+        direct_disk.push(disk_per_op(
+            before,
+            disk_bytes("self"),
+            direct[round - 1].ops,
+        ));
         eprintln!(
             "round {round}: raw {:.0}/s, api x1 {:.0}/s, api x64 {:.0}/s, store x64 {:.0}/s",
             raw[round - 1].per_second(),
@@ -547,6 +578,13 @@ fn main() {
     println!(
         "- total {total:.1} µs: on {cores} cores at most {:.0} bookings/s",
         cores as f64 * 1e6 / total.max(1e-9)
+    );
+    println!(
+        "\nwritten to disk (median of {rounds} rounds): (a) {:.0} B per commit; \
+         (b, 64 clients) {:.0} B per booking; (c) {:.0} B per booking",
+        median(raw_disk),
+        median(many_disk),
+        median(direct_disk)
     );
     println!(
         "\nratio (b, 64 clients) / (a) = {:.2}; (b, 1 client) / (a) = {:.2}; (c) / (a) = {:.2}",
