@@ -607,6 +607,6 @@ fn main() {
             .map(|r| format!("{r:.2}"))
             .collect::<Vec<_>>()
             .join(", "),
-        median(paired.clone())
+        median(paired)
     );
 }
