@@ -189,7 +189,9 @@ pub fn decide_request(
     match (fits, hold_seconds) {
         (Err(reason), _) => OwnerDecision::Reject { reason },
         (Ok(()), Some(seconds)) => OwnerDecision::Hold {
-            expires_at_ms: now_ms + seconds * 1000,
+            // Requests are checked for their hold before they get here;
+            // saturating keeps a slip from wrapping to the past.
+            expires_at_ms: now_ms.saturating_add(seconds.saturating_mul(1000)),
         },
         (Ok(()), None) => OwnerDecision::Confirm,
     }
@@ -288,6 +290,8 @@ pub enum BookingInputError {
     FieldTooLong { field: &'static str, max: usize },
     #[error("customer email must look like name@domain")]
     Email,
+    #[error("customer {field} must not contain control or text-direction characters")]
+    ControlCharacter { field: &'static str },
 }
 
 /// Checks lines and customer of a new booking; the pools themselves are
@@ -341,7 +345,36 @@ fn check_text(
     if value.chars().count() > max {
         return Err(BookingInputError::FieldTooLong { field, max });
     }
+    if has_hidden_characters(value) {
+        return Err(BookingInputError::ControlCharacter { field });
+    }
     Ok(())
+}
+
+/// Whether `text` holds characters that do not belong in a name a person
+/// reads: control characters (NUL, ESC, newlines, ...), the text-direction
+/// overrides and isolates that make text read differently from how it is
+/// stored (U+202E and friends), and the line and paragraph separators.
+/// Names, phone numbers and resource names are shown to staff as they are,
+/// so these are refused when they come in, not filtered when shown.
+pub fn has_hidden_characters(text: &str) -> bool {
+    text.chars().any(is_hidden)
+}
+
+/// One character [`has_hidden_characters`] looks for.
+pub fn is_hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{FEFF}'
+        )
 }
 
 #[cfg(test)]
@@ -531,6 +564,17 @@ mod tests {
             validate_request(&[line("p", 1)], &customer("  ")),
             Err(BookingInputError::EmptyField { field: "name" })
         ));
+        for hidden in ["A\u{0}da", "\u{1b}[31mAda", "Ada\u{202E}nimda", "Ada\nBob"] {
+            assert_eq!(
+                validate_request(&[line("p", 1)], &customer(hidden)),
+                Err(BookingInputError::ControlCharacter { field: "name" }),
+                "{hidden:?}"
+            );
+        }
+        assert_eq!(
+            validate_request(&[line("p", 1)], &customer("Zoë O'Brien-Łukasz 李")),
+            Ok(())
+        );
         let mut bad_email = customer("Ada");
         bad_email.email = Some("nope".into());
         assert_eq!(

@@ -222,6 +222,19 @@ pub enum EventBody {
         hub_seq: u64,
         event: Box<Event>,
     },
+    /// Recorded by a participant in its own log when the event of the hub's
+    /// log at `hub_seq` could not be applied (it failed the checks every
+    /// receiver makes, or named what does not exist here): it is set aside
+    /// for the manager to see, the hub learns of it with this event, and
+    /// the events behind it are applied as usual.
+    InboxSetAside {
+        hub_seq: u64,
+        /// Who wrote the refused event, and its kind, as far as they could
+        /// be read.
+        origin: String,
+        kind: String,
+        reason: String,
+    },
 }
 
 impl EventBody {
@@ -965,7 +978,22 @@ mod tests {
                 hub_seq: 17,
                 event: Box::new(nested),
             },
+            EventBody::InboxSetAside {
+                hub_seq: 18,
+                origin: "store-2".into(),
+                kind: "pool_created".into(),
+                reason: "pool store-2:x names unknown resource \"q\"\n".into(),
+            },
         ]
+    }
+
+    #[test]
+    fn every_kind_has_an_author_in_the_authorization_table() {
+        for body in one_of_each_kind() {
+            let (kind, _) = body.into_parts();
+            assert!(crate::authz::author_of(&kind).is_some(), "{kind}");
+        }
+        assert_eq!(one_of_each_kind().len(), crate::authz::AUTHORS.len() + 1);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! binaries speak, and the limits that bound them. What does not: anything
 //! that touches a disk, a socket or a clock. Callers pass the time in.
 
+pub mod authz;
 pub mod availability;
 pub mod booking;
 pub mod event;

@@ -75,3 +75,12 @@ pub const REQUEST_TTL_MAX_S: i64 = 24 * 3600;
 
 /// Longest a web order waits for the owner's decision before answering 202.
 pub const WAIT_MS_MAX: u64 = 10_000;
+
+/// Reasons carried by events (why a request was rejected, why an inbox
+/// event was set aside). Long enough for a sentence naming a pool id or
+/// two; a receiver refuses longer ones rather than store a novel.
+pub const REASON_MAX_CHARS: usize = 500;
+
+/// Units moved by one grant, return, recall or credit: no more than a pool
+/// can hold.
+pub const ALLOTMENT_UNITS_MAX: i64 = POOL_CAPACITY_MAX;

@@ -157,6 +157,11 @@ fn run(cli: Cli) -> Result<()> {
             jiff::tz::TimeZone::get(&timezone)
                 .with_context(|| format!("unknown IANA time zone {timezone:?}"))?;
             anyhow::ensure!(!name.trim().is_empty(), "the name must not be empty");
+            anyhow::ensure!(
+                name.trim().chars().count() <= 200
+                    && !shared::booking::has_hidden_characters(&name),
+                "the name is at most 200 characters, without control or text-direction characters"
+            );
             let state = crate::open(&data_dir, HubSettings::default())?;
             let (token, hash) = keys::new_secret("enroll_")?;
             let now = now_ms();

@@ -9,6 +9,7 @@ pub mod api;
 pub mod background;
 pub mod cli;
 pub mod keys;
+pub mod ledger;
 pub mod notify;
 pub mod plan;
 pub mod storage;

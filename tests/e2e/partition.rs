@@ -486,8 +486,16 @@ async fn run_schedule(seed: u64) -> Result<String, String> {
     let mut violations = Vec::new();
     for site in &sites {
         check_store_history(&site.store, &mut violations);
+        let set_aside = &site.store.status(&world).await["set_aside_events"];
+        if set_aside != 0 {
+            violations.push(format!(
+                "{} set {set_aside} inbox events aside: an honest event was refused",
+                site.store.location
+            ));
+        }
     }
     check_hub_history(&world, &mut violations);
+    check_ledgers(&world, &sites, &mut violations);
 
     let hub = hub_bookings(&world);
     let stores: HashMap<String, HashMap<String, Copy>> = sites
@@ -581,6 +589,93 @@ async fn run_schedule(seed: u64) -> Result<String, String> {
             violations.join("\n"),
             log.join("\n  ")
         ))
+    }
+}
+
+/// The ledgers the hub keeps from each store's log: what is charged to
+/// each store is what the store itself holds, no more is in use than the
+/// store counts (it may also count what it took in from others' words),
+/// and nothing is left in flight. And the ledgers the hub's migration
+/// computes from the logs alone are the ones it kept event by event.
+fn check_ledgers(world: &World, sites: &[Site], violations: &mut Vec<String>) {
+    let hub = world.hub_db();
+    for site in sites {
+        let store = site.store.db();
+        let mut stmt = store
+            .prepare("SELECT id, allotted, used FROM pools")
+            .expect("pools");
+        let rows: Vec<(String, i64, i64)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        for (pool, allotted, used) in rows {
+            let (hub_allotted, hub_used): (i64, i64) = hub
+                .query_row(
+                    "SELECT allotted, used FROM view_holdings WHERE pool_id = ?1 AND holder = ?2",
+                    [&pool, &site.store.location],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap_or((0, 0));
+            if hub_allotted != allotted || hub_used > used {
+                violations.push(format!(
+                    "{} holds {allotted} of {pool} and uses {used}; the hub's ledger says {hub_allotted} and {hub_used}",
+                    site.store.location
+                ));
+            }
+        }
+    }
+    let in_flight: i64 = hub
+        .query_row(
+            "SELECT count(*) FROM view_in_flight WHERE units < 0",
+            [],
+            |r| r.get(0),
+        )
+        .expect("in flight");
+    if in_flight > 0 {
+        violations.push(format!("{in_flight} ledgers credit more than was sent"));
+    }
+    // The backfill of migration 0003, run on a copy with the kept ledgers
+    // wiped, must give them back.
+    let copy = tempfile::tempdir().expect("tempdir");
+    let path = copy.path().join("hub.db");
+    hub.execute("VACUUM INTO ?1", [path.to_str().expect("utf8")])
+        .expect("copy");
+    let conn = rusqlite::Connection::open(&path).expect("open copy");
+    let migration = include_str!("../../migrations/sync-hub/sqlite/0003_ledgers.sql");
+    let start = migration
+        .find("-- The ledgers of what")
+        .expect("backfill start");
+    let end = migration
+        .find("-- Replaced by view_holdings.")
+        .expect("backfill end");
+    let kept = |c: &rusqlite::Connection| -> Vec<String> {
+        let mut rows = Vec::new();
+        for sql in [
+            "SELECT pool_id || ' ' || holder || ' ' || allotted || ' ' || used FROM view_holdings
+             WHERE allotted != 0 OR used != 0 ORDER BY 1",
+            "SELECT pool_id || ' ' || sender || '>' || receiver || ' ' || units FROM view_in_flight
+             WHERE units != 0 ORDER BY 1",
+        ] {
+            let mut stmt = c.prepare(sql).expect("ledger");
+            rows.extend(
+                stmt.query_map([], |r| r.get::<_, String>(0))
+                    .expect("rows")
+                    .map(|r| r.expect("row")),
+            );
+        }
+        rows
+    };
+    let before = kept(&conn);
+    conn.execute_batch("DELETE FROM view_holdings; DELETE FROM view_in_flight;")
+        .expect("wipe");
+    conn.execute_batch(&migration[start..end])
+        .expect("backfill");
+    let after = kept(&conn);
+    if before != after {
+        violations.push(format!(
+            "the migration's ledgers differ from the kept ones:\n  kept {before:?}\n  migrated {after:?}"
+        ));
     }
 }
 

@@ -133,6 +133,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/bookings/{id}/fulfil", post(fulfil_booking))
         .route("/api/v1/sync/status", get(sync_status))
         .route("/api/v1/quarantine", get(list_quarantine))
+        .route("/api/v1/sync/set-aside", get(list_set_aside))
         .with_state(state)
 }
 
@@ -575,6 +576,9 @@ pub struct SyncStatus {
     pub clock_offset_ms: Option<i64>,
     /// The offset is beyond half the skew margin.
     pub clock_alert: bool,
+    /// Inbox events this node could not apply and set aside
+    /// (`GET /api/v1/sync/set-aside` lists them).
+    pub set_aside_events: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -604,6 +608,7 @@ pub fn sync_status_of(
         clock_alert: row
             .clock_offset_ms
             .is_some_and(|o| o.abs() > skew_margin_ms / 2),
+        set_aside_events: queries::set_aside_count(conn)?,
         error: row.error,
     })
 }
@@ -631,4 +636,19 @@ async fn list_quarantine(
     principal.require(Role::Manager)?;
     let events = state.store.read(queries::quarantine).await?;
     Ok(Json(QuarantineList { events }).into_response())
+}
+
+#[derive(Debug, Serialize)]
+struct SetAsideList {
+    events: Vec<queries::SetAsideEvent>,
+}
+
+/// Inbox events this node could not apply, newest first.
+async fn list_set_aside(
+    principal: Principal,
+    State(state): State<AppState>,
+) -> ApiResult<Response> {
+    principal.require(Role::Manager)?;
+    let events = state.store.read(queries::set_aside).await?;
+    Ok(Json(SetAsideList { events }).into_response())
 }

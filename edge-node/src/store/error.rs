@@ -79,6 +79,19 @@ impl StoreError {
         }
     }
 
+    /// Whether trying the same again later may succeed: the database was
+    /// busy, full or failing, or the store is closing. Anything else is an
+    /// answer about what was asked (a constraint it breaks included).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Sqlite(rusqlite::Error::SqliteFailure(failure, _)) => {
+                failure.code != rusqlite::ErrorCode::ConstraintViolation
+            }
+            Self::Sqlite(_) | Self::Closed => true,
+            _ => false,
+        }
+    }
+
     /// Whether this is a fault of ours rather than an answer to the request.
     pub fn is_internal(&self) -> bool {
         self.status() >= 500

@@ -6,6 +6,8 @@
 //! [`Store::write`] and the queries in [`queries`] through [`Store::read`].
 
 pub mod error;
+pub mod facts;
+mod inbox;
 pub mod ops;
 pub mod project;
 pub mod queries;
@@ -51,6 +53,9 @@ const MIGRATIONS: &[M<'static>] = &[
         "../../../migrations/edge-node/0005_booking_rows.sql"
     ))
     .foreign_key_check(),
+    M::up(include_str!(
+        "../../../migrations/edge-node/0006_inbox_set_aside.sql"
+    )),
 ];
 
 /// A source of wall-clock time. Injectable so tests can run a node whose

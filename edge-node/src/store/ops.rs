@@ -16,6 +16,8 @@ use super::queries::{self, BookingView, PoolRow, PoolView, ResourceView};
 use super::writer::exec;
 use super::{StoreError, StoreResult, WriteCtx};
 
+pub use super::inbox::apply_inbox;
+
 /// Applies `body` to the state tables and appends it to the log, in the
 /// current transaction: the one way a write operation changes anything.
 pub(crate) fn emit(ctx: &mut WriteCtx<'_>, body: EventBody) -> StoreResult<u64> {
@@ -23,7 +25,7 @@ pub(crate) fn emit(ctx: &mut WriteCtx<'_>, body: EventBody) -> StoreResult<u64> 
     ctx.append(body)
 }
 
-fn pool_row(ctx: &WriteCtx<'_>, id: &PoolId) -> StoreResult<PoolRow> {
+pub(super) fn pool_row(ctx: &WriteCtx<'_>, id: &PoolId) -> StoreResult<PoolRow> {
     queries::pool_row_of(ctx.conn(), id)?.ok_or_else(|| StoreError::not_found("pool", id))
 }
 
@@ -72,6 +74,11 @@ pub fn create_resource(ctx: &mut WriteCtx<'_>, new: NewResource) -> StoreResult<
         return Err(StoreError::Invalid(format!(
             "name is longer than {RESOURCE_NAME_MAX_CHARS} characters"
         )));
+    }
+    if booking::has_hidden_characters(&name) {
+        return Err(StoreError::Invalid(
+            "name must not contain control or text-direction characters".into(),
+        ));
     }
     let id = new.id.unwrap_or_else(ResourceId::generate);
     if queries::resource(ctx.conn(), &id)?.is_some() {
@@ -647,7 +654,11 @@ pub fn rewind_acked(ctx: &mut WriteCtx<'_>, acked_seq: u64) -> StoreResult<()> {
 /// The owner asks `from` to give back up to `units` of its allotment.
 /// Units of `pool` this node, as owner, granted to `grantee` and has not had
 /// back.
-fn granted_to(ctx: &WriteCtx<'_>, pool: &PoolId, grantee: &ParticipantId) -> StoreResult<i64> {
+pub(super) fn granted_to(
+    ctx: &WriteCtx<'_>,
+    pool: &PoolId,
+    grantee: &ParticipantId,
+) -> StoreResult<i64> {
     Ok(ctx
         .conn()
         .prepare_cached(
@@ -719,7 +730,7 @@ pub fn return_allotment(ctx: &mut WriteCtx<'_>, id: &PoolId, units: i64) -> Stor
 }
 
 /// Whether our own allotment covers every line (without taking anything).
-fn fits(ctx: &WriteCtx<'_>, lines: &[shared::Line]) -> StoreResult<Result<(), String>> {
+pub(super) fn fits(ctx: &WriteCtx<'_>, lines: &[shared::Line]) -> StoreResult<Result<(), String>> {
     for line in lines {
         let Some(row) = queries::pool_row_of(ctx.conn(), &line.pool_id)? else {
             return Ok(Err(format!("pool {} is unknown here", line.pool_id)));
@@ -735,224 +746,4 @@ fn fits(ctx: &WriteCtx<'_>, lines: &[shared::Line]) -> StoreResult<Result<(), St
         }
     }
     Ok(Ok(()))
-}
-
-/// Applies events of the hub's log addressed to us, each exactly once: its
-/// effect is recorded in our own log (our decision on a request, units
-/// credited, or what we observed of others), carrying the hub seq it came
-/// from, and the pull cursor moves in the same transaction.
-pub fn apply_inbox(
-    ctx: &mut WriteCtx<'_>,
-    events: &[shared::protocol::InboxEvent],
-) -> StoreResult<usize> {
-    let cursor = queries::sync_row(ctx.conn())?.pull_cursor;
-    let mut applied = 0;
-    for inbox in events {
-        if inbox.hub_seq <= cursor {
-            continue;
-        }
-        if inbox.event.origin != ParticipantId::Hub || inbox.event.seq != inbox.hub_seq {
-            return Err(StoreError::Invalid(format!(
-                "inbox event {} is not from the hub's log",
-                inbox.hub_seq
-            )));
-        }
-        let inner = match inbox.event.typed() {
-            Ok(EventBody::Relayed { event }) => *event,
-            Ok(_) => inbox.event.clone(),
-            Err(e) => {
-                return Err(StoreError::Invalid(format!(
-                    "inbox event {}: {e}",
-                    inbox.hub_seq
-                )));
-            }
-        };
-        apply_one(ctx, inbox.hub_seq, inner)?;
-        ctx.conn()
-            .prepare_cached(
-                "UPDATE sync_state SET pull_cursor = max(pull_cursor, ?1) WHERE id = 1",
-            )?
-            .execute([inbox.hub_seq as i64])?;
-        applied += 1;
-    }
-    Ok(applied)
-}
-
-fn observe(ctx: &mut WriteCtx<'_>, hub_seq: u64, event: shared::Event) -> StoreResult<()> {
-    emit(
-        ctx,
-        EventBody::Observed {
-            hub_seq,
-            event: Box::new(event),
-        },
-    )?;
-    Ok(())
-}
-
-/// One event of another participant, from the hub's log at `hub_seq`.
-fn apply_one(ctx: &mut WriteCtx<'_>, hub_seq: u64, event: shared::Event) -> StoreResult<()> {
-    let me = ctx.node().participant();
-    let from = event.origin.clone();
-    let body = event
-        .typed()
-        .map_err(|e| StoreError::Invalid(format!("inbox event {hub_seq}: {e}")))?;
-    match body {
-        // A request for our capacity: decided at once, in this transaction.
-        EventBody::BookingCreated {
-            id,
-            owner,
-            requested_by,
-            channel,
-            lines,
-            customer,
-            state: BookingState::Requested,
-            expires_at_ms,
-            hold_seconds,
-            ..
-        } if owner == me => {
-            if queries::booking(ctx.conn(), &id)?.is_some() {
-                return Ok(());
-            }
-            // The hub checks requests before relaying them; a malformed one
-            // is never decided (it expires at its requester) rather than
-            // stopping our inbox.
-            let sound = validate_request(&lines, &customer).is_ok()
-                && lines.iter().all(|l| {
-                    queries::pool_row_of(ctx.conn(), &l.pool_id)
-                        .ok()
-                        .flatten()
-                        .is_some_and(|p| p.owner == me)
-                });
-            if !sound {
-                tracing::warn!(booking = %id, "ignoring a malformed request");
-                return Ok(());
-            }
-            let decision = booking::decide_request(
-                ctx.now_ms(),
-                expires_at_ms,
-                hold_seconds,
-                fits(ctx, &lines)?,
-            );
-            let (expires_at_ms, reason) = match &decision {
-                booking::OwnerDecision::Hold { expires_at_ms } => (Some(*expires_at_ms), None),
-                booking::OwnerDecision::Confirm => (None, None),
-                booking::OwnerDecision::Reject { reason }
-                | booking::OwnerDecision::Expire { reason } => {
-                    (expires_at_ms, Some(reason.clone()))
-                }
-            };
-            let state = decision.state();
-            emit(
-                ctx,
-                EventBody::BookingCreated {
-                    id,
-                    owner,
-                    requested_by,
-                    charged_to: me,
-                    channel,
-                    lines,
-                    customer,
-                    state,
-                    expires_at_ms,
-                    hold_seconds: None,
-                    reason,
-                },
-            )?;
-            if state == BookingState::Held {
-                ctx.hold_changed();
-            }
-        }
-        // The requester gave up on a booking charged to us: its word wins,
-        // except over goods already handed over.
-        EventBody::BookingExpired { id, .. } => {
-            let Some(current) = queries::booking(ctx.conn(), &id)? else {
-                return Ok(());
-            };
-            if current.charged_to == me && current.requested_by == from {
-                if booking::transition(current.state, Action::RequesterGaveUp).is_ok() {
-                    emit(
-                        ctx,
-                        EventBody::BookingExpired {
-                            id,
-                            reason: "the requester gave up before the decision reached it".into(),
-                        },
-                    )?;
-                }
-            } else if current.charged_to != me {
-                observe(ctx, hub_seq, event)?;
-            }
-        }
-        // The owner wants units of ours back: we give what we have unused.
-        EventBody::AllotmentRecalled {
-            pool,
-            from: grantee,
-            units,
-        } if grantee == me => {
-            if let Some(row) = queries::pool_row_of(ctx.conn(), &pool)? {
-                let give = units.min(row.holding().available());
-                if give > 0 {
-                    emit(
-                        ctx,
-                        EventBody::AllotmentReturned {
-                            pool,
-                            units: give,
-                            hub_seq: Some(hub_seq),
-                        },
-                    )?;
-                }
-            }
-        }
-        EventBody::BookingCancelRequested { id } => {
-            if let Some(current) = queries::booking(ctx.conn(), &id)?
-                && current.charged_to == me
-                && current.requested_by == from
-                && booking::transition(current.state, Action::Cancel).is_ok()
-            {
-                emit(ctx, EventBody::BookingCancelled { id })?;
-            }
-        }
-        EventBody::AllotmentGranted { pool, to, units }
-            if to == me && queries::pool_row_of(ctx.conn(), &pool)?.is_some() =>
-        {
-            emit(
-                ctx,
-                EventBody::AllotmentCredited {
-                    pool,
-                    from,
-                    units,
-                    hub_seq,
-                },
-            )?;
-        }
-        EventBody::AllotmentReturned { pool, units, .. } if pool_row(ctx, &pool)?.owner == me => {
-            let granted = granted_to(ctx, &pool, &from)?;
-            let units = units.min(granted);
-            if units <= 0 {
-                return Ok(());
-            }
-            emit(
-                ctx,
-                EventBody::AllotmentCredited {
-                    pool,
-                    from,
-                    units,
-                    hub_seq,
-                },
-            )?;
-        }
-        // What others decided or did with bookings we requested or own, and
-        // the catalog of other locations.
-        EventBody::BookingCreated { .. }
-        | EventBody::BookingConfirmed { .. }
-        | EventBody::BookingCancelled { .. }
-        | EventBody::BookingFulfilled { .. }
-        | EventBody::ResourceCreated { .. }
-        | EventBody::PoolCreated { .. } => observe(ctx, hub_seq, event)?,
-        // Only the hub introduces locations.
-        EventBody::LocationJoined { .. } if from == ParticipantId::Hub => {
-            observe(ctx, hub_seq, event)?;
-        }
-        _ => {}
-    }
-    Ok(())
 }

@@ -295,6 +295,22 @@ pub(crate) fn apply_deferring(
             )?
             .execute([*hub_seq as i64])?;
         }
+        EventBody::InboxSetAside {
+            hub_seq,
+            origin,
+            kind,
+            reason,
+        } => {
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO inbox_set_aside (hub_seq, origin, kind, reason, set_aside_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![*hub_seq as i64, origin, kind, reason, at_ms])?;
+            conn.prepare_cached(
+                "UPDATE sync_state SET pull_cursor = max(pull_cursor, ?1) WHERE id = 1",
+            )?
+            .execute([*hub_seq as i64])?;
+        }
         // Requests to others and hub relays change nothing here by themselves.
         EventBody::BookingCancelRequested { .. }
         | EventBody::Relayed { .. }

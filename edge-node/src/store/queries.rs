@@ -626,3 +626,41 @@ pub fn known_locations(conn: &Connection) -> StoreResult<Vec<KnownLocation>> {
     })
     .collect()
 }
+
+/// An inbox event this node could not apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SetAsideEvent {
+    pub hub_seq: u64,
+    pub origin: String,
+    pub kind: String,
+    pub reason: String,
+    pub set_aside_at: Timestamp,
+}
+
+/// Set-aside inbox events shown at once: the newest, which say what goes
+/// wrong now; the count says how many there are in all.
+pub const SET_ASIDE_SHOWN_MAX: usize = 200;
+
+pub fn set_aside(conn: &Connection) -> StoreResult<Vec<SetAsideEvent>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT hub_seq, origin, kind, reason, set_aside_at_ms FROM inbox_set_aside
+         ORDER BY hub_seq DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([SET_ASIDE_SHOWN_MAX as i64], |r| {
+        Ok(SetAsideEvent {
+            hub_seq: r.get::<_, i64>(0)? as u64,
+            origin: r.get(1)?,
+            kind: r.get(2)?,
+            reason: r.get(3)?,
+            set_aside_at: ts(r.get(4)?),
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn set_aside_count(conn: &Connection) -> StoreResult<u64> {
+    let count: i64 = conn
+        .prepare_cached("SELECT count(*) FROM inbox_set_aside")?
+        .query_row([], |r| r.get(0))?;
+    Ok(count as u64)
+}

@@ -23,6 +23,7 @@ pub fn replace_history(
          DELETE FROM pools;
          DELETE FROM resources;
          DELETE FROM known_locations;
+         DELETE FROM inbox_set_aside;
          DELETE FROM events;
          -- Answers recorded for requests of the replaced history.
          DELETE FROM idempotency_keys;

@@ -173,6 +173,46 @@ impl WriteCtx<'_> {
         self.holds_changed = true;
     }
 
+    /// Runs `work` in a savepoint of its own inside the current job: if it
+    /// fails (or panics), its writes and events are undone and nothing
+    /// else of the job, and its error is the inner one. The outer error
+    /// means the transaction itself is gone and the job must fail.
+    pub(crate) fn attempt<T>(
+        &mut self,
+        work: impl FnOnce(&mut Self) -> StoreResult<T>,
+    ) -> StoreResult<StoreResult<T>> {
+        // Units bookings noted for the pools are written outside the
+        // savepoint, so undoing it cannot lose them.
+        self.settle_pools()?;
+        let (head_before, holds_before) = (self.head, self.holds_changed);
+        exec(self.conn, "SAVEPOINT attempt")?;
+        let outcome = catch_unwind(AssertUnwindSafe(|| work(self))).unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(StoreError::Internal(format!(
+                "applying it panicked: {what}"
+            )))
+        });
+        if self.conn.is_autocommit() {
+            return Err(StoreError::Internal(
+                "the database ended the transaction".into(),
+            ));
+        }
+        if outcome.is_ok() {
+            exec(self.conn, "RELEASE attempt")?;
+        } else {
+            exec(self.conn, "ROLLBACK TO attempt")?;
+            exec(self.conn, "RELEASE attempt")?;
+            self.head = head_before;
+            self.holds_changed = holds_before;
+            self.pools_seen.clear();
+        }
+        Ok(outcome)
+    }
+
     /// Appends an event to this node's log, in the current transaction: the
     /// outbox. Returns its `seq`.
     pub fn append(&mut self, body: EventBody) -> StoreResult<u64> {

@@ -195,6 +195,7 @@ mod tests {
             last_pull_at: None,
             clock_offset_ms: Some(10),
             clock_alert: false,
+            set_aside_events: 0,
             error: None,
         }
     }

@@ -106,7 +106,7 @@ fn an_older_database_is_migrated_with_its_bookings() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("version");
-    assert_eq!(version, 5);
+    assert_eq!(version, 6, "migrated to the latest schema");
     let (state, lines): (String, String) = conn
         .query_row(
             "SELECT state, lines FROM bookings WHERE code = 'ABC123'",

@@ -208,6 +208,8 @@ pub struct LocationHealth {
     pub last_seen_at: Option<jiff::Timestamp>,
     pub backlog_events: Option<u64>,
     pub clock_offset_ms: Option<i64>,
+    /// Inbox events the location could not apply and set aside.
+    pub set_aside_events: u64,
 }
 
 #[async_trait]

@@ -19,7 +19,9 @@ use super::{
     Delivery, Device, DeviceStatus, Enrolled, HubBooking, HubStorage, LocationHealth, Placed,
     PoolSummary, Pushed, Seen, StorageError, StorageResult, WebOrder,
 };
-use crate::plan::{self, DeviceLog, Refusal, ViewLookup};
+use crate::ledger::{self, Entry};
+use crate::plan::{self, DeviceLog, Refusal};
+use shared::authz::{self, BookingFacts, Denied, Facts, PoolFacts, ResourceFacts};
 
 const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!(
@@ -27,6 +29,9 @@ const MIGRATIONS: &[M<'static>] = &[
     )),
     M::up(include_str!(
         "../../../migrations/sync-hub/sqlite/0002_bookings.sql"
+    )),
+    M::up(include_str!(
+        "../../../migrations/sync-hub/sqlite/0003_ledgers.sql"
     )),
 ];
 
@@ -290,43 +295,176 @@ fn append_hub(
     Ok(event)
 }
 
-/// The view as the authorization rules look at it, inside a transaction.
+/// The view as the authorization rules look at it, inside a transaction:
+/// what earlier events of the same batch did is already in it.
 struct TxView<'a>(&'a Connection);
 
-impl ViewLookup for TxView<'_> {
-    fn pool_owner(&self, pool: &PoolId) -> Option<ParticipantId> {
-        self.0
-            .prepare_cached("SELECT owner FROM view_pools WHERE id = ?1")
-            .ok()?
-            .query_row([pool.as_str()], |r| r.get::<_, String>(0))
-            .ok()
-            .and_then(|o| ParticipantId::parse(&o).ok())
-    }
+impl Facts for TxView<'_> {
+    type Error = StorageError;
 
-    fn allotment_units(&self, pool: &PoolId, holder: &ParticipantId) -> i64 {
-        self.0
-            .prepare_cached("SELECT units FROM view_allotments WHERE pool_id = ?1 AND holder = ?2")
-            .and_then(|mut stmt| {
-                stmt.query_row(params![pool.as_str(), holder.as_str()], |r| r.get(0))
+    fn resource(&self, id: &shared::ResourceId) -> StorageResult<Option<ResourceFacts>> {
+        let row: Option<(String, String, bool)> = self
+            .0
+            .prepare_cached(
+                "SELECT owner, kind, EXISTS (SELECT 1 FROM view_pools WHERE resource_id = ?1)
+                 FROM view_resources WHERE id = ?1",
+            )?
+            .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        row.map(|(owner, kind, has_pools)| {
+            Ok(ResourceFacts {
+                owner: participant(&owner)?,
+                kind: shared::ResourceKind::parse(&kind).ok_or_else(|| corrupt("kind", &kind))?,
+                has_pools,
             })
-            .unwrap_or(0)
-    }
-
-    fn holds_allotment(&self, pool: &PoolId, holder: &ParticipantId) -> bool {
-        self.0
-            .prepare_cached("SELECT 1 FROM view_allotments WHERE pool_id = ?1 AND holder = ?2")
-            .and_then(|mut stmt| stmt.exists(params![pool.as_str(), holder.as_str()]))
-            .unwrap_or(false)
-    }
-
-    fn booking_parties(&self, id: &BookingId) -> Option<plan::BookingParties> {
-        let p = parties(self.0, id).ok()??;
-        Some(plan::BookingParties {
-            owner: p.owner,
-            charged_to: p.charged_to,
-            requested_by: p.requested_by,
         })
+        .transpose()
     }
+
+    fn pool(&self, id: &PoolId) -> StorageResult<Option<PoolFacts>> {
+        let row: Option<(String, i64)> = self
+            .0
+            .prepare_cached("SELECT owner, capacity FROM view_pools WHERE id = ?1")?
+            .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        row.map(|(owner, capacity)| {
+            Ok(PoolFacts {
+                owner: participant(&owner)?,
+                capacity,
+            })
+        })
+        .transpose()
+    }
+
+    fn booking(&self, id: &BookingId) -> StorageResult<Option<BookingFacts>> {
+        booking_facts(self.0, id)
+    }
+
+    fn available(&self, pool: &PoolId, holder: &ParticipantId) -> StorageResult<Option<i64>> {
+        let sql = match holder {
+            ParticipantId::Hub => {
+                "SELECT hub_allotted - hub_used FROM view_pools WHERE id = ?1 AND ?2 = 'hub'"
+            }
+            ParticipantId::Location(_) => {
+                "SELECT allotted - used FROM view_holdings WHERE pool_id = ?1 AND holder = ?2"
+            }
+        };
+        let units: Option<i64> = self
+            .0
+            .prepare_cached(sql)?
+            .query_row(params![pool.as_str(), holder.as_str()], |r| r.get(0))
+            .optional()?;
+        Ok(Some(units.unwrap_or(0)))
+    }
+
+    fn in_flight(
+        &self,
+        pool: &PoolId,
+        from: &ParticipantId,
+        to: &ParticipantId,
+    ) -> StorageResult<Option<i64>> {
+        let units: Option<i64> = self
+            .0
+            .prepare_cached(
+                "SELECT units FROM view_in_flight WHERE pool_id = ?1 AND sender = ?2 AND receiver = ?3",
+            )?
+            .query_row(params![pool.as_str(), from.as_str(), to.as_str()], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(Some(units.unwrap_or(0)))
+    }
+
+    fn may_receive(&self, participant: &ParticipantId) -> StorageResult<Option<bool>> {
+        Ok(Some(match participant {
+            ParticipantId::Hub => true,
+            ParticipantId::Location(id) => self
+                .0
+                .prepare_cached("SELECT 1 FROM locations WHERE id = ?1 AND public_key IS NOT NULL")?
+                .exists([id.as_str()])?,
+        }))
+    }
+}
+
+fn booking_facts(conn: &Connection, id: &BookingId) -> StorageResult<Option<BookingFacts>> {
+    let row: Option<(String, String, String, String, String, String, String)> = conn
+        .prepare_cached(
+            "SELECT owner, requested_by, charged_to, charged_state, channel, lines, customer
+             FROM view_bookings WHERE id = ?1",
+        )?
+        .query_row([id.to_string()], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })
+        .optional()?;
+    row.map(
+        |(owner, requested_by, charged_to, charged_state, channel, lines, customer)| {
+            Ok(BookingFacts {
+                owner: participant(&owner)?,
+                requested_by: participant(&requested_by)?,
+                charged_to: participant(&charged_to)?,
+                charged_state: Some(
+                    BookingState::parse(&charged_state)
+                        .ok_or_else(|| corrupt("state", &charged_state))?,
+                ),
+                channel: shared::Channel::parse(&channel)
+                    .ok_or_else(|| corrupt("channel", &channel))?,
+                lines: serde_json::from_str(&lines).map_err(|_| corrupt("lines", id))?,
+                customer: serde_json::from_str(&customer).map_err(|_| corrupt("customer", id))?,
+            })
+        },
+    )
+    .transpose()
+}
+
+/// Writes what an event changes in the ledgers.
+fn apply_ledger(conn: &Connection, entries: &[Entry]) -> StorageResult<()> {
+    for entry in entries {
+        match entry {
+            Entry::Allotted {
+                pool,
+                holder,
+                units,
+            } => conn
+                .prepare_cached(
+                    "INSERT INTO view_holdings (pool_id, holder, allotted) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (pool_id, holder) DO UPDATE SET allotted = allotted + excluded.allotted",
+                )?
+                .execute(params![pool.as_str(), holder.as_str(), units])?,
+            Entry::Used {
+                pool,
+                holder,
+                units,
+            } => conn
+                .prepare_cached(
+                    "INSERT INTO view_holdings (pool_id, holder, used) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (pool_id, holder) DO UPDATE SET used = used + excluded.used",
+                )?
+                .execute(params![pool.as_str(), holder.as_str(), units])?,
+            Entry::InFlight {
+                pool,
+                from,
+                to,
+                units,
+            } => conn
+                .prepare_cached(
+                    "INSERT INTO view_in_flight (pool_id, sender, receiver, units) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (pool_id, sender, receiver) DO UPDATE SET units = units + excluded.units",
+                )?
+                .execute(params![pool.as_str(), from.as_str(), to.as_str(), units])?,
+            Entry::ChargedState { booking, state } => conn
+                .prepare_cached("UPDATE view_bookings SET charged_state = ?2 WHERE id = ?1")?
+                .execute(params![booking.to_string(), state.as_str()])?,
+        };
+    }
+    Ok(())
 }
 
 /// What applying one event to the view set in motion: events to relay to
@@ -507,6 +645,8 @@ fn apply_to_view(conn: &Connection, event: &Event, body: &EventBody) -> StorageR
     let origin = &event.origin;
     let at_ms = event.at_ms;
     let mut effects = Effects::default();
+    // Read before the view changes: the ledgers move from what was.
+    let entries = ledger::entries(origin, body, &TxView(conn))?;
     match body {
         EventBody::ResourceCreated {
             id,
@@ -561,11 +701,6 @@ fn apply_to_view(conn: &Connection, event: &Event, body: &EventBody) -> StorageR
             .execute(params![pool.as_str(), delta, at_ms])?;
         }
         EventBody::AllotmentGranted { pool, to, units } => {
-            conn.prepare_cached(
-                "INSERT INTO view_allotments (pool_id, holder, units) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (pool_id, holder) DO UPDATE SET units = units + excluded.units",
-            )?
-            .execute(params![pool.as_str(), to.as_str(), units])?;
             if *to == ParticipantId::Hub {
                 // The grant reached its grantee: the hub credits its own holding.
                 conn.prepare_cached(
@@ -575,11 +710,7 @@ fn apply_to_view(conn: &Connection, event: &Event, body: &EventBody) -> StorageR
             }
             effects.relay(to, origin, event);
         }
-        EventBody::AllotmentReturned { pool, units, .. } => {
-            conn.prepare_cached(
-                "UPDATE view_allotments SET units = units - ?3 WHERE pool_id = ?1 AND holder = ?2",
-            )?
-            .execute(params![pool.as_str(), origin.as_str(), units])?;
+        EventBody::AllotmentReturned { pool, .. } => {
             if let Some(owner) = pool_owner(conn, pool)? {
                 effects.relay(&owner, origin, event);
             }
@@ -684,13 +815,40 @@ fn apply_to_view(conn: &Connection, event: &Event, body: &EventBody) -> StorageR
             }
             _ => effects.relay(from, origin, event),
         },
+        EventBody::InboxSetAside {
+            hub_seq,
+            origin: author,
+            kind,
+            reason,
+        } => {
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO view_set_aside (location, hub_seq, origin, kind, reason, at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                origin.as_str(),
+                *hub_seq as i64,
+                author,
+                kind,
+                reason,
+                at_ms
+            ])?;
+            tracing::warn!(
+                location = %origin,
+                event.hub_seq = hub_seq,
+                event.kind = %kind,
+                reason = %reason,
+                "a store set an inbox event aside"
+            );
+        }
         // A participant's records of what reached it: the view has it
-        // from the source already.
+        // from the source already (credits move only the ledgers).
         EventBody::AllotmentCredited { .. }
         | EventBody::Observed { .. }
         | EventBody::Relayed { .. }
         | EventBody::LocationJoined { .. } => {}
     }
+    apply_ledger(conn, &entries)?;
     Ok(effects)
 }
 
@@ -818,7 +976,14 @@ fn push_in_tx(
         let body = event
             .typed()
             .map_err(|e| Refusal::BadEvent(format!("event {} has a bad body: {e}", event.seq)))?;
-        plan::authorize(location, &body, &TxView(tx))?;
+        if let Err(denied) = authz::check(event, &body, &TxView(tx))? {
+            tracing::warn!(%location, event.seq = event.seq, event.kind = %event.kind, %denied, "refused an event");
+            return Err(match denied {
+                Denied::Forbidden(why) => Refusal::Forbidden(format!("event {}: {why}", event.seq)),
+                Denied::Invalid(why) => Refusal::BadEvent(format!("event {}: {why}", event.seq)),
+            }
+            .into());
+        }
         let hash = insert_event(tx, event, None, now_ms)?;
         let effects = apply_to_view(tx, event, &body)?;
         changed.extend(effects.changed.iter().copied());
@@ -1183,12 +1348,18 @@ impl HubStorage for SqliteStorage {
             let mut introduced_to = Vec::new();
             if !request.restore {
                 introduced_to = introduce(tx, &location, now_ms)?;
-                // A new device learns the catalog of the other locations.
+                // A new device learns the catalog of the other locations:
+                // what the view holds of it, so a pool that names a
+                // resource the hub never had (accepted before such events
+                // were refused) does not reach it.
                 let catalog: Vec<(String, i64)> = {
                     let mut stmt = tx.prepare(
-                        "SELECT origin, seq FROM events
-                         WHERE kind IN ('resource_created', 'pool_created') AND origin NOT IN ('hub', ?1)
-                         ORDER BY origin, seq",
+                        "SELECT e.origin, e.seq FROM events AS e
+                         WHERE e.kind IN ('resource_created', 'pool_created') AND e.origin NOT IN ('hub', ?1)
+                           AND (e.kind = 'resource_created' OR EXISTS (
+                                SELECT 1 FROM view_resources AS r
+                                WHERE r.id = e.body ->> 'resource_id' AND r.owner = e.origin))
+                         ORDER BY e.origin, e.seq",
                     )?;
                     let rows = stmt.query_map([location.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
                     rows.collect::<rusqlite::Result<_>>()?
@@ -1672,7 +1843,8 @@ impl HubStorage for SqliteStorage {
     async fn locations(&self) -> StorageResult<Vec<LocationHealth>> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT id, name, timezone, status, epoch, head_seq, last_seen_at_ms, backlog_events, clock_offset_ms
+                "SELECT id, name, timezone, status, epoch, head_seq, last_seen_at_ms, backlog_events, clock_offset_ms,
+                        (SELECT count(*) FROM view_set_aside WHERE location = locations.id)
                  FROM locations ORDER BY id",
             )?;
             let rows = stmt.query_map([], |r| {
@@ -1686,10 +1858,11 @@ impl HubStorage for SqliteStorage {
                     r.get::<_, Option<i64>>(6)?,
                     r.get::<_, Option<i64>>(7)?,
                     r.get::<_, Option<i64>>(8)?,
+                    r.get::<_, i64>(9)?,
                 ))
             })?;
             rows.map(|row| {
-                let (id, name, timezone, status, epoch, head_seq, last_seen, backlog, offset) = row?;
+                let (id, name, timezone, status, epoch, head_seq, last_seen, backlog, offset, set_aside) = row?;
                 Ok(LocationHealth {
                     id: LocationId::parse(&id).map_err(|_| corrupt("location", &id))?,
                     name,
@@ -1700,6 +1873,7 @@ impl HubStorage for SqliteStorage {
                     last_seen_at: last_seen.map(ts),
                     backlog_events: backlog.map(|b| b as u64),
                     clock_offset_ms: offset,
+                    set_aside_events: set_aside as u64,
                 })
             })
             .collect()
