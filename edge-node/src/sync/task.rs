@@ -150,7 +150,13 @@ impl Sync {
                 SyncUpdate::default()
             })
             .await;
-        let refused = matches!(error.code(), Some("fork" | "fenced" | "quarantined"));
+        // A refusal of what we sent (our log forked, or the hub finds an
+        // event of ours unacceptable) does not heal by sending it again a
+        // moment later: ask again at a slow pace.
+        let refused = matches!(
+            error.code(),
+            Some("fork" | "fenced" | "quarantined" | "forbidden" | "invalid_event")
+        );
         let wait = if refused {
             REFUSED_RETRY
         } else {

@@ -1,0 +1,176 @@
+//! The hub's schema migrations on a database written by an older hub.
+
+use sync_hub::storage::sqlite::{DB_FILE, SqliteStorage};
+
+/// A hub database at schema version 2 (before the ledgers) with a short
+/// history: s1 owns 10 beans and gave 4 to s3 and 2 to the hub; s3
+/// credited 3 of its 4 (1 still on its way) and returned 1; s3 sold 1 and
+/// s1 holds 2, and a request waits for s1.
+fn version_2_database(dir: &std::path::Path) {
+    let conn = rusqlite::Connection::open(dir.join(DB_FILE)).expect("open");
+    conn.execute_batch(include_str!(
+        "../../migrations/sync-hub/sqlite/0001_initial.sql"
+    ))
+    .expect("0001");
+    conn.execute_batch(include_str!(
+        "../../migrations/sync-hub/sqlite/0002_bookings.sql"
+    ))
+    .expect("0002");
+    let event = |origin: &str, seq: i64, kind: &str, body: &str| {
+        conn.execute(
+            "INSERT INTO events (origin, seq, epoch, id, prev, hash, at_ms, kind, body, received_at_ms)
+             VALUES (?1, ?2, 1, 'id', 'prev', 'hash', 0, ?3, ?4, 0)",
+            rusqlite::params![origin, seq, kind, body],
+        )
+        .expect("event");
+    };
+    event(
+        "s1",
+        1,
+        "pool_created",
+        r#"{"id":"s1:beans","resource_id":"s1:beans","owner":"s1","capacity":10}"#,
+    );
+    event(
+        "s1",
+        2,
+        "allotment_granted",
+        r#"{"pool":"s1:beans","to":"s3","units":4}"#,
+    );
+    event(
+        "s1",
+        3,
+        "allotment_granted",
+        r#"{"pool":"s1:beans","to":"hub","units":2}"#,
+    );
+    event(
+        "s3",
+        1,
+        "allotment_credited",
+        r#"{"pool":"s1:beans","from":"s1","units":3,"hub_seq":5}"#,
+    );
+    event(
+        "s3",
+        2,
+        "allotment_returned",
+        r#"{"pool":"s1:beans","units":1}"#,
+    );
+    let booking = |id: &str, requested_by: &str, charged_to: &str, state: &str, quantity: i64| {
+        conn.execute(
+            "INSERT INTO view_bookings (id, owner, requested_by, charged_to, channel, state, lines,
+                customer, created_at_ms, updated_at_ms)
+             VALUES (?1, 's1', ?2, ?3, 'staff', ?4, ?5, '{\"name\":\"Ada\"}', 0, 0)",
+            rusqlite::params![
+                id,
+                requested_by,
+                charged_to,
+                state,
+                format!(r#"[{{"pool_id":"s1:beans","quantity":{quantity}}}]"#)
+            ],
+        )
+        .expect("booking");
+    };
+    booking(
+        "00000000-0000-7000-8000-000000000001",
+        "s3",
+        "s3",
+        "confirmed",
+        1,
+    );
+    booking(
+        "00000000-0000-7000-8000-000000000002",
+        "s1",
+        "s1",
+        "held",
+        2,
+    );
+    booking(
+        "00000000-0000-7000-8000-000000000003",
+        "hub",
+        "s1",
+        "requested",
+        5,
+    );
+    booking(
+        "00000000-0000-7000-8000-000000000004",
+        "s1",
+        "s1",
+        "cancelled",
+        3,
+    );
+    conn.execute_batch(
+        "INSERT INTO view_pools (id, resource_id, owner, capacity, used, hub_allotted, updated_at_ms)
+             VALUES ('s1:beans', 's1:beans', 's1', 10, 3, 2, 0);
+         INSERT INTO view_allotments VALUES ('s1:beans', 's3', 3), ('s1:beans', 'hub', 2);
+         PRAGMA user_version = 2;",
+    )
+    .expect("view");
+}
+
+#[test]
+fn an_older_hub_database_gets_every_locations_ledger_from_the_logs_it_holds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    version_2_database(dir.path());
+    drop(SqliteStorage::open(dir.path()).expect("migrate"));
+    let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).expect("open");
+    let holding = |holder: &str| -> (i64, i64) {
+        conn.query_row(
+            "SELECT allotted, used FROM view_holdings WHERE pool_id = 's1:beans' AND holder = ?1",
+            [holder],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("holding")
+    };
+    assert_eq!(holding("s1"), (4, 2), "10 - 4 - 2 given away; 2 held");
+    assert_eq!(holding("s3"), (2, 1), "3 credited - 1 returned; 1 sold");
+    let in_flight = |from: &str, to: &str| -> i64 {
+        conn.query_row(
+            "SELECT units FROM view_in_flight WHERE pool_id = 's1:beans' AND sender = ?1 AND receiver = ?2",
+            [from, to],
+            |r| r.get(0),
+        )
+        .expect("in flight")
+    };
+    assert_eq!(
+        in_flight("s1", "s3"),
+        1,
+        "one granted unit not yet credited"
+    );
+    assert_eq!(in_flight("s3", "s1"), 1, "the returned unit");
+    let charged: String = conn
+        .query_row(
+            "SELECT charged_state FROM view_bookings WHERE id = '00000000-0000-7000-8000-000000000003'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("charged state");
+    assert_eq!(charged, "requested");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, 3);
+    let old_table: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'view_allotments'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("schema");
+    assert_eq!(old_table, 0, "the ledger replaces the old allotments table");
+}
+
+#[test]
+fn a_hub_database_newer_than_the_binary_is_refused_untouched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).expect("open");
+        conn.execute_batch("PRAGMA user_version = 99;")
+            .expect("version");
+    }
+    let error = SqliteStorage::open(dir.path()).expect_err("refused");
+    assert!(error.to_string().contains("newer sync-hub"), "{error}");
+    let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).expect("open");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, 99);
+}
