@@ -388,7 +388,7 @@ async fn kiosk_booked(
     };
     let content = format!(
         r#"<meta http-equiv="refresh" content="45;url=/kiosk">
-<div class="card" style="text-align:center">
+<div class="card centered">
 <h2>Thank you, {name}!</h2>
 <p>Your code</p>
 <p class="code" aria-label="Your code is {code_spaced}">{code}</p>

@@ -8,4 +8,5 @@ mod crash;
 mod helpers;
 mod holds;
 mod idempotency;
+mod pages;
 mod store;
