@@ -5,6 +5,7 @@ mod bookings;
 mod browser;
 mod demo;
 mod enrollment;
+mod hub_input;
 mod inbox;
 mod partition;
 mod protocol;

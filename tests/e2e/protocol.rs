@@ -326,6 +326,89 @@ async fn every_bad_batch_is_refused_with_nothing_applied() {
     world.kill_hub();
 }
 
+/// A key given twice anywhere in a signed body (even inside an event's
+/// free-form body, which the hub reads as a `Value`) is refused before
+/// anything is applied: the hub must not act on another reading of the
+/// bytes than the one the device signed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_batch_with_a_key_given_twice_is_refused_with_nothing_applied() {
+    let mut world = World::new();
+    world.start_hub();
+    let device = Device::enroll(&world, "store-9").await;
+    let log = device.log(3, 0);
+    let batch = |events: &[Event]| {
+        let last = events.last().expect("events");
+        let batch = PushRequest {
+            origin: device.origin(),
+            events: events.to_vec(),
+            head_signature: device.key.sign_b64(&signing::head_message(
+                &device.location,
+                last.epoch,
+                last.seq,
+                &last.hash(),
+            )),
+        };
+        String::from_utf8(serde_json::to_vec(&batch).expect("json")).expect("utf8")
+    };
+    let text = batch(&log);
+    for (what, twisted) in [
+        (
+            "inside an event body",
+            text.replacen(r#""name":"Thing""#, r#""name":"Thing","name":"Other""#, 1),
+        ),
+        (
+            "at the top of the batch",
+            text.replacen(
+                r#""origin":"store-9""#,
+                r#""origin":"store-9","origin":"store-9""#,
+                1,
+            ),
+        ),
+    ] {
+        assert_ne!(twisted, text, "{what}: the twist applies");
+        let mut body = twisted.into_bytes();
+        let (status, reply) = device
+            .send(
+                &world,
+                "POST",
+                "/v1/sync/push",
+                &mut body,
+                Twist::default(),
+                &[],
+            )
+            .await;
+        assert_eq!(
+            (status, code(&reply)),
+            (400, "invalid_request"),
+            "{what}: {reply}"
+        );
+        assert!(
+            reply["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("duplicate key")),
+            "{what}: {reply}"
+        );
+        assert_eq!(held(&world, "store-9"), (0, 0), "{what} applied nothing");
+    }
+    let mut body = text.into_bytes();
+    let (status, reply) = device
+        .send(
+            &world,
+            "POST",
+            "/v1/sync/push",
+            &mut body,
+            Twist::default(),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (status, reply["acked"]["seq"].as_u64()),
+        (200, Some(3)),
+        "{reply}"
+    );
+    world.kill_hub();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsigned_and_unknown_callers_get_nothing() {
     let mut world = World::new();

@@ -207,11 +207,10 @@ where
     }
 }
 
+/// A sync body: strict JSON, no key given twice (the bytes are signed; the
+/// hub must act on the one reading of them the device meant).
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        ApiError::bad_request(format!("invalid request at {}: {}", e.path(), e.inner()))
-    })
+    super::extract::parse_json(body)
 }
 
 pub async fn enroll(State(state): State<AppState>, request: Request) -> Response {
