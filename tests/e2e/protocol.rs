@@ -246,8 +246,9 @@ async fn every_bad_batch_is_refused_with_nothing_applied() {
         assert_eq!((got, code(&body)), (status, expected), "{what}: {body}");
         assert_eq!(held(&world, "store-9"), (3, 3), "{what} applied nothing");
     }
-    // A stale request flags the device's clock but is not contact: it
-    // could be a replay, and routing must not think the store is there.
+    // A stale request is neither contact nor a clock reading: it could be
+    // a captured request replayed, and must not make the store look
+    // reachable nor raise a clock alert.
     let contact = || -> (Option<i64>, Option<i64>) {
         world
             .hub_db()
@@ -258,20 +259,50 @@ async fn every_bad_batch_is_refused_with_nothing_applied() {
             )
             .expect("location")
     };
-    let (seen_before, _) = contact();
-    let stale = Twist {
-        timestamp_ms: Some(jiff::Timestamp::now().as_millisecond() - 10 * 60 * 1000),
-        ..Twist::default()
-    };
-    let (status, body) = device.push(&world, &log[3..], stale, &[]).await;
-    assert_eq!((status, code(&body)), (401, "stale_request"), "{body}");
-    let (seen_after, offset) = contact();
-    assert_eq!(seen_after, seen_before, "a stale request is not contact");
-    let offset = offset.expect("the clock offset is noted");
+    let before = contact();
+    let offset = before.1.expect("accepted requests measured the offset");
     assert!(
-        (-10 * 60 * 1000 - 30_000..=-10 * 60 * 1000 + 30_000).contains(&offset),
-        "offset {offset}"
+        offset.abs() < 30_000,
+        "two processes on one machine: {offset}"
     );
+    for timestamp_ms in [
+        jiff::Timestamp::now().as_millisecond() - 6 * 60 * 1000,
+        jiff::Timestamp::now().as_millisecond() + 10 * 60 * 1000,
+        i64::MIN,
+        i64::MAX,
+    ] {
+        let stale = Twist {
+            timestamp_ms: Some(timestamp_ms),
+            ..Twist::default()
+        };
+        let (status, body) = device.push(&world, &log[3..], stale, &[]).await;
+        assert_eq!(
+            (status, code(&body)),
+            (401, "stale_request"),
+            "{timestamp_ms}: {body}"
+        );
+        assert_eq!(contact(), before, "{timestamp_ms}: nothing recorded");
+    }
+    // A device may report its offset, within reason.
+    for offset in [i64::MIN, i64::MAX, -4_000_000_000_000] {
+        let (status, body) = device
+            .send(
+                &world,
+                "GET",
+                &format!("/v1/sync/head?clock_offset_ms={offset}"),
+                &mut Vec::new(),
+                Twist::default(),
+                &[],
+            )
+            .await;
+        assert_eq!(
+            (status, code(&body)),
+            (400, "invalid_request"),
+            "{offset}: {body}"
+        );
+        assert_eq!(contact(), before, "{offset}: nothing recorded");
+    }
+    assert_eq!(held(&world, "store-9"), (3, 3));
 
     let (_, gap) = device.push(&world, &log[4..], Twist::default(), &[]).await;
     assert_eq!(
