@@ -12,5 +12,6 @@ mod protocol;
 mod recovery;
 mod replication;
 mod signin;
+mod timeouts;
 mod webhooks;
 mod world;

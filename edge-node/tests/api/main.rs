@@ -10,3 +10,4 @@ mod holds;
 mod idempotency;
 mod pages;
 mod store;
+mod timeouts;
