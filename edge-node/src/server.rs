@@ -102,10 +102,12 @@ pub async fn run_with(
     };
     let mut state = AppState::new(store);
     state.tls = tls.is_some();
+    let streams = state.clone();
     let app = app(state);
     let shutdown = async move {
         shutdown.await;
         let _ = stop_tx.send(true);
+        streams.stop_streams();
     };
     // The hub's server: the same header-read timeout, idle limit and
     // bounded graceful shutdown.

@@ -32,6 +32,8 @@ const TOUCH_EVERY_MS: i64 = 60_000;
 pub struct Session {
     pub role: Role,
     pub user_name: Option<String>,
+    /// SHA-256 of the cookie's secret: the session's row.
+    id_hash: String,
 }
 
 impl Session {
@@ -47,6 +49,7 @@ impl Session {
         let secret = cookie(headers)?;
         let hash = hash_token(&secret);
         let lookup = hash.clone();
+        let lookup_hash = hash.clone();
         let row = state
             .store
             .read(move |conn| auth::session(conn, &lookup))
@@ -79,7 +82,21 @@ impl Session {
         Some(Self {
             role: row.role,
             user_name: row.user_name,
+            id_hash: lookup_hash,
         })
+    }
+
+    /// Whether this session is still signed in and not idle, without
+    /// counting the question as activity (a live stream asks it, and an
+    /// open page must not keep a session alive).
+    pub async fn is_alive(&self, state: &AppState) -> bool {
+        let lookup = self.id_hash.clone();
+        let now = state.store.now_ms();
+        state
+            .store
+            .read(move |conn| auth::session(conn, &lookup))
+            .await
+            .is_ok_and(|row| row.is_some_and(|r| now - r.last_seen_at_ms <= r.idle_timeout_ms))
     }
 
     /// The session, if it has at least `role`.
@@ -116,26 +133,44 @@ fn set_cookie(state: &AppState, secret: &str, max_age_s: Option<i64>) -> HeaderV
     .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// Starts a session for `role`; the response sets its cookie.
-async fn start(state: &AppState, role: Role, user_name: Option<String>, to: &str) -> PageResult {
+/// Starts a session for `role`; the response sets its cookie. The session
+/// the browser presented, if any, ends: a sign-in replaces it rather than
+/// leaving a second one alive behind the new cookie.
+async fn start(
+    state: &AppState,
+    headers: &HeaderMap,
+    role: Role,
+    user_name: Option<String>,
+    to: &str,
+) -> PageResult {
     let (secret, hash) = auth::new_session_secret()?;
+    let replaced = cookie(headers).map(|old| hash_token(&old));
     let idle = if role == Role::Kiosk {
         KIOSK_IDLE_TIMEOUT_MS
     } else {
         STAFF_IDLE_TIMEOUT_MS
     };
     let now = state.store.now_ms();
-    state
+    let ended = state
         .store
         .write(move |ctx| {
+            let ended = match replaced {
+                Some(old) => ctx
+                    .conn()
+                    .execute("DELETE FROM sessions WHERE id_hash = ?1", [old])?,
+                None => 0,
+            };
             ctx.conn().execute(
                 "INSERT INTO sessions (id_hash, role, user_name, created_at_ms, last_seen_at_ms, idle_timeout_ms)
                  VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
                 params![hash, role.as_str(), user_name, now, idle],
             )?;
-            Ok(())
+            Ok(ended)
         })
         .await?;
+    if ended > 0 {
+        state.session_ended();
+    }
     let mut response = Redirect::to(to).into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
@@ -186,7 +221,7 @@ fn refused(state: &AppState, status: StatusCode, notice: &str) -> Response {
     (status, Html(signin_html(state, Some(notice)))).into_response()
 }
 
-pub async fn signin(State(state): State<AppState>, body: Bytes) -> PageResult {
+pub async fn signin(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> PageResult {
     let fields = form(&body);
     let (name, pin) = (
         field(&fields, "name").to_owned(),
@@ -265,10 +300,14 @@ pub async fn signin(State(state): State<AppState>, body: Bytes) -> PageResult {
     } else {
         "/staff"
     };
-    start(&state, user.role, Some(user.name), to).await
+    start(&state, &headers, user.role, Some(user.name), to).await
 }
 
-pub async fn signin_kiosk(State(state): State<AppState>, body: Bytes) -> PageResult {
+pub async fn signin_kiosk(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> PageResult {
     let fields = form(&body);
     let hash = hash_token(field(&fields, "token"));
     let role = state
@@ -282,7 +321,7 @@ pub async fn signin_kiosk(State(state): State<AppState>, body: Bytes) -> PageRes
             "That is not a kiosk token.",
         ));
     }
-    start(&state, Role::Kiosk, None, "/kiosk").await
+    start(&state, &headers, Role::Kiosk, None, "/kiosk").await
 }
 
 pub async fn signout(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
@@ -297,6 +336,8 @@ pub async fn signout(State(state): State<AppState>, headers: HeaderMap) -> PageR
             })
             .await
             .map_err(PageError::from)?;
+        // Its live streams end now, not at their next tick.
+        state.session_ended();
     }
     let mut response = Redirect::to("/signin").into_response();
     response

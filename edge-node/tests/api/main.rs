@@ -9,5 +9,6 @@ mod helpers;
 mod holds;
 mod idempotency;
 mod pages;
+mod sessions;
 mod store;
 mod timeouts;
