@@ -84,6 +84,9 @@ pub async fn run_with(
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Made now, so the first sign-in with an unknown name does not pay for
+    // it and take longer than a wrong PIN.
+    tokio::task::spawn_blocking(crate::auth::prepare_dummy_pin_hash);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
