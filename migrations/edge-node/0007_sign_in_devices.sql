@@ -2,7 +2,7 @@
 -- alone: a stranger on the LAN must not be able to lock staff out.
 --
 -- A device is a browser, known by a long-lived random cookie that the
--- sign-in page sets (only its SHA-256 is stored). A device on which a user
+-- answer to its first sign-in sets (only its SHA-256 is stored). A device on which a user
 -- signed in before keeps its own failure counter for that user; failures
 -- from every other device share one counter per name.
 --

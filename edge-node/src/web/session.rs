@@ -7,9 +7,9 @@
 //!
 //! Failed sign-ins lock with a growing delay after five, counted per name
 //! and device (see `migrations/edge-node/0007_sign_in_devices.sql`): the
-//! sign-in page gives every browser a long-lived device cookie, a device on
-//! which the user signed in before keeps its own counter, and all other
-//! devices share one. So a stranger guessing from fresh browsers is
+//! sign-in form's answer gives every browser a long-lived device cookie, a
+//! device on which the user signed in before keeps its own counter, and all
+//! other devices share one. So a stranger guessing from fresh browsers is
 //! throttled without locking staff out of their own tills. An unknown name
 //! costs the same Argon2id check, gets the same answer and locks the same
 //! way as a wrong PIN: no answer tells which names exist.
@@ -163,6 +163,12 @@ fn device_cookie(state: &AppState, id: &str) -> HeaderValue {
 }
 
 /// This browser's device id, and the cookie to set when it had none.
+///
+/// Only the sign-in form's post gives one out, never the page: a browser
+/// that follows a link to the page from another site does not send its
+/// SameSite=Strict cookies, and would be handed a new id that overwrites
+/// the one it signed in with. The post comes from our own page (the guard
+/// refuses any other), so a device cookie the browser holds comes with it.
 fn device_of(
     state: &AppState,
     headers: &HeaderMap,
@@ -277,13 +283,8 @@ fn signin_html(state: &AppState, notice: Option<&str>) -> String {
     )
 }
 
-/// The sign-in page; it gives a browser without one its device cookie.
-pub async fn signin_page(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
-    let (_, cookie) = device_of(&state, &headers)?;
-    Ok(with_device_cookie(
-        Html(signin_html(&state, None)).into_response(),
-        cookie,
-    ))
+pub async fn signin_page(State(state): State<AppState>) -> Html<String> {
+    Html(signin_html(&state, None))
 }
 
 fn refused(state: &AppState, status: StatusCode, notice: &str) -> Response {
