@@ -40,6 +40,13 @@
       var banner = document.getElementById("banner");
       if (banner) banner.outerHTML = e.data;
     });
+    // The stream ends with its session (signed out elsewhere, idle) and the
+    // server then refuses it: reload, which leads to the sign-in page,
+    // rather than keep showing customers' bookings. (A server that is
+    // merely restarting leaves the source reconnecting, not closed.)
+    source.addEventListener("error", function () {
+      if (source.readyState === EventSource.CLOSED) window.location.reload();
+    });
   }
   tick();
   setInterval(tick, 1000);

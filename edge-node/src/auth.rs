@@ -117,11 +117,33 @@ impl TokenCache {
 pub const PIN_DIGITS_MIN: usize = 4;
 pub const PIN_DIGITS_MAX: usize = 12;
 
-/// Failed sign-ins allowed before a user is locked out.
+/// Failed sign-ins allowed on one counter before it locks.
 pub const FAILED_ATTEMPTS_FREE: i64 = 5;
 /// First lockout; each further failure doubles it, up to the maximum.
 pub const LOCKOUT_BASE_MS: i64 = 30_000;
 pub const LOCKOUT_MAX_MS: i64 = 3_600_000;
+
+/// Failures are forgotten this long after the last one (unless a lock is
+/// still in force): far longer than the longest lock, so the doubling
+/// carries on for a guesser who waits out each lock.
+pub const FAILURE_MEMORY_MS: i64 = 24 * 3600 * 1000;
+const _: () = assert!(FAILURE_MEMORY_MS > LOCKOUT_MAX_MS);
+
+/// Failure counters kept at most. Every name typed gets one, known or not
+/// (so counters do not tell which names exist); beyond this the oldest
+/// without a lock in force are dropped, whoever they are for, so a flood
+/// of made-up names cannot fill the disk. At Argon2's pace (tens of checks
+/// a second) a flood needs minutes to push out a real user's counter, and
+/// a lock in force is never dropped.
+pub const FAILURE_COUNTERS_MAX: i64 = 10_000;
+
+/// Devices remembered per user; the oldest sign-in goes first. A user
+/// signs in on a handful of tills and tablets, not more.
+pub const SIGN_IN_DEVICES_PER_USER_MAX: i64 = 20;
+
+/// Longest user name (see [`add_user`]); a counter keeps at most one
+/// character more of what was typed, enough to never match a user.
+pub const USER_NAME_MAX_CHARS: usize = 100;
 
 /// Staff and managers are signed out after this long without a request.
 pub const STAFF_IDLE_TIMEOUT_MS: i64 = 30 * 60 * 1000;
@@ -170,10 +192,10 @@ pub fn add_user(
     now_ms: i64,
 ) -> StoreResult<()> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(StoreError::Invalid(
-            "a user name is 1 to 100 characters".into(),
-        ));
+    if name.is_empty() || name.chars().count() > USER_NAME_MAX_CHARS {
+        return Err(StoreError::Invalid(format!(
+            "a user name is 1 to {USER_NAME_MAX_CHARS} characters"
+        )));
     }
     if role == Role::Kiosk {
         return Err(StoreError::Invalid(
@@ -204,36 +226,28 @@ pub struct UserRow {
     pub name: String,
     pub role: Role,
     pub pin_hash: String,
-    pub failed_attempts: i64,
-    pub locked_until_ms: Option<i64>,
 }
 
 pub fn user_by_name(conn: &Connection, name: &str) -> StoreResult<Option<UserRow>> {
-    let row: Option<(i64, String, String, String, i64, Option<i64>)> = conn
-        .prepare_cached(
-            "SELECT id, name, role, pin_hash, failed_attempts, locked_until_ms FROM users WHERE name = ?1",
-        )?
+    let row: Option<(i64, String, String, String)> = conn
+        .prepare_cached("SELECT id, name, role, pin_hash FROM users WHERE name = ?1")?
         .query_row([name.trim()], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
         .optional()?;
-    row.map(
-        |(id, name, role, pin_hash, failed_attempts, locked_until_ms)| {
-            Ok(UserRow {
-                id,
-                name,
-                role: Role::parse(&role)
-                    .ok_or_else(|| StoreError::Corrupt(format!("user role {role}")))?,
-                pin_hash,
-                failed_attempts,
-                locked_until_ms,
-            })
-        },
-    )
+    row.map(|(id, name, role, pin_hash)| {
+        Ok(UserRow {
+            id,
+            name,
+            role: Role::parse(&role)
+                .ok_or_else(|| StoreError::Corrupt(format!("user role {role}")))?,
+            pin_hash,
+        })
+    })
     .transpose()
 }
 
-/// How long a user is locked out after `failed` consecutive failures.
+/// How long a counter is locked after `failed` consecutive failures.
 pub fn lockout_ms(failed: i64) -> Option<i64> {
     (failed >= FAILED_ATTEMPTS_FREE).then(|| {
         let doublings = (failed - FAILED_ATTEMPTS_FREE).min(20) as u32;
@@ -241,6 +255,207 @@ pub fn lockout_ms(failed: i64) -> Option<i64> {
             .saturating_mul(1 << doublings)
             .min(LOCKOUT_MAX_MS)
     })
+}
+
+/// The Argon2id hash checked when a name matches no user, so that an
+/// unknown name costs what a wrong PIN costs and timing does not tell them
+/// apart. Made once, with the same parameters as every PIN's hash; what it
+/// hashes is not a PIN, and no PIN is ever checked against it to sign in.
+static DUMMY_PIN_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    // Hashing only fails on parameters we do not use; an empty hash would
+    // fail fast, which is worse for timing but not for security.
+    hash_pin("not a PIN: compared against unknown names").unwrap_or_default()
+});
+
+/// Makes the dummy hash now (slow: call off the async threads), so the
+/// first unknown name does not pay for it and stand out.
+pub fn prepare_dummy_pin_hash() {
+    std::sync::LazyLock::force(&DUMMY_PIN_HASH);
+}
+
+/// Checks `pin` against `user`'s hash, or against the dummy hash when there
+/// is no such user: both cost one Argon2id verification (slow on purpose).
+pub fn pin_matches_user(pin: &str, user: Option<&UserRow>) -> bool {
+    match user {
+        Some(user) => pin_matches(pin, &user.pin_hash),
+        None => {
+            let _ = pin_matches(pin, &DUMMY_PIN_HASH);
+            false
+        }
+    }
+}
+
+/// What counts against a sign-in attempt: a failure counter, by the name
+/// as typed and a device.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// The user with that name, if any.
+    pub user: Option<UserRow>,
+    /// The name the counter is kept under.
+    pub name: String,
+    /// The device's own counter when the user signed in on it before, else
+    /// '' (every other device's).
+    pub counter: String,
+}
+
+/// The counter a sign-in as `typed` from the device whose cookie hashes to
+/// `device_hash` counts against. Reads the same rows for a known name as
+/// for an unknown one.
+pub fn attempt(conn: &Connection, typed: &str, device_hash: Option<&str>) -> StoreResult<Attempt> {
+    let name: String = typed.trim().chars().take(USER_NAME_MAX_CHARS + 1).collect();
+    let user = user_by_name(conn, &name)?;
+    let trusted = match (&user, device_hash) {
+        (Some(user), Some(device)) => conn
+            .prepare_cached(
+                "SELECT 1 FROM sign_in_devices WHERE user_id = ?1 AND device_hash = ?2",
+            )?
+            .exists(rusqlite::params![user.id, device])?,
+        _ => false,
+    };
+    Ok(Attempt {
+        counter: if trusted {
+            device_hash.unwrap_or_default().to_owned()
+        } else {
+            String::new()
+        },
+        user,
+        name,
+    })
+}
+
+/// Counts a failure against `attempt`'s counter before its PIN is checked
+/// (so parallel guesses each count), unless the counter is locked: then
+/// nothing is counted and the lock's end is returned.
+pub fn count_attempt(
+    conn: &Connection,
+    attempt: &Attempt,
+    now_ms: i64,
+) -> StoreResult<Option<i64>> {
+    forget_old_failures(conn, now_ms)?;
+    let row: Option<(i64, Option<i64>)> = conn
+        .prepare_cached(
+            "SELECT failed_attempts, locked_until_ms FROM sign_in_failures
+             WHERE name = ?1 AND device_hash = ?2",
+        )?
+        .query_row(rusqlite::params![attempt.name, attempt.counter], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    if let Some(until) = row
+        .and_then(|(_, until)| until)
+        .filter(|until| *until > now_ms)
+    {
+        return Ok(Some(until));
+    }
+    let failed = row.map_or(0, |(failed, _)| failed).saturating_add(1);
+    conn.prepare_cached(
+        "INSERT INTO sign_in_failures (name, device_hash, failed_attempts, locked_until_ms, last_failed_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (name, device_hash) DO UPDATE SET failed_attempts = excluded.failed_attempts,
+             locked_until_ms = excluded.locked_until_ms, last_failed_at_ms = excluded.last_failed_at_ms",
+    )?
+    .execute(rusqlite::params![
+        attempt.name,
+        attempt.counter,
+        failed,
+        lockout_ms(failed).map(|ms| now_ms.saturating_add(ms)),
+        now_ms
+    ])?;
+    Ok(None)
+}
+
+/// Drops counters whose last failure is older than [`FAILURE_MEMORY_MS`],
+/// then the oldest beyond [`FAILURE_COUNTERS_MAX`]; never one whose lock is
+/// in force.
+fn forget_old_failures(conn: &Connection, now_ms: i64) -> StoreResult<()> {
+    conn.prepare_cached(
+        "DELETE FROM sign_in_failures
+         WHERE last_failed_at_ms < ?1 AND coalesce(locked_until_ms, 0) <= ?2",
+    )?
+    .execute(rusqlite::params![
+        now_ms.saturating_sub(FAILURE_MEMORY_MS),
+        now_ms
+    ])?;
+    conn.prepare_cached(
+        "DELETE FROM sign_in_failures WHERE rowid IN (
+             SELECT rowid FROM sign_in_failures WHERE coalesce(locked_until_ms, 0) <= ?1
+             ORDER BY last_failed_at_ms
+             LIMIT max(0, (SELECT count(*) FROM sign_in_failures) - ?2 + 1))",
+    )?
+    .execute(rusqlite::params![now_ms, FAILURE_COUNTERS_MAX])?;
+    Ok(())
+}
+
+/// A successful sign-in: the counter it counted against starts over, and
+/// the device becomes one the user signed in on (its own counter from now
+/// on). The user's oldest devices beyond [`SIGN_IN_DEVICES_PER_USER_MAX`]
+/// are forgotten.
+pub fn signed_in(
+    conn: &Connection,
+    attempt: &Attempt,
+    user_id: i64,
+    device_hash: &str,
+    now_ms: i64,
+) -> StoreResult<()> {
+    conn.prepare_cached("DELETE FROM sign_in_failures WHERE name = ?1 AND device_hash = ?2")?
+        .execute(rusqlite::params![attempt.name, attempt.counter])?;
+    conn.prepare_cached(
+        "INSERT INTO sign_in_devices (user_id, device_hash, signed_in_at_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT (user_id, device_hash) DO UPDATE SET signed_in_at_ms = excluded.signed_in_at_ms",
+    )?
+    .execute(rusqlite::params![user_id, device_hash, now_ms])?;
+    conn.prepare_cached(
+        "DELETE FROM sign_in_devices WHERE user_id = ?1 AND device_hash NOT IN (
+             SELECT device_hash FROM sign_in_devices WHERE user_id = ?1
+             ORDER BY signed_in_at_ms DESC LIMIT ?2)",
+    )?
+    .execute(rusqlite::params![user_id, SIGN_IN_DEVICES_PER_USER_MAX])?;
+    Ok(())
+}
+
+/// `edge-node user unlock` and the manager's button: every failure counter
+/// of the user named `name` starts over, on every device. Refuses a name
+/// no user has (the operator is told; a sign-in never is).
+pub fn unlock_user(conn: &Connection, name: &str) -> StoreResult<String> {
+    let user =
+        user_by_name(conn, name)?.ok_or_else(|| StoreError::not_found("user", name.trim()))?;
+    conn.execute("DELETE FROM sign_in_failures WHERE name = ?1", [&user.name])?;
+    Ok(user.name)
+}
+
+/// A user locked out on some device, for the manager's page.
+#[derive(Debug, Clone)]
+pub struct LockedUser {
+    pub id: i64,
+    pub name: String,
+    pub locked_until_ms: i64,
+}
+
+/// Users with a lock in force on any of their counters.
+pub fn locked_users(conn: &Connection, now_ms: i64) -> StoreResult<Vec<LockedUser>> {
+    conn.prepare_cached(
+        "SELECT u.id, u.name, max(f.locked_until_ms) FROM users u
+         JOIN sign_in_failures f ON f.name = u.name
+         WHERE f.locked_until_ms > ?1
+         GROUP BY u.id ORDER BY u.name",
+    )?
+    .query_map([now_ms], |r| {
+        Ok(LockedUser {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            locked_until_ms: r.get(2)?,
+        })
+    })?
+    .collect::<Result<_, _>>()
+    .map_err(Into::into)
+}
+
+/// The name of the user with `id`, if any.
+pub fn user_name(conn: &Connection, id: i64) -> StoreResult<Option<String>> {
+    conn.prepare_cached("SELECT name FROM users WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()
+        .map_err(Into::into)
 }
 
 /// A new random session secret and the hash stored for it.
@@ -293,6 +508,92 @@ mod tests {
         assert_eq!(lockout_ms(6), Some(60_000));
         assert_eq!(lockout_ms(7), Some(120_000));
         assert_eq!(lockout_ms(40), Some(LOCKOUT_MAX_MS));
+    }
+
+    fn database() -> Connection {
+        let mut conn = Connection::open_in_memory().expect("open");
+        crate::store::migrate(&mut conn).expect("migrate");
+        add_user(&conn, "Alice", Role::Staff, "2468", 0).expect("user");
+        conn
+    }
+
+    fn failures(conn: &Connection) -> i64 {
+        conn.query_row("SELECT count(*) FROM sign_in_failures", [], |r| r.get(0))
+            .expect("count")
+    }
+
+    #[test]
+    fn a_known_and_an_unknown_name_lock_alike_and_a_known_device_counts_alone() {
+        let conn = database();
+        let now = 1_000_000;
+        for name in ["alice", "Nobody"] {
+            let attempt = attempt(&conn, name, Some("fresh")).expect("attempt");
+            assert_eq!(attempt.counter, "", "{name}: a device without history");
+            for _ in 0..FAILED_ATTEMPTS_FREE {
+                assert_eq!(count_attempt(&conn, &attempt, now).expect("count"), None);
+            }
+            assert_eq!(
+                count_attempt(&conn, &attempt, now).expect("count"),
+                Some(now + LOCKOUT_BASE_MS),
+                "{name}"
+            );
+        }
+        let alice = user_by_name(&conn, "Alice").expect("read").expect("Alice");
+        let till = attempt(&conn, "Alice", Some("till")).expect("attempt");
+        signed_in(&conn, &till, alice.id, "till", now).expect("signed in");
+        let till = attempt(&conn, "Alice", Some("till")).expect("attempt");
+        assert_eq!(till.counter, "till", "the till has its own counter now");
+        assert_eq!(count_attempt(&conn, &till, now).expect("count"), None);
+        assert_eq!(unlock_user(&conn, "ALICE").expect("unlock"), "Alice");
+        let fresh = attempt(&conn, "Alice", None).expect("attempt");
+        assert_eq!(count_attempt(&conn, &fresh, now).expect("count"), None);
+        assert!(unlock_user(&conn, "Nobody").is_err(), "no such user");
+    }
+
+    #[test]
+    fn counters_are_forgotten_with_age_and_bounded_in_number_but_never_while_locked() {
+        let conn = database();
+        let now = 10 * FAILURE_MEMORY_MS;
+        let locked = attempt(&conn, "Alice", None).expect("attempt");
+        for _ in 0..FAILED_ATTEMPTS_FREE {
+            count_attempt(&conn, &locked, 0).expect("count");
+        }
+        // Locked until far ahead, so age does not drop it.
+        conn.execute(
+            "UPDATE sign_in_failures SET locked_until_ms = ?1",
+            [now + LOCKOUT_MAX_MS],
+        )
+        .expect("lock");
+        let old = attempt(&conn, "Old", None).expect("attempt");
+        count_attempt(&conn, &old, now - FAILURE_MEMORY_MS - 1).expect("count");
+        for i in 0..FAILURE_COUNTERS_MAX + 10 {
+            let guess = attempt(&conn, &format!("made-up {i}"), None).expect("attempt");
+            count_attempt(&conn, &guess, now).expect("count");
+        }
+        assert_eq!(failures(&conn), FAILURE_COUNTERS_MAX);
+        let names: Vec<String> = conn
+            .prepare("SELECT name FROM sign_in_failures WHERE name IN ('Alice', 'Old')")
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(
+            names,
+            ["Alice"],
+            "the lock in force stays, the old one goes"
+        );
+        assert_eq!(
+            count_attempt(&conn, &locked, now).expect("count"),
+            Some(now + LOCKOUT_MAX_MS)
+        );
+    }
+
+    #[test]
+    fn an_unknown_name_costs_an_argon2_check_and_never_matches() {
+        prepare_dummy_pin_hash();
+        assert!(DUMMY_PIN_HASH.starts_with("$argon2id$"));
+        assert!(!pin_matches_user("2468", None));
     }
 
     #[test]

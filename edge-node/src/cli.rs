@@ -119,6 +119,12 @@ enum UserCommand {
         #[arg(long)]
         pin: String,
     },
+    /// Lift NAME's sign-in locks on every device (works while the server
+    /// runs).
+    Unlock {
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -224,6 +230,14 @@ fn run(cli: Cli) -> Result<()> {
             let (conn, _node) = store::open_admin(&data_dir)?;
             crate::auth::add_user(&conn, &name, role, &pin, clock.now_ms())?;
             println!("user {} added as {}", name.trim(), role.as_str());
+            Ok(())
+        }
+        Command::User {
+            command: UserCommand::Unlock { name },
+        } => {
+            let (conn, _node) = store::open_admin(&data_dir)?;
+            let name = crate::auth::unlock_user(&conn, &name)?;
+            println!("user {name} unlocked: every device may try again");
             Ok(())
         }
         Command::Enroll {

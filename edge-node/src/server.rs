@@ -6,14 +6,14 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Router, ServiceExt as _};
 use serde_json::json;
 use shared::limits::REQUEST_BODY_MAX_BYTES;
 use tokio::net::TcpListener;
-use tower::{Service, ServiceBuilder, ServiceExt as _};
+use tower::{Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
@@ -66,6 +66,9 @@ fn panic_response(_panic: Box<dyn std::any::Any + Send>) -> Response {
 
 /// Serves the node on `listener` until `shutdown` resolves, with the hold
 /// sweeper and, when the node is enrolled, the sync client running beside it.
+/// Slow or silent clients are closed after
+/// [`sync_hub::serve::HEADER_READ_TIMEOUT`]; once asked to stop, requests in
+/// flight get [`sync_hub::serve::SHUTDOWN_GRACE`] to finish.
 pub async fn run(
     store: Store,
     listener: TcpListener,
@@ -81,6 +84,9 @@ pub async fn run_with(
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Made now, so the first sign-in with an unknown name does not pay for
+    // it and take longer than a wrong PIN.
+    tokio::task::spawn_blocking(crate::auth::prepare_dummy_pin_hash);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -99,19 +105,16 @@ pub async fn run_with(
     };
     let mut state = AppState::new(store);
     state.tls = tls.is_some();
+    let streams = state.clone();
     let app = app(state);
     let shutdown = async move {
         shutdown.await;
         let _ = stop_tx.send(true);
+        streams.stop_streams();
     };
-    let served = match tls {
-        None => {
-            axum::serve(listener, app.into_make_service())
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        Some(config) => serve_tls(listener, app, config, shutdown).await,
-    };
+    // The hub's server: the same header-read timeout, idle limit and
+    // bounded graceful shutdown.
+    let served = sync_hub::serve::serve(listener, app, tls, shutdown).await;
     let _ = sweeper.await;
     if let Some(sync) = sync {
         let _ = sync.await;
@@ -138,43 +141,4 @@ pub fn tls_config(cert: &Path, key: &Path) -> std::io::Result<Arc<rustls::Server
         .with_single_cert(chain, key)
         .map_err(|e| bad("the certificate and key do not fit", &e))?;
     Ok(Arc::new(config))
-}
-
-/// Accepts TLS connections and serves `app` on each until `shutdown`.
-async fn serve_tls<A>(
-    listener: TcpListener,
-    app: A,
-    config: Arc<rustls::ServerConfig>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()>
-where
-    A: Service<Request, Response = Response, Error = Infallible, Future: Send + 'static>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-{
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, _) = tokio::select! {
-            accepted = listener.accept() => accepted?,
-            () = &mut shutdown => return Ok(()),
-        };
-        let (acceptor, app) = (acceptor.clone(), app.clone());
-        tokio::spawn(async move {
-            let Ok(tls) = acceptor.accept(tcp).await else {
-                return;
-            };
-            let service = hyper_util::service::TowerToHyperService::new(app.map_request(
-                |request: axum::http::Request<hyper::body::Incoming>| {
-                    request.map(axum::body::Body::new)
-                },
-            ));
-            let _ =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), service)
-                    .await;
-        });
-    }
 }

@@ -11,6 +11,7 @@ pub mod availability;
 pub mod booking;
 pub mod event;
 pub mod ids;
+pub mod json;
 pub mod limits;
 pub mod protocol;
 pub mod signing;

@@ -12,6 +12,7 @@ pub mod keys;
 pub mod ledger;
 pub mod notify;
 pub mod plan;
+pub mod serve;
 pub mod storage;
 
 use std::future::Future;
@@ -49,12 +50,11 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let sweeper = tokio::spawn(background::sweep(state.clone(), stop_rx.clone()));
     let webhooks = tokio::spawn(background::deliver_webhooks(state.clone(), stop_rx));
-    let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        })
-        .await;
+    let served = serve::serve(listener, router(state), None, async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    })
+    .await;
     let _ = sweeper.await;
     let _ = webhooks.await;
     served

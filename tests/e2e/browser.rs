@@ -242,6 +242,16 @@ async fn a_kiosk_booking_appears_live_on_the_staff_page_and_is_confirmed_with_on
         .await
         .expect("code");
     assert_eq!(code.trim().len(), 6, "{code}");
+    // The style sheet applies under the page's Content-Security-Policy (the
+    // card is centred by a class of it, not by an inline style).
+    let align = kiosk
+        .execute(
+            "return getComputedStyle(document.querySelector('.card.centered')).textAlign",
+            vec![],
+        )
+        .await
+        .expect("script");
+    assert_eq!(align, json!("center"));
     screenshot(&kiosk, "kiosk-confirmation").await;
 
     // The staff page shows it without a reload...

@@ -117,6 +117,30 @@ async fn a_store_clock_off_by_a_minute_is_flagged_at_the_store_and_the_hub() {
     assert!(cli.contains("ALERT"), "{cli}");
 }
 
+/// A store whose clock is further off than the freshness window has its
+/// first request refused as stale; the refusal tells it the hub's time, it
+/// stamps every later request in hub time, and those are accepted and
+/// report its offset, which the hub shows with an alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_store_ten_minutes_off_syncs_in_hub_time_and_the_hub_shows_its_offset() {
+    let mut world = World::new();
+    world.start_hub();
+    let mut store = Store::enroll(&world, "store-1");
+    store
+        .env
+        .push(("EDGE_NODE_CLOCK_OFFSET_MS".into(), "-600000".into()));
+    store.start(&world);
+    store.stock(&world, "store-1:beans", 10).await;
+    store.synced(&world, Duration::from_secs(30)).await;
+    let (_, locations) = world.public("/v1/locations").await;
+    let location = &locations["locations"][0];
+    let offset = location["clock_offset_ms"].as_i64().expect("offset");
+    assert!((-601_000..-599_000).contains(&offset), "{locations}");
+    assert_eq!(location["clock_alert"], true, "{locations}");
+    assert_eq!(location["reachable"], true, "{locations}");
+    assert_eq!(world.hub_head("store-1"), 2, "its log reached the hub");
+}
+
 /// A store older than the hub gets every event it can read, stops before
 /// the first it cannot (nothing is skipped), and says it needs an update;
 /// once updated it takes in the rest.

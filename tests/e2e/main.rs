@@ -1,15 +1,18 @@
 //! End-to-end tests: the hub and edge nodes as real processes on loopback,
 //! killed with SIGKILL, restored from backups, replaced.
 
+mod abuse;
 mod bookings;
 mod browser;
 mod demo;
 mod enrollment;
+mod hub_input;
 mod inbox;
 mod partition;
 mod protocol;
 mod recovery;
 mod replication;
 mod signin;
+mod timeouts;
 mod webhooks;
 mod world;

@@ -1,15 +1,18 @@
-//! Sign-in and sessions of the LAN UI over plain HTTP: lockout, the
-//! same-origin rule, sign-out, and HTTPS for stores that want it.
+//! Sign-in and sessions of the LAN UI over plain HTTP: lockout per name and
+//! device, answers that do not tell which names exist, the manager's
+//! unlock, the same-origin rule, sign-out, and HTTPS for stores that want
+//! it.
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
-use e2e::{Served, last_line, run, session_cookie};
+use e2e::{Served, last_line, run, run_failing, session_cookie};
 use reqwest::StatusCode;
 
 use crate::world::bins;
 
 struct Shop {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     served: Served,
 }
 
@@ -34,8 +37,15 @@ fn shop() -> Shop {
             "user", "add", "--name", "Alice", "--role", "staff", "--pin", "2468",
         ],
     );
+    run(
+        &bins.edge,
+        dir.path(),
+        &[
+            "user", "add", "--name", "Bob", "--role", "manager", "--pin", "1357",
+        ],
+    );
     let served = Served::start(&bins.edge, dir.path(), "127.0.0.1:0", &[], &[]);
-    Shop { _dir: dir, served }
+    Shop { dir, served }
 }
 
 fn client() -> reqwest::Client {
@@ -45,6 +55,229 @@ fn client() -> reqwest::Client {
 /// Signs Alice in with `pin`.
 async fn sign_in(http: &reqwest::Client, base: &str, pin: &str) -> reqwest::Response {
     e2e::sign_in(http, base, "Alice", pin).await
+}
+
+/// A sign-in attempt from the browser holding `cookie` (none: a browser
+/// that never loaded the page); the status, the page and the cookies set.
+async fn attempt(
+    http: &reqwest::Client,
+    base: &str,
+    name: &str,
+    pin: &str,
+    cookie: Option<&str>,
+) -> (StatusCode, String, Vec<String>) {
+    let mut request = http
+        .post(format!("{base}/signin"))
+        .header("origin", base)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("name={name}&pin={pin}"));
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    let response = request.send().await.expect("sign in");
+    let status = response.status();
+    let cookies = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .collect();
+    (status, response.text().await.expect("page"), cookies)
+}
+
+/// A new browser's device cookie, as the answer to its first sign-in gives
+/// it out (the attempt is for a name nobody has: it counts against nobody).
+async fn new_device(http: &reqwest::Client, base: &str) -> String {
+    let page = http
+        .get(format!("{base}/signin"))
+        .send()
+        .await
+        .expect("page");
+    assert!(
+        page.headers().get("set-cookie").is_none(),
+        "the page itself sets no cookie"
+    );
+    let (_, _, cookies) = attempt(http, base, "Nobody", "0000", None).await;
+    let header = cookies
+        .into_iter()
+        .find(|v| v.starts_with("edge_device="))
+        .expect("the first sign-in sets a device cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Max-Age=34560000", "Path=/"] {
+        assert!(header.contains(attribute), "{header}");
+    }
+    header.split(';').next().expect("pair").to_owned()
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+#[tokio::test]
+async fn an_unknown_name_and_a_wrong_pin_get_the_same_answer_in_about_the_same_time() {
+    let shop = shop();
+    let (http, base) = (client(), shop.served.base.clone());
+    let (mut wrong, mut unknown) = (Vec::new(), Vec::new());
+    let mut answers = Vec::new();
+    // Five tries each (the fifth locks both counters): the first of each
+    // warms up, the other four are timed, interleaved so load falls on both.
+    for round in 0..5 {
+        for (name, times) in [("Alice", &mut wrong), ("Mallory", &mut unknown)] {
+            let started = Instant::now();
+            let (status, page, _) = attempt(&http, &base, name, "0000", None).await;
+            let took = started.elapsed();
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{name}, try {round}");
+            answers.push(page);
+            if round > 0 {
+                times.push(took);
+            }
+        }
+    }
+    assert!(
+        answers.iter().all(|page| *page == answers[0]),
+        "every refusal is the same page"
+    );
+    assert!(answers[0].contains("Unknown name or wrong PIN."));
+    let (wrong, unknown) = (median(wrong), median(unknown));
+    assert!(
+        unknown * 3 >= wrong && wrong * 3 >= unknown,
+        "an unknown name took {unknown:?}, a wrong PIN {wrong:?}"
+    );
+    // The sixth try is locked out, for the name that exists and for the
+    // one that does not alike.
+    let (alice, alice_page, _) = attempt(&http, &base, "Alice", "2468", None).await;
+    let (mallory, mallory_page, _) = attempt(&http, &base, "Mallory", "2468", None).await;
+    assert_eq!(alice, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(mallory, StatusCode::TOO_MANY_REQUESTS);
+    let digits_out = |page: &str| page.replace(|c: char| c.is_ascii_digit(), "#");
+    assert_eq!(digits_out(&alice_page), digits_out(&mallory_page));
+    assert!(alice_page.contains("Try again in"), "{alice_page}");
+}
+
+#[tokio::test]
+async fn failures_from_fresh_devices_do_not_lock_the_user_out_where_they_signed_in_before() {
+    let shop = shop();
+    let (http, base) = (client(), shop.served.base.clone());
+    let till = new_device(&http, &base).await;
+    let (status, _, cookies) = attempt(&http, &base, "Alice", "2468", Some(&till)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "signed in on the till");
+    assert!(
+        !cookies.iter().any(|c| c.starts_with("edge_device=")),
+        "the till keeps its device cookie"
+    );
+    // Someone guesses from fresh browsers (new cookies, or none at all):
+    // throttled as before, sharing one counter.
+    for guess in 1..=7 {
+        let stranger = if guess % 2 == 0 {
+            Some(new_device(&http, &base).await)
+        } else {
+            None
+        };
+        let (status, _, cookies) =
+            attempt(&http, &base, "Alice", "0000", stranger.as_deref()).await;
+        let expected = if guess <= 5 {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::TOO_MANY_REQUESTS
+        };
+        assert_eq!(status, expected, "guess {guess}");
+        assert_eq!(
+            stranger.is_none(),
+            cookies.iter().any(|c| c.starts_with("edge_device=")),
+            "a browser without a device cookie gets one"
+        );
+    }
+    let (status, _, _) = attempt(&http, &base, "Alice", "2468", None).await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "fresh devices are locked"
+    );
+    // Alice on her till is not.
+    let (status, _, _) = attempt(&http, &base, "Alice", "2468", Some(&till)).await;
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "the till still signs Alice in"
+    );
+    // And her till counts its own failures.
+    for _ in 1..=5 {
+        let (status, _, _) = attempt(&http, &base, "Alice", "1111", Some(&till)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, _, _) = attempt(&http, &base, "Alice", "2468", Some(&till)).await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "five wrong PINs on the till"
+    );
+}
+
+#[tokio::test]
+async fn a_locked_user_is_unlocked_from_the_command_line_while_the_server_runs() {
+    let shop = shop();
+    let (http, base) = (client(), shop.served.base.clone());
+    for _ in 1..=5 {
+        attempt(&http, &base, "Alice", "0000", None).await;
+    }
+    let (status, _, _) = attempt(&http, &base, "Alice", "2468", None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let out = run(
+        &crate::world::bins().edge,
+        shop.dir.path(),
+        &["user", "unlock", "--name", "alice"],
+    );
+    assert!(out.contains("Alice"), "{out}");
+    let (status, _, _) = attempt(&http, &base, "Alice", "2468", None).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    // The operator is told about a name that no user has.
+    let error = run_failing(
+        &crate::world::bins().edge,
+        shop.dir.path(),
+        &["user", "unlock", "--name", "Mallory"],
+    );
+    assert!(error.contains("not found"), "{error}");
+}
+
+#[tokio::test]
+async fn a_manager_unlocks_a_locked_user_with_one_button() {
+    let shop = shop();
+    let (http, base) = (client(), shop.served.base.clone());
+    let bob = session_cookie(&e2e::sign_in(&http, &base, "Bob", "1357").await).expect("Bob");
+    let manager_page = || async {
+        http.get(format!("{base}/manager"))
+            .header("cookie", &bob)
+            .send()
+            .await
+            .expect("manager")
+            .text()
+            .await
+            .expect("page")
+    };
+    assert!(manager_page().await.contains("Nobody is locked out."));
+    for _ in 1..=6 {
+        attempt(&http, &base, "Alice", "0000", None).await;
+    }
+    let page = manager_page().await;
+    let action = page
+        .split("action=\"")
+        .map(|rest| rest.split('"').next().unwrap_or_default())
+        .find(|action| action.starts_with("/manager/users/") && action.ends_with("/unlock"))
+        .unwrap_or_else(|| panic!("an unlock button: {page}"))
+        .to_owned();
+    assert!(page.contains("<td>Alice</td>"), "{page}");
+    let unlocked = http
+        .post(format!("{base}{action}"))
+        .header("cookie", &bob)
+        .header("origin", &base)
+        .send()
+        .await
+        .expect("unlock");
+    assert_eq!(unlocked.status(), StatusCode::SEE_OTHER);
+    assert!(manager_page().await.contains("Nobody is locked out."));
+    let (status, _, _) = attempt(&http, &base, "Alice", "2468", None).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
 }
 
 #[tokio::test]

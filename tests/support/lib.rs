@@ -165,6 +165,25 @@ impl Served {
         Self { child, base }
     }
 
+    /// SIGTERM, as systemd stops a service; how long the process took to
+    /// exit, or `None` if it was still running after `limit` (it is then
+    /// killed).
+    pub fn terminate(mut self, limit: Duration) -> Option<Duration> {
+        let asked = std::time::Instant::now();
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(sent.success(), "kill -TERM failed");
+        while asked.elapsed() < limit {
+            if self.child.try_wait().expect("wait").is_some() {
+                return Some(asked.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// SIGKILL: no shutdown, nothing but what was committed survives.
     pub fn kill(mut self) {
         self.child.kill().expect("SIGKILL");

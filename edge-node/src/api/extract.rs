@@ -5,21 +5,41 @@ use std::str::FromStr;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 use shared::limits::REQUEST_BODY_MAX_BYTES;
 
-/// The bytes of a request body, bounded by the body limit; empty is a 400.
+/// The bytes of a JSON request body, bounded by the body limit. A body
+/// that does not say it is JSON is a 415 (a form or text post is not taken
+/// for JSON: a cross-site form can send those without a CORS preflight);
+/// an empty one is a 400.
 #[derive(Debug)]
 pub struct RawBody(pub Bytes);
+
+/// Whether `Content-Type` is `application/json`, with any parameters (such
+/// as `; charset=utf-8`).
+fn says_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
 
 impl<S: Send + Sync> FromRequest<S> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !says_json(req.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the request body must be JSON, sent with Content-Type: application/json",
+            ));
+        }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::too_large(format!(

@@ -19,6 +19,7 @@ use shared::event::{ResourceKind, canonical_json};
 use shared::limits::{BOOKING_LIST_MAX, IDEMPOTENCY_KEY_MAX_CHARS};
 use shared::protocol::CreateBooking;
 use shared::{BookingId, BookingState, Channel, ParticipantId, PoolId, ResourceId};
+use tokio::sync::watch;
 
 use crate::auth::{Role, TokenCache, hash_token, role_of_hash};
 use crate::store::ops::{self, NewBooking, NewPool, NewResource};
@@ -36,6 +37,12 @@ pub struct AppState {
     tokens: Arc<TokenCache>,
     /// Idempotency keys of requests being processed right now.
     in_flight: Arc<Mutex<HashSet<String>>>,
+    /// Bumped whenever a session ends by sign-out or replacement, so live
+    /// streams re-check theirs at once rather than at their next tick.
+    sessions_ended: Arc<watch::Sender<u64>>,
+    /// Set when the server stops: live streams end, so they do not hold
+    /// the shutdown for its whole grace.
+    stopping: Arc<watch::Sender<bool>>,
 }
 
 impl AppState {
@@ -45,7 +52,29 @@ impl AppState {
             tls: false,
             tokens: Arc::default(),
             in_flight: Arc::default(),
+            sessions_ended: Arc::new(watch::Sender::new(0)),
+            stopping: Arc::new(watch::Sender::new(false)),
         }
+    }
+
+    /// Tells live streams that some session ended.
+    pub fn session_ended(&self) {
+        self.sessions_ended.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes whenever a session ends.
+    pub fn sessions_ended(&self) -> watch::Receiver<u64> {
+        self.sessions_ended.subscribe()
+    }
+
+    /// Ends every live stream: the server is stopping.
+    pub fn stop_streams(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Turns true when the server stops.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stopping.subscribe()
     }
 }
 

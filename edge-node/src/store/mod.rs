@@ -56,6 +56,10 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!(
         "../../../migrations/edge-node/0006_inbox_set_aside.sql"
     )),
+    M::up(include_str!(
+        "../../../migrations/edge-node/0007_sign_in_devices.sql"
+    ))
+    .foreign_key_check(),
 ];
 
 /// A source of wall-clock time. Injectable so tests can run a node whose
@@ -152,6 +156,9 @@ pub(crate) fn open_connection(path: &Path, flags: OpenFlags) -> StoreResult<Conn
     set_foreign_keys(&conn, true)?;
     Ok(conn)
 }
+
+/// The schema version this binary brings a database to.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
 fn migrations() -> Migrations<'static> {
     Migrations::from_slice(MIGRATIONS)

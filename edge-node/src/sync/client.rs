@@ -51,8 +51,34 @@ impl HubError {
 #[derive(Debug)]
 pub struct Exchange<T> {
     pub value: T,
-    /// This node's clock minus the hub's, from the midpoint of the exchange.
-    pub clock_offset_ms: i64,
+    /// This node's clock minus the hub's, from the midpoint of the exchange;
+    /// `None` when the exchange took too long to say (a long poll's wait is
+    /// not network delay).
+    pub clock_offset_ms: Option<i64>,
+}
+
+/// Longest round trip whose midpoint is taken for the hub's clock. The
+/// hub stamps its answer when it sends it, so for a long poll that waited
+/// seconds the midpoint is seconds off; below this, the error is at most
+/// half of it.
+pub const CLOCK_SAMPLE_ROUND_TRIP_MAX_MS: i64 = 1_000;
+
+/// Largest clock offset believed, either way: a century, as the hub
+/// accepts in reports (`sync-hub/src/api/sync.rs`). Beyond it an
+/// `x-hub-time` is garbage (refusals are not signed), not a clock.
+const CLOCK_OFFSET_MAX_MS: i64 = 100 * 366 * 24 * 3600 * 1000;
+
+/// This node's clock minus the hub's, from an exchange sent at `sent_at` and
+/// answered at `received_at` (our clock) that the hub stamped `hub_time`;
+/// `None` when the exchange cannot say.
+fn clock_sample(sent_at: i64, received_at: i64, hub_time: i64) -> Option<i64> {
+    let round_trip = received_at.checked_sub(sent_at)?;
+    if !(0..=CLOCK_SAMPLE_ROUND_TRIP_MAX_MS).contains(&round_trip) {
+        return None;
+    }
+    (sent_at + round_trip / 2)
+        .checked_sub(hub_time)
+        .filter(|offset| offset.unsigned_abs() <= CLOCK_OFFSET_MAX_MS.unsigned_abs())
 }
 
 pub fn http_client() -> reqwest::Client {
@@ -204,7 +230,7 @@ impl HubClient {
         let received_at = self.clock.now_ms();
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let hub_time = header(HEADER_HUB_TIME).and_then(|t| t.parse::<i64>().ok());
-        let offset = hub_time.map(|hub| (sent_at + received_at) / 2 - hub);
+        let offset = hub_time.and_then(|hub| clock_sample(sent_at, received_at, hub));
         if let Some(offset) = offset {
             self.offset_ms.store(offset, Ordering::Relaxed);
             self.measured.store(true, Ordering::Relaxed);
@@ -231,12 +257,30 @@ impl HubClient {
             serde_json::from_slice(&bytes).map_err(|e| HubError::Protocol(e.to_string()))?;
         Ok(Exchange {
             value,
-            clock_offset_ms: (sent_at + received_at) / 2 - hub_time,
+            clock_offset_ms: offset,
         })
     }
 
     /// The clock offset to the hub as last measured, if ever.
     pub fn clock_offset_ms(&self) -> i64 {
         self.offset_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_short_exchanges_measure_the_clock_and_nothing_overflows() {
+        // Sent at 1000, answered at 1100, stamped 50 by the hub: we are
+        // 1000 ahead.
+        assert_eq!(clock_sample(1_000, 1_100, 50), Some(1_000));
+        // A long poll answered after 4 s says nothing.
+        assert_eq!(clock_sample(1_000, 5_000, 4_900), None);
+        // Garbage from an unsigned answer.
+        assert_eq!(clock_sample(1_000, 1_100, i64::MIN), None);
+        assert_eq!(clock_sample(1_000, 1_100, i64::MAX), None);
+        assert_eq!(clock_sample(1_000, 900, 50), None, "time ran back");
     }
 }

@@ -283,7 +283,7 @@ impl Sync {
                 ops::record_sync(
                     ctx,
                     SyncUpdate {
-                        clock_offset_ms: Some(offset),
+                        clock_offset_ms: offset,
                         ..SyncUpdate::default()
                     },
                 )
@@ -362,7 +362,7 @@ impl Sync {
                             SyncUpdate {
                                 acked_seq: Some(acked),
                                 pushed: true,
-                                clock_offset_ms: Some(offset),
+                                clock_offset_ms: offset,
                                 ..SyncUpdate::default()
                             }
                         })
@@ -443,7 +443,7 @@ impl Sync {
                             h.pull_error = error.clone();
                             SyncUpdate {
                                 pulled: true,
-                                clock_offset_ms: Some(offset),
+                                clock_offset_ms: offset,
                                 ..SyncUpdate::default()
                             }
                         })

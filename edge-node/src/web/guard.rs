@@ -97,10 +97,30 @@ fn cross_site_refusal() -> Response {
         .into_response()
 }
 
-/// Every response of the UI is HTML that must not be framed by another site.
+/// What a page may load: only our own embedded script and style sheet, no
+/// inline script or style (so markup injected past [`super::html::h`] still
+/// cannot run), no frames of our pages elsewhere, and forms that post only
+/// back to the node. JSON answers and refusals carry it too: opened in a
+/// browser tab, they must not run anything either.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; \
+     base-uri 'none'; form-action 'self'";
+
+/// Every response gets the headers that keep it out of other sites' frames
+/// and limit what a page may load. Pages and API answers show customer names
+/// and phone numbers: nothing may keep them (a shared browser's cache, a
+/// proxy), unless the handler chose a caching policy itself (the embedded
+/// assets, which hold no data).
 fn with_security_headers(answer: Answer) -> Answer {
     let Ok(mut response) = answer;
     let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
     headers.insert(
         "x-content-type-options",

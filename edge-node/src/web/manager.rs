@@ -14,10 +14,10 @@ use shared::protocol::CreateBooking;
 use shared::slots::{SlotRule, generate};
 use shared::{Channel, EventBody, ParticipantId, PoolId, ResourceId};
 
-use super::html::{Frame, h, local_day, local_time, page, zone};
+use super::html::{Frame, button_form, h, local_day, local_time, page, zone};
 use super::{PageError, PageResult, Session, catalog, field, form, frame_parts};
 use crate::api::AppState;
-use crate::auth::Role;
+use crate::auth::{self, Role};
 use crate::store::ops::{self, NewBooking, NewPool, NewResource};
 use crate::store::{StoreError, queries};
 
@@ -29,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .route("/manager/slots", post(add_slots))
         .route("/manager/pools/{id}/{action}", post(pool_action))
         .route("/manager/quarantine/{id}/{action}", post(quarantine_action))
+        .route("/manager/users/{id}/unlock", post(unlock_user))
 }
 
 fn bad(message: impl Into<String>) -> PageError {
@@ -52,6 +53,14 @@ async fn manager(State(state): State<AppState>, headers: HeaderMap) -> PageResul
     let now = state.store.now_ms();
     let catalog = catalog(&state, Some(now), None).await?;
     let quarantine = state.store.read(queries::quarantine).await?;
+    let locked = state
+        .store
+        .read(move |conn| auth::locked_users(conn, now))
+        .await?;
+    let set_aside = state
+        .store
+        .read(|conn| Ok((queries::set_aside(conn)?, queries::set_aside_count(conn)?)))
+        .await?;
     let known = state.store.read(queries::known_locations).await?;
     // Who units can go to: the website, and the locations the hub
     // introduced. A select only when there is a choice.
@@ -240,6 +249,8 @@ async fn manager(State(state): State<AppState>, headers: HeaderMap) -> PageResul
         }
         content.push_str("</tbody></table>");
     }
+    content.push_str(&locks_section(&locked, &tz));
+    content.push_str(&set_aside_section(&set_aside.0, set_aside.1, &tz));
     let (store, banner) = frame_parts(&state).await?;
     let frame = Frame {
         title: "Manager",
@@ -249,6 +260,87 @@ async fn manager(State(state): State<AppState>, headers: HeaderMap) -> PageResul
         live: None,
     };
     Ok(Html(page(&frame, &content)).into_response())
+}
+
+/// Staff locked out of signing in somewhere, each with a button that lets
+/// them try again on every device.
+fn locks_section(locked: &[auth::LockedUser], tz: &jiff::tz::TimeZone) -> String {
+    let mut section = String::from("<h2>Sign-in locks</h2>");
+    if locked.is_empty() {
+        section.push_str(r#"<p class="muted">Nobody is locked out.</p>"#);
+        return section;
+    }
+    section.push_str(
+        r#"<table><thead><tr><th>Who</th><th>Locked until</th><th><span class="visually-hidden">Unlock</span></th></tr></thead><tbody>"#,
+    );
+    for user in locked {
+        let until = jiff::Timestamp::from_millisecond(user.locked_until_ms)
+            .map(|t| local_time(t, tz))
+            .unwrap_or_default();
+        section.push_str(&format!(
+            "<tr><td>{}</td><td>{until}</td><td>{}</td></tr>",
+            h(&user.name),
+            button_form(
+                &format!("/manager/users/{}/unlock", user.id),
+                "Unlock",
+                "secondary",
+                false
+            )
+        ));
+    }
+    section.push_str("</tbody></table>");
+    section
+}
+
+async fn unlock_user(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> PageResult {
+    require_manager(&state, &headers).await?;
+    let id: i64 = id.parse().map_err(|_| bad("no such user"))?;
+    state
+        .store
+        .write(move |ctx| {
+            let name = auth::user_name(ctx.conn(), id)?
+                .ok_or_else(|| StoreError::not_found("user", id))?;
+            auth::unlock_user(ctx.conn(), &name).map(|_| ())
+        })
+        .await?;
+    Ok(back())
+}
+
+/// What the hub sent that this store could not apply: the rest of the
+/// inbox went on, and the hub's operator sees the same list.
+fn set_aside_section(
+    events: &[queries::SetAsideEvent],
+    total: u64,
+    tz: &jiff::tz::TimeZone,
+) -> String {
+    let mut out = String::from("<h2>Refused from the hub</h2>");
+    if events.is_empty() {
+        out.push_str(r#"<p class="muted">Nothing refused. (What the hub sends that this store cannot apply, such as another store's change to a pool it does not own, is listed here and skipped; everything after it is applied as usual.)</p>"#);
+        return out;
+    }
+    if total > events.len() as u64 {
+        out.push_str(&format!(
+            r#"<p class="muted">The newest {} of {total}.</p>"#,
+            events.len()
+        ));
+    }
+    out.push_str(r#"<table><thead><tr><th>When</th><th>From</th><th>What</th><th>Why</th></tr></thead><tbody>"#);
+    for event in events {
+        out.push_str(&format!(
+            "<tr><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            local_day(event.set_aside_at, tz),
+            local_time(event.set_aside_at, tz),
+            h(&event.origin),
+            h(&event.kind.replace('_', " ")),
+            h(&event.reason)
+        ));
+    }
+    out.push_str("</tbody></table>");
+    out
 }
 
 async fn require_manager(state: &AppState, headers: &HeaderMap) -> Result<(), PageError> {

@@ -388,7 +388,7 @@ async fn kiosk_booked(
     };
     let content = format!(
         r#"<meta http-equiv="refresh" content="45;url=/kiosk">
-<div class="card" style="text-align:center">
+<div class="card centered">
 <h2>Thank you, {name}!</h2>
 <p>Your code</p>
 <p class="code" aria-label="Your code is {code_spaced}">{code}</p>
@@ -570,41 +570,71 @@ async fn staff_act(
 }
 
 /// Server-sent events for a signed-in page: `change` when anything was
-/// committed, `status` with a fresh sync banner every few seconds.
+/// committed, `status` with a fresh sync banner every few seconds. The
+/// stream ends when its session does (sign-out, a new sign-in in the same
+/// browser, the idle timeout) and when the server stops.
 async fn events(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if Session::require(&state, &headers, Role::Kiosk)
-        .await
-        .is_none()
-    {
+    let Some(session) = Session::require(&state, &headers, Role::Kiosk).await else {
         return StatusCode::UNAUTHORIZED.into_response();
-    }
-    Sse::new(event_stream(state))
+    };
+    Sse::new(event_stream(state, session))
         .keep_alive(KeepAlive::default())
         .into_response()
 }
 
-/// How often the banner is re-sent.
+/// How often the banner is re-sent, and the longest a stream outlives its
+/// session's idle timeout.
 const STATUS_EVERY: Duration = Duration::from_secs(3);
 
-fn event_stream(state: AppState) -> impl Stream<Item = Result<Event, Infallible>> {
-    let head = state.store.head_seq();
-    let ticker = tokio::time::interval(STATUS_EVERY);
-    futures_util::stream::unfold(
-        (state, head, ticker),
-        |(state, mut head, mut ticker)| async move {
+/// What a live stream waits on.
+struct Live {
+    state: AppState,
+    session: Session,
+    head: tokio::sync::watch::Receiver<u64>,
+    ticker: tokio::time::Interval,
+    sessions_ended: tokio::sync::watch::Receiver<u64>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+fn event_stream(
+    state: AppState,
+    session: Session,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let live = Live {
+        head: state.store.head_seq(),
+        ticker: tokio::time::interval(STATUS_EVERY),
+        sessions_ended: state.sessions_ended(),
+        stopping: state.stopping(),
+        state,
+        session,
+    };
+    futures_util::stream::unfold(live, |mut live| async move {
+        loop {
             let event = tokio::select! {
-                changed = head.changed() => {
+                changed = live.head.changed() => {
                     if changed.is_err() {
                         return None;
                     }
                     Event::default().event("change").data("1")
                 }
-                _ = ticker.tick() => {
-                    let banner = frame_parts(&state).await.map(|(_, b)| b).unwrap_or_default();
+                _ = live.ticker.tick() => {
+                    // The idle timeout passes without anyone signing out.
+                    if !live.session.is_alive(&live.state).await {
+                        return None;
+                    }
+                    let banner = frame_parts(&live.state).await.map(|(_, b)| b).unwrap_or_default();
                     Event::default().event("status").data(banner.replace('\n', " "))
                 }
+                ended = live.sessions_ended.changed() => {
+                    if ended.is_err() || !live.session.is_alive(&live.state).await {
+                        return None;
+                    }
+                    continue;
+                }
+                // Mapped to `()`: the guard `wait_for` returns is not `Send`.
+                () = async { let _ = live.stopping.wait_for(|stop| *stop).await; } => return None,
             };
-            Some((Ok(event), (state, head, ticker)))
-        },
-    )
+            return Some((Ok(event), live));
+        }
+    })
 }

@@ -1,9 +1,18 @@
 //! Sign-in, sessions and the same-origin check.
 //!
-//! Staff and managers sign in with a name and PIN (Argon2id, locked with a
-//! growing delay after five failures); a kiosk device signs in once with a
-//! kiosk token. Sessions live in an HttpOnly, SameSite=Strict cookie whose
-//! secret is new at every sign-in, end at sign-out, and expire when idle.
+//! Staff and managers sign in with a name and PIN (Argon2id); a kiosk
+//! device signs in once with a kiosk token. Sessions live in an HttpOnly,
+//! SameSite=Strict cookie whose secret is new at every sign-in, end at
+//! sign-out, and expire when idle.
+//!
+//! Failed sign-ins lock with a growing delay after five, counted per name
+//! and device (see `migrations/edge-node/0007_sign_in_devices.sql`): the
+//! sign-in form's answer gives every browser a long-lived device cookie, a
+//! device on which the user signed in before keeps its own counter, and all
+//! other devices share one. So a stranger guessing from fresh browsers is
+//! throttled without locking staff out of their own tills. An unknown name
+//! costs the same Argon2id check, gets the same answer and locks the same
+//! way as a wrong PIN: no answer tells which names exist.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -15,11 +24,21 @@ use super::html::{Frame, h, page};
 use super::{PageError, PageResult, field, form};
 use crate::api::AppState;
 use crate::auth::{
-    self, KIOSK_IDLE_TIMEOUT_MS, Role, STAFF_IDLE_TIMEOUT_MS, hash_token, lockout_ms, pin_matches,
-    role_of_hash,
+    self, KIOSK_IDLE_TIMEOUT_MS, Role, STAFF_IDLE_TIMEOUT_MS, hash_token, role_of_hash,
 };
 
 pub const COOKIE: &str = "edge_session";
+
+/// The cookie that tells one browser from another for sign-in throttling.
+pub const DEVICE_COOKIE: &str = "edge_device";
+
+/// How long a browser keeps its device cookie: 400 days, the longest that
+/// browsers honour.
+const DEVICE_COOKIE_MAX_AGE_S: i64 = 400 * 24 * 3600;
+
+/// Length of a device id as we make them (32 random bytes, base64url): a
+/// cookie of another shape is not one of ours, and gets a new one.
+const DEVICE_ID_CHARS: usize = 43;
 
 /// PIN checks running at once.
 static PIN_CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
@@ -32,6 +51,8 @@ const TOUCH_EVERY_MS: i64 = 60_000;
 pub struct Session {
     pub role: Role,
     pub user_name: Option<String>,
+    /// SHA-256 of the cookie's secret: the session's row.
+    id_hash: String,
 }
 
 impl Session {
@@ -47,6 +68,7 @@ impl Session {
         let secret = cookie(headers)?;
         let hash = hash_token(&secret);
         let lookup = hash.clone();
+        let lookup_hash = hash.clone();
         let row = state
             .store
             .read(move |conn| auth::session(conn, &lookup))
@@ -79,7 +101,21 @@ impl Session {
         Some(Self {
             role: row.role,
             user_name: row.user_name,
+            id_hash: lookup_hash,
         })
+    }
+
+    /// Whether this session is still signed in and not idle, without
+    /// counting the question as activity (a live stream asks it, and an
+    /// open page must not keep a session alive).
+    pub async fn is_alive(&self, state: &AppState) -> bool {
+        let lookup = self.id_hash.clone();
+        let now = state.store.now_ms();
+        state
+            .store
+            .read(move |conn| auth::session(conn, &lookup))
+            .await
+            .is_ok_and(|row| row.is_some_and(|r| now - r.last_seen_at_ms <= r.idle_timeout_ms))
     }
 
     /// The session, if it has at least `role`.
@@ -91,15 +127,66 @@ impl Session {
 }
 
 fn cookie(headers: &HeaderMap) -> Option<String> {
+    cookie_named(headers, COOKIE)
+}
+
+fn cookie_named(headers: &HeaderMap, wanted: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(name, _)| *name == wanted)
         .map(|(_, value)| value.to_owned())
         .filter(|v| !v.is_empty())
+}
+
+/// The device id this browser presented, if it is one of ours in shape.
+fn device_id(headers: &HeaderMap) -> Option<String> {
+    cookie_named(headers, DEVICE_COOKIE).filter(|id| {
+        id.len() == DEVICE_ID_CHARS
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
+/// The device cookie for `id`: kept long, sent to this node only, never
+/// readable by script.
+fn device_cookie(state: &AppState, id: &str) -> HeaderValue {
+    let secure = if state.tls { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{DEVICE_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={DEVICE_COOKIE_MAX_AGE_S}{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// This browser's device id, and the cookie to set when it had none.
+///
+/// Only the sign-in form's post gives one out, never the page: a browser
+/// that follows a link to the page from another site does not send its
+/// SameSite=Strict cookies, and would be handed a new id that overwrites
+/// the one it signed in with. The post comes from our own page (the guard
+/// refuses any other), so a device cookie the browser holds comes with it.
+fn device_of(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(String, Option<HeaderValue>), PageError> {
+    if let Some(id) = device_id(headers) {
+        return Ok((id, None));
+    }
+    let (id, _) = auth::new_session_secret()?;
+    let cookie = device_cookie(state, &id);
+    Ok((id, Some(cookie)))
+}
+
+/// Adds the device cookie, if a new one was made, to `response`.
+fn with_device_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response {
+    if let Some(cookie) = cookie {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
 }
 
 /// The session cookie. A person's session lives as long as the browser and
@@ -116,26 +203,44 @@ fn set_cookie(state: &AppState, secret: &str, max_age_s: Option<i64>) -> HeaderV
     .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// Starts a session for `role`; the response sets its cookie.
-async fn start(state: &AppState, role: Role, user_name: Option<String>, to: &str) -> PageResult {
+/// Starts a session for `role`; the response sets its cookie. The session
+/// the browser presented, if any, ends: a sign-in replaces it rather than
+/// leaving a second one alive behind the new cookie.
+async fn start(
+    state: &AppState,
+    headers: &HeaderMap,
+    role: Role,
+    user_name: Option<String>,
+    to: &str,
+) -> PageResult {
     let (secret, hash) = auth::new_session_secret()?;
+    let replaced = cookie(headers).map(|old| hash_token(&old));
     let idle = if role == Role::Kiosk {
         KIOSK_IDLE_TIMEOUT_MS
     } else {
         STAFF_IDLE_TIMEOUT_MS
     };
     let now = state.store.now_ms();
-    state
+    let ended = state
         .store
         .write(move |ctx| {
+            let ended = match replaced {
+                Some(old) => ctx
+                    .conn()
+                    .execute("DELETE FROM sessions WHERE id_hash = ?1", [old])?,
+                None => 0,
+            };
             ctx.conn().execute(
                 "INSERT INTO sessions (id_hash, role, user_name, created_at_ms, last_seen_at_ms, idle_timeout_ms)
                  VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
                 params![hash, role.as_str(), user_name, now, idle],
             )?;
-            Ok(())
+            Ok(ended)
         })
         .await?;
+    if ended > 0 {
+        state.session_ended();
+    }
     let mut response = Redirect::to(to).into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
@@ -186,89 +291,76 @@ fn refused(state: &AppState, status: StatusCode, notice: &str) -> Response {
     (status, Html(signin_html(state, Some(notice)))).into_response()
 }
 
-pub async fn signin(State(state): State<AppState>, body: Bytes) -> PageResult {
+/// What a wrong PIN and an unknown name both get.
+const WRONG: &str = "Unknown name or wrong PIN.";
+
+pub async fn signin(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> PageResult {
     let fields = form(&body);
-    let (name, pin) = (
+    let (typed, pin) = (
         field(&fields, "name").to_owned(),
         field(&fields, "pin").to_owned(),
     );
-    let lookup = name.clone();
-    let Some(user) = state
-        .store
-        .read(move |conn| auth::user_by_name(conn, &lookup))
-        .await?
-    else {
-        return Ok(refused(
-            &state,
-            StatusCode::UNAUTHORIZED,
-            "Unknown name or wrong PIN.",
-        ));
-    };
-    // Count the attempt first, in one write, so parallel guesses each count
-    // and a locked user is refused before any PIN is checked.
+    let (device, new_cookie) = device_of(&state, &headers)?;
+    let device_hash = hash_token(&device);
+    // Find the counter and count the attempt first, in one write, so
+    // parallel guesses each count and a locked counter is refused before
+    // any PIN is checked. A known and an unknown name do the same work.
     let now = state.store.now_ms();
-    let id = user.id;
-    let verdict = state
+    let (attempt, locked) = state
         .store
-        .write(move |ctx| {
-            let (failed, locked_until): (i64, Option<i64>) = ctx.conn().query_row(
-                "SELECT failed_attempts, locked_until_ms FROM users WHERE id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            if let Some(until) = locked_until.filter(|until| *until > now) {
-                return Ok(Err(until));
+        .write({
+            let device_hash = device_hash.clone();
+            move |ctx| {
+                let attempt = auth::attempt(ctx.conn(), &typed, Some(&device_hash))?;
+                let locked = auth::count_attempt(ctx.conn(), &attempt, now)?;
+                Ok((attempt, locked))
             }
-            let failed = failed + 1;
-            ctx.conn().execute(
-                "UPDATE users SET failed_attempts = ?2, locked_until_ms = ?3 WHERE id = ?1",
-                params![id, failed, lockout_ms(failed).map(|ms| now + ms)],
-            )?;
-            Ok(Ok(()))
         })
         .await?;
-    if let Err(until) = verdict {
+    if let Some(until) = locked {
         let wait = (until - now + 999) / 1000;
-        return Ok(refused(
-            &state,
-            StatusCode::TOO_MANY_REQUESTS,
-            &format!("Too many wrong PINs. Try again in {wait} s, or ask a manager."),
+        return Ok(with_device_cookie(
+            refused(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("Too many wrong PINs. Try again in {wait} s, or ask a manager."),
+            ),
+            new_cookie,
         ));
     }
-    let stored = user.pin_hash.clone();
+    let user = attempt.user.clone();
     let matches = {
         // Argon2 takes tens of megabytes per check: a few at a time.
         let _permit = PIN_CHECKS.acquire().await.ok();
-        tokio::task::spawn_blocking(move || pin_matches(&pin, &stored))
+        tokio::task::spawn_blocking(move || auth::pin_matches_user(&pin, user.as_ref()))
             .await
             .unwrap_or(false)
     };
-    if !matches {
-        return Ok(refused(
-            &state,
-            StatusCode::UNAUTHORIZED,
-            "Unknown name or wrong PIN.",
+    let Some(user) = attempt.user.clone().filter(|_| matches) else {
+        return Ok(with_device_cookie(
+            refused(&state, StatusCode::UNAUTHORIZED, WRONG),
+            new_cookie,
         ));
-    }
+    };
+    let id = user.id;
     state
         .store
-        .write(move |ctx| {
-            ctx.conn().execute(
-                "UPDATE users SET failed_attempts = 0, locked_until_ms = NULL WHERE id = ?1",
-                [id],
-            )?;
-            Ok(())
-        })
+        .write(move |ctx| auth::signed_in(ctx.conn(), &attempt, id, &device_hash, now))
         .await?;
     let to = if user.role == Role::Manager {
         "/manager"
     } else {
         "/staff"
     };
-    start(&state, user.role, Some(user.name), to).await
+    let response = start(&state, &headers, user.role, Some(user.name), to).await?;
+    Ok(with_device_cookie(response, new_cookie))
 }
 
-pub async fn signin_kiosk(State(state): State<AppState>, body: Bytes) -> PageResult {
+pub async fn signin_kiosk(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> PageResult {
     let fields = form(&body);
     let hash = hash_token(field(&fields, "token"));
     let role = state
@@ -282,7 +374,7 @@ pub async fn signin_kiosk(State(state): State<AppState>, body: Bytes) -> PageRes
             "That is not a kiosk token.",
         ));
     }
-    start(&state, Role::Kiosk, None, "/kiosk").await
+    start(&state, &headers, Role::Kiosk, None, "/kiosk").await
 }
 
 pub async fn signout(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
@@ -297,6 +389,8 @@ pub async fn signout(State(state): State<AppState>, headers: HeaderMap) -> PageR
             })
             .await
             .map_err(PageError::from)?;
+        // Its live streams end now, not at their next tick.
+        state.session_ended();
     }
     let mut response = Redirect::to("/signin").into_response();
     response

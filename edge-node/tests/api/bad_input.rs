@@ -308,6 +308,59 @@ async fn bad_catalog_input_is_refused_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn a_json_body_sent_as_text_or_as_a_form_is_refused_with_415_and_changes_nothing() {
+    let node = TestNode::start().await;
+    let pool = node.stock_pool("beans", 10).await;
+    let events = node.events().await;
+    let order = booking(&pool, 1).to_string();
+    let resource = json!({"name": "Mugs", "kind": "stock"}).to_string();
+    let send = |path: &'static str, body: String, content_type: Option<&'static str>| {
+        let mut request = node
+            .http
+            .post(node.url(path))
+            .bearer_auth(&node.manager)
+            .body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        async move { crate::helpers::decode(request.send().await.expect("request")).await }
+    };
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("text/plain; charset=utf-8"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        Some("text/json"),
+        Some("application/jsonp"),
+    ] {
+        for (path, body) in [("/bookings", &order), ("/resources", &resource)] {
+            let (status, reply) = send(path, body.clone(), content_type).await;
+            assert_eq!(
+                status,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "{path} as {content_type:?}: {reply}"
+            );
+            assert_error(&reply, "unsupported_media_type");
+        }
+    }
+    assert_eq!(node.available(&pool).await, 10);
+    assert_eq!(node.events().await, events, "nothing was written");
+
+    // JSON with parameters, in any case, is JSON.
+    let (status, reply) = send(
+        "/bookings",
+        order.clone(),
+        Some("application/json; charset=utf-8"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{reply}");
+    let (status, reply) = send("/resources", resource, Some("Application/JSON")).await;
+    assert_eq!(status, StatusCode::CREATED, "{reply}");
+    node.stop().await;
+}
+
+#[tokio::test]
 async fn unknown_and_malformed_ids_and_routes_get_json_errors() {
     let node = TestNode::start().await;
     let unknown = "01a20573-4fb7-77e9-94b3-c08b90fba463";
@@ -427,6 +480,7 @@ fn no_request_body_makes_the_api_fail_with_a_server_error() {
         ] {
             let request = axum::http::Request::post(path)
                 .header("authorization", format!("Bearer {manager}"))
+                .header("content-type", "application/json")
                 .body(Body::from(body.to_string()))
                 .expect("request");
             let response = app.clone().oneshot(request).await.expect("infallible");
@@ -455,6 +509,7 @@ fn no_request_body_makes_the_api_fail_with_a_server_error() {
             let (status, reply) = runtime.block_on(async {
                 let request = axum::http::Request::post(path)
                     .header("authorization", format!("Bearer {manager}"))
+                    .header("content-type", "application/json")
                     .body(Body::from(body))
                     .expect("request");
                 let response = app.clone().oneshot(request).await.expect("infallible");

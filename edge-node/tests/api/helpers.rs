@@ -260,3 +260,50 @@ pub fn verify_log(path: &Path) -> u64 {
     }
     head.seq
 }
+
+/// Adds a staff member or manager who signs in with `pin`.
+pub fn add_user(dir: &Path, name: &str, role: Role, pin: &str) {
+    let (conn, _) = store::open_admin(dir).expect("admin");
+    edge_node::auth::add_user(&conn, name, role, pin, 0).expect("user");
+}
+
+/// A client for the LAN UI's forms: redirects are answers to look at, not
+/// to follow.
+pub fn form_client() -> reqwest::Client {
+    install_crypto();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client")
+}
+
+/// Posts the sign-in form as the node's own page would, with the cookies
+/// in `cookie` (a device cookie, say); returns the answer.
+pub async fn sign_in(
+    node: &TestNode,
+    http: &reqwest::Client,
+    name: &str,
+    pin: &str,
+    cookie: Option<&str>,
+) -> reqwest::Response {
+    let mut request = http
+        .post(format!("{}/signin", node.base))
+        .header("origin", &node.base)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("name={name}&pin={pin}"));
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    request.send().await.expect("sign in")
+}
+
+/// The `NAME=value` pair of the cookie named `name` that `response` set.
+pub fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+}

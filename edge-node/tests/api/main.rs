@@ -8,4 +8,7 @@ mod crash;
 mod helpers;
 mod holds;
 mod idempotency;
+mod pages;
+mod sessions;
 mod store;
+mod timeouts;

@@ -106,7 +106,7 @@ fn an_older_database_is_migrated_with_its_bookings() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("version");
-    assert_eq!(version, 6, "migrated to the latest schema");
+    assert_eq!(version, store::SCHEMA_VERSION as i64);
     let (state, lines): (String, String) = conn
         .query_row(
             "SELECT state, lines FROM bookings WHERE code = 'ABC123'",
@@ -577,4 +577,64 @@ async fn work_after_bookings_in_the_same_batch_sees_the_units_they_took() {
         (3, 3),
         "the pool row holds every booked unit"
     );
+}
+
+/// A database from before per-device sign-in counters keeps its locks: a
+/// user's failures become the shared counter of their name, so an upgrade
+/// neither lifts a lock nor forgets the failures before it.
+#[test]
+fn an_older_database_keeps_its_sign_in_locks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(store::DB_FILE);
+    {
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .expect("wal");
+        for sql in [
+            include_str!("../../../migrations/edge-node/0001_initial.sql"),
+            include_str!("../../../migrations/edge-node/0002_sync.sql"),
+            include_str!("../../../migrations/edge-node/0003_users.sql"),
+            include_str!("../../../migrations/edge-node/0004_locations.sql"),
+            include_str!("../../../migrations/edge-node/0005_booking_rows.sql"),
+        ] {
+            conn.execute_batch(sql).expect("old schema");
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 5;
+             INSERT INTO node (id, location_id, timezone, epoch, created_at_ms)
+                 VALUES (1, 'store-1', 'UTC', 0, 0);
+             INSERT INTO users (name, role, pin_hash, failed_attempts, locked_until_ms, created_at_ms)
+                 VALUES ('Alice', 'staff', 'x', 6, 4000000000000, 0),
+                        ('Bob', 'manager', 'x', 0, NULL, 0);",
+        )
+        .expect("old rows");
+    }
+    let store = Store::open(dir.path(), Arc::new(SystemClock::default())).expect("open");
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    let counters: Vec<(String, String, i64, Option<i64>)> = conn
+        .prepare("SELECT name, device_hash, failed_attempts, locked_until_ms FROM sign_in_failures")
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(
+        counters,
+        [(
+            "Alice".to_owned(),
+            String::new(),
+            6,
+            Some(4_000_000_000_000)
+        )]
+    );
+    let old_columns: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('users')
+             WHERE name IN ('failed_attempts', 'locked_until_ms')",
+            [],
+            |r| r.get(0),
+        )
+        .expect("columns");
+    assert_eq!(old_columns, 0, "the per-user counter is gone");
 }

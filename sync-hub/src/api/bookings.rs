@@ -7,8 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -23,6 +22,7 @@ use shared::{BookingId, BookingState, Customer, Line};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
+use super::extract::{IdPath, QueryParams, RawBody, parse_json};
 use super::public::ApiKey;
 use crate::keys::hash_secret;
 use crate::storage::{HubBooking, WebOrder};
@@ -148,11 +148,10 @@ async fn wait_while(
 pub async fn create(
     _key: ApiKey,
     State(state): State<AppState>,
-    query: Result<Query<OrderQuery>, axum::extract::rejection::QueryRejection>,
+    QueryParams(query): QueryParams<OrderQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let wait = Duration::from_millis(query.wait_ms.unwrap_or(0).min(WAIT_MS_MAX));
     if body.len() > REQUEST_BODY_MAX_BYTES {
         return Err(ApiError::new(
@@ -161,13 +160,9 @@ pub async fn create(
             format!("request bodies are limited to {REQUEST_BODY_MAX_BYTES} bytes"),
         ));
     }
-    let raw: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            format!("malformed JSON: {e}"),
-        )
-    })?;
+    // Read strictly: a `Value` would keep the last of duplicate keys, and
+    // the idempotency hash below would then be of another body than sent.
+    let raw: serde_json::Value = parse_json(&body)?;
     let request_hash = hash_secret(&canonical_json(&raw));
     let order: OrderBody = serde_path_to_error::deserialize(raw).map_err(|e| {
         ApiError::bad_request(format!("invalid request at {}: {}", e.path(), e.inner()))
@@ -243,9 +238,8 @@ pub async fn create(
 pub async fn cancel(
     _key: ApiKey,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<BookingId>,
 ) -> ApiResult<Response> {
-    let id = BookingId::parse(&id).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let placed = state.storage.cancel_booking(&id, state.now_ms()).await?;
     if let Some(location) = &placed.notify {
         state.inboxes.notify(location);

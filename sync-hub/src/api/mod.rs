@@ -3,6 +3,7 @@
 
 pub mod bookings;
 pub mod error;
+pub mod extract;
 pub mod public;
 pub mod sync;
 
@@ -108,6 +109,7 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .with_state(state)
+        .layer(axum::middleware::map_response(extract::json_refusals))
         .layer(axum::middleware::map_response(stamp_hub_time))
         .layer(DefaultBodyLimit::max(SYNC_BODY_MAX_BYTES))
         .layer(CatchPanicLayer::custom(|_panic| -> Response {

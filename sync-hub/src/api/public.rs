@@ -2,7 +2,7 @@
 //! `sync-hub api-key create`.
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -11,6 +11,7 @@ use shared::{BookingId, LocationId, PoolId};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
+use super::extract::{IdPath, JsonBody, QueryParams};
 use crate::keys::hash_secret;
 use crate::storage::{LocationHealth, PoolSummary};
 
@@ -52,9 +53,8 @@ struct PoolList {
 pub async fn pools(
     _key: ApiKey,
     State(state): State<AppState>,
-    query: Result<Query<PoolsQuery>, axum::extract::rejection::QueryRejection>,
+    QueryParams(q): QueryParams<PoolsQuery>,
 ) -> ApiResult<Response> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let location =
         LocationId::parse(&q.location).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let now = state.now_ms();
@@ -71,9 +71,8 @@ pub async fn pools(
 pub async fn booking(
     _key: ApiKey,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath<BookingId>,
 ) -> ApiResult<Response> {
-    let id = BookingId::parse(&id).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let booking = state
         .storage
         .booking(&id)
@@ -134,11 +133,9 @@ struct Returned {
 pub async fn return_allotment(
     _key: ApiKey,
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    body: Result<Json<ReturnBody>, axum::extract::rejection::JsonRejection>,
+    IdPath(pool): IdPath<PoolId>,
+    JsonBody(body): JsonBody<ReturnBody>,
 ) -> ApiResult<Response> {
-    let pool = PoolId::parse(&id).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
     if body.units <= 0 {
         return Err(ApiError::bad_request("units must be positive"));
     }

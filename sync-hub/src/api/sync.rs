@@ -73,8 +73,17 @@ fn query_u64(path: &str, name: &str) -> Option<u64> {
     query_value(path, name)
 }
 
-/// Checks a device's signed request: known enrolled device, fresh
-/// timestamp, valid signature, unused nonce. Records that it was seen.
+/// Clock offsets a device may report, either way: a century. Far beyond any
+/// real skew (a store PC whose clock battery died boots decades off, and
+/// must still sync, stamped in our time, and be flagged for it), and far
+/// inside `i64`, so nothing computed from a report (its absolute value on
+/// the dashboard) can overflow.
+const REPORTED_OFFSET_MAX_MS: i64 = 100 * 366 * 24 * 3600 * 1000;
+
+/// Checks a device's signed request: known enrolled device, valid
+/// signature, fresh timestamp, unused nonce. Only a request that passes all
+/// of them is recorded (contact, clock offset, backlog): a refused one may
+/// be a replay.
 async fn verify(state: &AppState, request: Request) -> ApiResult<Signed> {
     let (method, path, headers, body) = body_of(request).await?;
     let location = LocationId::parse(header(&headers, HEADER_DEVICE)?)
@@ -105,32 +114,51 @@ async fn verify(state: &AppState, request: Request) -> ApiResult<Signed> {
     )
     .map_err(|_| ApiError::unauthorized("the request signature does not verify"))?;
     let now = state.now_ms();
-    // A device stamps its requests in our time once it has measured the
-    // offset, and reports that measurement (signed, in the query); before
-    // that, its timestamp shows it.
-    let reported = query_value::<i64>(&path, "clock_offset_ms");
-    if (timestamp - now).abs() > FRESHNESS_WINDOW_MS {
-        // A genuine device whose clock is far off, or a replay: note the
-        // offset (the dashboard flags it), but neither act on the request
-        // nor count it as the device being reachable. The device stamped
-        // its request with its clock less the offset it measured, so its
-        // clock is now that offset plus how far the stamp is from ours.
-        let offset = reported.unwrap_or(0) + (timestamp - now);
-        let _ = state.storage.note_clock(&location, offset).await;
+    // Compared without subtracting: the timestamp is the caller's, and
+    // i64::MIN - now overflows.
+    let skew_ms = timestamp.abs_diff(now);
+    if skew_ms > FRESHNESS_WINDOW_MS.unsigned_abs() {
+        // A replay, or a device whose clock is far off and that has not yet
+        // learnt ours (this answer tells it, in `x-hub-time`, and it stamps
+        // its next request in our time). Nothing of it is recorded: a
+        // captured request replayed later must not move the device's clock
+        // offset (a false alert) nor count as contact.
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "stale_request",
             format!(
-                "the request's timestamp is {} s from the hub's clock; the window is ±{} s",
-                (timestamp - now) / 1000,
+                "the request's timestamp is {} s {} the hub's clock; the window is ±{} s",
+                skew_ms / 1000,
+                if timestamp > now {
+                    "ahead of"
+                } else {
+                    "behind"
+                },
                 FRESHNESS_WINDOW_MS / 1000
             ),
         ));
     }
+    // Fresh: from here `timestamp - now` is within the window.
+    // A device stamps its requests in our time once it has measured the
+    // offset, and reports that measurement (signed, in the query); before
+    // that, its timestamp shows it.
+    let reported = match query_value::<i64>(&path, "clock_offset_ms") {
+        Some(offset) if offset.unsigned_abs() > REPORTED_OFFSET_MAX_MS.unsigned_abs() => {
+            return Err(ApiError::bad_request(format!(
+                "clock_offset_ms must be within ±{REPORTED_OFFSET_MAX_MS} ms"
+            )));
+        }
+        reported => reported,
+    };
+    // Stored as a signed integer: a count beyond one is not a count.
+    let backlog_events = query_u64(&path, "backlog");
+    if backlog_events.is_some_and(|b| i64::try_from(b).is_err()) {
+        return Err(ApiError::bad_request("backlog is out of range"));
+    }
     let seen = Seen {
         at_ms: now,
         clock_offset_ms: reported.unwrap_or(timestamp - now),
-        backlog_events: query_u64(&path, "backlog"),
+        backlog_events,
     };
     let expires_at_ms = timestamp.max(now) + FRESHNESS_WINDOW_MS;
     if !state
@@ -207,11 +235,10 @@ where
     }
 }
 
+/// A sync body: strict JSON, no key given twice (the bytes are signed; the
+/// hub must act on the one reading of them the device meant).
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        ApiError::bad_request(format!("invalid request at {}: {}", e.path(), e.inner()))
-    })
+    super::extract::parse_json(body)
 }
 
 pub async fn enroll(State(state): State<AppState>, request: Request) -> Response {

@@ -245,10 +245,6 @@ pub trait HubStorage: Send + Sync + std::fmt::Debug + 'static {
         expires_at_ms: i64,
         seen: Seen,
     ) -> StorageResult<bool>;
-    /// Notes how far off a device's clock is, from a request refused as
-    /// stale: the dashboard shows it, but the request proves nothing about
-    /// the device being reachable now (it could be a replay).
-    async fn note_clock(&self, location: &LocationId, clock_offset_ms: i64) -> StorageResult<()>;
 
     // Sync.
     /// Applies a batch of the location's own log. `backlog_before` is what

@@ -1434,16 +1434,6 @@ impl HubStorage for SqliteStorage {
         .await
     }
 
-    async fn note_clock(&self, location: &LocationId, clock_offset_ms: i64) -> StorageResult<()> {
-        let location = location.clone();
-        self.write(move |tx| {
-            tx.prepare_cached("UPDATE locations SET clock_offset_ms = ?2 WHERE id = ?1")?
-                .execute(params![location.as_str(), clock_offset_ms])?;
-            Ok(())
-        })
-        .await
-    }
-
     async fn push(
         &self,
         location: &LocationId,
