@@ -192,9 +192,13 @@ pub fn add_user(
     now_ms: i64,
 ) -> StoreResult<()> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > USER_NAME_MAX_CHARS {
+    if name.is_empty()
+        || name.chars().count() > USER_NAME_MAX_CHARS
+        || shared::booking::has_hidden_characters(name)
+    {
         return Err(StoreError::Invalid(format!(
-            "a user name is 1 to {USER_NAME_MAX_CHARS} characters"
+            "a user name is 1 to {USER_NAME_MAX_CHARS} characters, without control or \
+             text-direction characters"
         )));
     }
     if role == Role::Kiosk {

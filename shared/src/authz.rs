@@ -10,17 +10,22 @@
 //! the rest: a fact a receiver does not keep is `None`, and the check that
 //! needs it is left to the hub.
 //!
-//! What the rule does not judge is whether a booking's transition is one
-//! the author's own state machine allows. Two participants may act on one
-//! booking at the same moment (staff confirm at the counter while the
-//! website's hold runs out); refusing the later word would stop an honest
-//! store's sync for good, since its log cannot change. The merge of
-//! [`crate::booking::requester_adopts`] settles such races. What is refused
-//! is what no honest participant ever writes: another's name, another's
-//! pools or bookings, ids that exist already or lie outside the author's
-//! namespace, values out of range, and units the author does not hold.
+//! Refusing an event stops its author's sync for good (its log cannot
+//! change), so the rule refuses only what no honest participant ever
+//! writes: another's name, another's pools or bookings, ids that exist
+//! already or lie outside the author's namespace, values out of range,
+//! units the author does not hold, and a change to a booking that the
+//! charged participant's own state does not allow. That state is followed
+//! from the charged participant's log alone (its own words and what it
+//! recorded taking in from others), so its next word is one it could
+//! write. Two participants acting on one booking at the same moment (staff
+//! confirm at the counter while the website gives up) are not judged
+//! against each other: the merge of [`crate::booking::requester_adopts`]
+//! settles such races. Nor are names judged for hidden characters here:
+//! those are refused where a booking is entered and neutralised where it
+//! is shown, since events written before that rule must still be read.
 
-use crate::booking::{BookingState, Channel, Customer, Line, has_hidden_characters};
+use crate::booking::{Action, BookingState, Channel, Customer, Line, has_hidden_characters};
 use crate::event::{Event, EventBody, ResourceKind};
 use crate::ids::{BookingId, ParticipantId, PoolId, ResourceId};
 use crate::limits::{
@@ -220,7 +225,7 @@ pub fn check<F: Facts>(event: &Event, body: &EventBody, facts: &F) -> Result<Ver
         | EventBody::BookingCancelRequested { id } => {
             booking_changed(author, role, id, body, facts)
         }
-        EventBody::LocationJoined { name, .. } => Ok(text("location name", name, 200)),
+        EventBody::LocationJoined { name, .. } => Ok(length("location name", name, 200)),
         EventBody::Relayed { .. } => Ok(Ok(())),
         EventBody::Observed { hub_seq, event } => {
             Ok(recorded(author, role, *hub_seq).and_then(|()| {
@@ -235,9 +240,18 @@ pub fn check<F: Facts>(event: &Event, body: &EventBody, facts: &F) -> Result<Ver
             }))
         }
         EventBody::InboxSetAside {
-            hub_seq, reason, ..
+            hub_seq,
+            origin,
+            kind,
+            reason,
         } => Ok(recorded(author, role, *hub_seq)
-            .and_then(|()| text("reason", reason, REASON_MAX_CHARS))),
+            .and_then(|()| {
+                ParticipantId::parse(origin)
+                    .map(|_| ())
+                    .map_err(|e| Denied::Invalid(format!("origin: {e}")))
+            })
+            .and_then(|()| readable("kind", kind, 100))
+            .and_then(|()| readable("reason", reason, REASON_MAX_CHARS))),
     }
 }
 
@@ -252,11 +266,17 @@ fn recorded(author: &ParticipantId, role: Author, hub_seq: u64) -> Verdict {
     Ok(())
 }
 
-/// Free text of a name or reason: at most `max` characters, none hidden.
-fn text(what: &str, value: &str, max: usize) -> Verdict {
+/// Free text an event carries: at most `max` characters.
+fn length(what: &str, value: &str, max: usize) -> Verdict {
     if value.chars().count() > max {
         return invalid(format!("{what} is longer than {max} characters"));
     }
+    Ok(())
+}
+
+/// Text of a kind that was always written without hidden characters.
+fn readable(what: &str, value: &str, max: usize) -> Verdict {
+    length(what, value, max)?;
     if has_hidden_characters(value) {
         return invalid(format!(
             "{what} must not contain control or text-direction characters"
@@ -307,7 +327,7 @@ fn catalog<F: Facts>(
             if name.trim().is_empty() {
                 return Ok(invalid("a resource needs a name".into()));
             }
-            Ok(text("resource name", name, RESOURCE_NAME_MAX_CHARS))
+            Ok(length("resource name", name, RESOURCE_NAME_MAX_CHARS))
         }
         EventBody::PoolCreated {
             id,
@@ -513,11 +533,11 @@ fn booking_created<F: Facts>(
         unreachable!("called for booking_created only")
     };
     let author = &event.origin;
-    if let Err(e) = crate::booking::validate_request(lines, customer) {
+    if let Err(e) = crate::booking::validate_booking(lines, customer) {
         return Ok(invalid(format!("booking {id}: {e}")));
     }
     if let Some(reason) = reason
-        && let Err(denied) = text("reason", reason, REASON_MAX_CHARS)
+        && let Err(denied) = length("reason", reason, REASON_MAX_CHARS)
     {
         return Ok(Err(denied));
     }
@@ -646,9 +666,30 @@ fn booking_changed<F: Facts>(
         )));
     }
     if let EventBody::BookingExpired { reason, .. } = body
-        && let Err(denied) = text("reason", reason, REASON_MAX_CHARS)
+        && let Err(denied) = length("reason", reason, REASON_MAX_CHARS)
     {
         return Ok(Err(denied));
+    }
+    // The charged participant's own word follows from its own state.
+    if known.charged_to == *author
+        && let Some(state) = known.charged_state
+    {
+        let may = |action| crate::booking::transition(state, action).is_ok();
+        let (allowed, verb) = match body {
+            EventBody::BookingConfirmed { .. } => (may(Action::Confirm), "confirmed"),
+            EventBody::BookingFulfilled { .. } => (may(Action::Fulfil), "fulfilled"),
+            EventBody::BookingCancelled { .. } => (may(Action::Cancel), "cancelled"),
+            EventBody::BookingExpired { .. } => (
+                may(Action::Expire) || may(Action::RequesterGaveUp),
+                "expired",
+            ),
+            _ => (true, ""),
+        };
+        if !allowed {
+            return Ok(invalid(format!(
+                "booking {id} is {state} for {author}: it cannot be {verb} now"
+            )));
+        }
     }
     // Units come back into use only against what the author still holds.
     let consumes_again = matches!(

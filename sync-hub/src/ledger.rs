@@ -169,25 +169,61 @@ pub fn entries<F: Facts>(
             };
             // Only the charged participant's own word moves its ledger;
             // the owner confirming a grantee's sale, or a requester giving
-            // up, reaches that ledger when the charged participant acts.
+            // up, reaches that ledger when the charged participant takes
+            // it in (below).
             if let Some(known) = facts.booking(id)?
                 && known.charged_to == *author
             {
                 let before = known.charged_state.unwrap_or(BookingState::Requested);
-                match (before.consumes_units(), next.consumes_units()) {
-                    (true, false) => used(author, &known.lines, -1, &mut out),
-                    (false, true) => used(author, &known.lines, 1, &mut out),
-                    _ => {}
+                moved(author, *id, &known.lines, before, next, &mut out);
+            }
+        }
+        // What the charged participant recorded taking in from others about
+        // a booking charged to it moves its state as its own store moved it
+        // (by the requester's rules, as `adopt` does there): so the hub's
+        // copy of that state is the store's own, event for event.
+        EventBody::Observed { event, .. } => {
+            let word = match event.typed() {
+                Ok(EventBody::BookingCreated { id, state, .. }) => Some((id, state)),
+                Ok(EventBody::BookingConfirmed { id }) => Some((id, BookingState::Confirmed)),
+                Ok(EventBody::BookingCancelled { id }) => Some((id, BookingState::Cancelled)),
+                Ok(EventBody::BookingFulfilled { id }) => Some((id, BookingState::Fulfilled)),
+                Ok(EventBody::BookingExpired { id, .. }) => Some((id, BookingState::Expired)),
+                _ => None,
+            };
+            if let Some((id, remote)) = word
+                && let Some(known) = facts.booking(&id)?
+                && known.charged_to == *author
+            {
+                let before = known.charged_state.unwrap_or(BookingState::Requested);
+                if let Some(next) = shared::booking::requester_adopts(before, remote) {
+                    moved(author, id, &known.lines, before, next, &mut out);
                 }
-                out.push(Entry::ChargedState {
-                    booking: *id,
-                    state: next,
-                });
             }
         }
         _ => {}
     }
     Ok(out)
+}
+
+/// The charged participant's booking `id` moves from `before` to `next`.
+fn moved(
+    charged: &ParticipantId,
+    id: BookingId,
+    lines: &[Line],
+    before: BookingState,
+    next: BookingState,
+    out: &mut Vec<Entry>,
+) {
+    match (before.consumes_units(), next.consumes_units()) {
+        (true, false) => used(charged, lines, -1, out),
+        (false, true) => used(charged, lines, 1, out),
+        _ => {}
+    }
+    out.push(Entry::ChargedState {
+        booking: id,
+        state: next,
+    });
 }
 
 #[cfg(test)]
@@ -345,6 +381,50 @@ mod tests {
             holder: l("s3"),
             units: 2
         }));
+        // The grantee takes the owner's word in: now it counts again.
+        let observed = EventBody::Observed {
+            hub_seq: 9,
+            event: Box::new(shared::Event::next(
+                shared::event::ChainHead::EMPTY,
+                p("s1"),
+                1,
+                0,
+                fulfil.clone(),
+            )),
+        };
+        let taken_in = entries(
+            &p("s3"),
+            &observed,
+            &One(Some(sale(BookingState::Cancelled))),
+        )
+        .expect("entries");
+        assert_eq!(
+            taken_in,
+            vec![
+                Entry::Used {
+                    pool: beans(),
+                    holder: l("s3"),
+                    units: 2
+                },
+                Entry::ChargedState {
+                    booking: match &fulfil {
+                        EventBody::BookingFulfilled { id } => *id,
+                        _ => unreachable!(),
+                    },
+                    state: BookingState::Fulfilled
+                }
+            ]
+        );
+        // Another participant's record of it changes nothing of s3's.
+        assert_eq!(
+            entries(
+                &p("s1"),
+                &observed,
+                &One(Some(sale(BookingState::Cancelled)))
+            )
+            .expect("entries"),
+            vec![]
+        );
         let confirm = EventBody::BookingConfirmed {
             id: BookingId::generate(),
         };

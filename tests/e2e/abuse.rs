@@ -210,6 +210,13 @@ async fn fleet() -> Fleet {
     let mut s1 = Store::enroll(&world, "s1");
     let mut s2 = Store::enroll(&world, "s2");
     let mut s3 = Store::enroll(&world, "s3");
+    e2e::run(
+        &world.bins.edge,
+        s1.path(),
+        &[
+            "user", "add", "--name", "Sam", "--role", "staff", "--pin", "2468",
+        ],
+    );
     for store in [&mut s1, &mut s2, &mut s3] {
         store.start(&world);
     }
@@ -309,11 +316,6 @@ fn attacks(web_order: &str, store_request: &str) -> Vec<(String, String, Value)>
         }
         body
     };
-    let named = |name: &str| {
-        let mut body = booking("confirmed", "s3", 1);
-        body["customer"]["name"] = json!(name);
-        body
-    };
     let forged = Event::next(
         ChainHead::EMPTY,
         ParticipantId::parse("s1").expect("id"),
@@ -339,11 +341,6 @@ fn attacks(web_order: &str, store_request: &str) -> Vec<(String, String, Value)>
             "an id that exists",
             "resource_created",
             json!({"id": "s3:own", "owner": "s3", "name": "X", "kind": "stock"}),
-        ),
-        (
-            "a hidden name",
-            "resource_created",
-            json!({"id": "s3:y", "owner": "s3", "name": "Beans\u{202E}", "kind": "stock"}),
         ),
         (
             "an endless name",
@@ -485,21 +482,6 @@ fn attacks(web_order: &str, store_request: &str) -> Vec<(String, String, Value)>
             b["lines"][0]["pool_id"] = json!("s1:none");
             b
         }),
-        (
-            "a NUL in the name",
-            "booking_created",
-            named("Mal\u{0}lory"),
-        ),
-        (
-            "an escape in the name",
-            "booking_created",
-            named("\u{1b}[2JMallory"),
-        ),
-        (
-            "a direction override in the name",
-            "booking_created",
-            named("Mallory\u{202E}gnp.exe"),
-        ),
         (
             "re-requesting a confirmed web order to expire it",
             "booking_created",
@@ -828,6 +810,56 @@ async fn a_store_with_its_own_key_gets_nothing_past_the_hub_and_the_fleet_keeps_
         store_request,
     } = fleet().await;
     let mut attacker = Attacker::take_over(&world, &mut s3).await;
+
+    // A name with hidden characters is refused where it is entered; one
+    // already in a store's log (it may predate that rule) is taken as it
+    // is, and shown to the owner's staff neutralised.
+    let hidden = "Mal\u{0}lo\u{1b}[31mry\u{202E}gnp.exe";
+    let sale = attacker.next(
+        "booking_created",
+        json!({"id": uuid::Uuid::now_v7(), "owner": "s1", "requested_by": "s3",
+               "charged_to": "s3", "channel": "staff",
+               "lines": [{"pool_id": "s1:beans", "quantity": 1}],
+               "customer": {"name": hidden}, "state": "confirmed"}),
+    );
+    attacker
+        .push(&sale)
+        .await
+        .expect("a sale from its own unit");
+    let (status, refused) = world
+        .order(
+            &json!({"lines": [{"pool_id": "s1:beans", "quantity": 1}],
+                    "customer": {"name": hidden}}),
+            0,
+        )
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    let http = e2e::form_client();
+    let cookie = e2e::session_cookie(&e2e::sign_in(&http, &s1.base(), "Sam", "2468").await)
+        .expect("a staff session");
+    let page = eventually(
+        Duration::from_secs(20),
+        "the sale on s1's staff page",
+        || async {
+            let page = http
+                .get(format!("{}/staff", s1.base()))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            page.contains("Mal").then_some(page)
+        },
+    )
+    .await;
+    assert!(
+        !page.contains(['\u{0}', '\u{1b}', '\u{202E}']),
+        "hidden characters reach the staff page raw"
+    );
+    assert!(page.contains("Mal\u{FFFD}lo\u{FFFD}[31mry\u{FFFD}gnp.exe"));
+
     let honest = Honest::start(&world, &s1, &s2);
     let head_before = attacker.head;
 

@@ -592,10 +592,9 @@ async fn run_schedule(seed: u64) -> Result<String, String> {
     }
 }
 
-/// The ledgers the hub keeps from each store's log: what is charged to
-/// each store is what the store itself holds, no more is in use than the
-/// store counts (it may also count what it took in from others' words),
-/// and nothing is left in flight. And the ledgers the hub's migration
+/// The ledgers the hub keeps from each store's log are the store's own:
+/// what is charged to it and what its bookings use, and nothing is
+/// credited that was not sent. And the ledgers the hub's migration
 /// computes from the logs alone are the ones it kept event by event.
 fn check_ledgers(world: &World, sites: &[Site], violations: &mut Vec<String>) {
     let hub = world.hub_db();
@@ -617,7 +616,7 @@ fn check_ledgers(world: &World, sites: &[Site], violations: &mut Vec<String>) {
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .unwrap_or((0, 0));
-            if hub_allotted != allotted || hub_used > used {
+            if (hub_allotted, hub_used) != (allotted, used) {
                 violations.push(format!(
                     "{} holds {allotted} of {pool} and uses {used}; the hub's ledger says {hub_allotted} and {hub_used}",
                     site.store.location

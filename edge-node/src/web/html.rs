@@ -16,6 +16,10 @@ pub fn h(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
+            // Control and text-direction characters (a name a store took
+            // in before they were refused, say) would make text read
+            // otherwise than it is stored: shown as the replacement mark.
+            c if shared::booking::is_hidden(c) => out.push('\u{FFFD}'),
             c => out.push(c),
         }
     }
@@ -183,6 +187,14 @@ mod tests {
         assert_eq!(
             h(r#"<b onclick="x('y')">&"#),
             "&lt;b onclick=&quot;x(&#39;y&#39;)&quot;&gt;&amp;"
+        );
+    }
+
+    #[test]
+    fn hidden_characters_show_as_the_replacement_mark() {
+        assert_eq!(
+            h("Mal\u{0}lo\u{1b}[31mry\u{202E}gnp.exe Zoë"),
+            "Mal\u{FFFD}lo\u{FFFD}[31mry\u{FFFD}gnp.exe Zoë"
         );
     }
 

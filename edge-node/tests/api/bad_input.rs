@@ -134,6 +134,18 @@ async fn every_kind_of_bad_booking_is_refused_with_its_status_and_changes_nothin
             "invalid_request",
         ),
         (
+            "a NUL, an escape and a direction override in a name",
+            json!({"lines": [{"pool_id": pool, "quantity": 1}], "customer": {"name": "Mal\u{0}lo\u{1b}[31mry\u{202E}"}}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "a newline in a phone number",
+            json!({"lines": [{"pool_id": pool, "quantity": 1}], "customer": {"name": "A", "phone": "030\n123"}}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
             "phone over its limit",
             json!({"lines": [{"pool_id": pool, "quantity": 1}], "customer": {"name": "A", "phone": "1".repeat(41)}}).to_string(),
             StatusCode::BAD_REQUEST,

@@ -4,9 +4,30 @@
 
 -- The state of a booking as the participant charged with it last recorded
 -- it in its own log (the view's `state` also takes in others' words, such
--- as a requester giving up). Bookings already held start from the view.
+-- as a requester giving up). For bookings already held: the charged
+-- participant's own last word on each, or `requested` while it has said
+-- nothing (a request its owner has not decided). Read in one pass over the
+-- logs; SQLite takes the other columns from the row holding max(seq).
 ALTER TABLE view_bookings ADD COLUMN charged_state TEXT NOT NULL DEFAULT 'requested';
-UPDATE view_bookings SET charged_state = state;
+CREATE TEMP TABLE last_words AS
+SELECT body ->> 'id' AS booking, origin, max(seq) AS seq, kind, body ->> 'state' AS state
+FROM events
+WHERE kind IN ('booking_created', 'booking_confirmed', 'booking_cancelled', 'booking_fulfilled',
+               'booking_expired')
+GROUP BY booking, origin;
+CREATE INDEX temp.last_words_by_booking ON last_words (booking, origin);
+UPDATE view_bookings SET charged_state = coalesce((
+    SELECT CASE w.kind
+               WHEN 'booking_created' THEN w.state
+               WHEN 'booking_confirmed' THEN 'confirmed'
+               WHEN 'booking_cancelled' THEN 'cancelled'
+               WHEN 'booking_fulfilled' THEN 'fulfilled'
+               ELSE 'expired'
+           END
+    FROM last_words AS w
+    WHERE w.booking = view_bookings.id AND w.origin = view_bookings.charged_to
+), 'requested');
+DROP TABLE last_words;
 
 -- Units of a pool charged to one location (its owner, or a grantee) and
 -- the units its own bookings consume. The hub's own holding stays in
