@@ -297,6 +297,28 @@ fn in_range(what: &str, value: i64, range: std::ops::RangeInclusive<i64>) -> Ver
     }
 }
 
+/// A catalog entry the author names itself the owner of, under an id of
+/// its own namespace.
+fn its_own(
+    author: &ParticipantId,
+    owner: &ParticipantId,
+    what: &str,
+    id: &str,
+    in_namespace: bool,
+) -> Verdict {
+    if owner != author {
+        return forbidden(format!(
+            "{author} may not create catalog entries owned by {owner}"
+        ));
+    }
+    if !in_namespace {
+        return forbidden(format!(
+            "{author} may not name {what} {id} outside its namespace {author}:"
+        ));
+    }
+    Ok(())
+}
+
 /// `resource_created` and `pool_created`: new ids of the author's own
 /// namespace, for entries it owns, that refer only to what exists.
 fn catalog<F: Facts>(
@@ -311,15 +333,14 @@ fn catalog<F: Facts>(
         EventBody::ResourceCreated {
             id, owner, name, ..
         } => {
-            if owner != author {
-                return Ok(forbidden(format!(
-                    "{author} may not create catalog entries owned by {owner}"
-                )));
-            }
-            if !id.in_namespace_of(location) {
-                return Ok(forbidden(format!(
-                    "{author} may not name resource {id} outside its namespace {location}:"
-                )));
+            if let Err(denied) = its_own(
+                author,
+                owner,
+                "resource",
+                id.as_str(),
+                id.in_namespace_of(location),
+            ) {
+                return Ok(Err(denied));
             }
             if facts.resource(id)?.is_some() {
                 return Ok(invalid(format!("resource {id} exists already")));
@@ -337,15 +358,14 @@ fn catalog<F: Facts>(
             starts_at_ms,
             ends_at_ms,
         } => {
-            if owner != author {
-                return Ok(forbidden(format!(
-                    "{author} may not create catalog entries owned by {owner}"
-                )));
-            }
-            if !id.in_namespace_of(location) {
-                return Ok(forbidden(format!(
-                    "{author} may not name pool {id} outside its namespace {location}:"
-                )));
+            if let Err(denied) = its_own(
+                author,
+                owner,
+                "pool",
+                id.as_str(),
+                id.in_namespace_of(location),
+            ) {
+                return Ok(Err(denied));
             }
             if facts.pool(id)?.is_some() {
                 return Ok(invalid(format!("pool {id} exists already")));
