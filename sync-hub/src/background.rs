@@ -38,15 +38,12 @@ pub async fn sweep(state: AppState, mut stop: watch::Receiver<bool>) {
             .expire_due(state.settings.skew_margin_ms, state.now_ms())
             .await
         {
-            Ok((wake, changed)) => {
+            Ok(changed) => {
                 if !changed.is_empty() {
                     tracing::info!(
                         expired = changed.len(),
                         "expired the hub's requests and holds"
                     );
-                }
-                for location in &wake {
-                    state.inboxes.notify(location);
                 }
                 for id in changed {
                     let _ = state.decisions.send(id);

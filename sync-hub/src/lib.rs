@@ -27,9 +27,9 @@ pub fn open(data_dir: &Path, settings: HubSettings) -> anyhow::Result<AppState> 
     let storage = storage::sqlite::SqliteStorage::open(data_dir)?;
     let key = keys::load_or_create_hub_key(data_dir)?;
     Ok(AppState {
+        inboxes: storage::HubStorage::inboxes(&storage),
         storage: Arc::new(storage),
         key: Arc::new(key),
-        inboxes: Arc::default(),
         settings,
         decisions: tokio::sync::broadcast::channel(DECISIONS_BUFFERED).0,
         in_flight: Arc::default(),

@@ -1,6 +1,6 @@
 //! The hub's schema migrations on a database written by an older hub.
 
-use sync_hub::storage::sqlite::{DB_FILE, SqliteStorage};
+use sync_hub::storage::sqlite::{DB_FILE, EVERYONE, SCHEMA_VERSION, SqliteStorage};
 
 /// A hub database at schema version 2 (before the ledgers) with a short
 /// history: s1 owns 10 beans and gave 4 to s3 and 2 to the hub; s3
@@ -21,8 +21,8 @@ fn version_2_database(dir: &std::path::Path) {
     let event = |origin: &str, seq: i64, kind: &str, body: String| {
         conn.execute(
             "INSERT INTO events (origin, seq, epoch, id, prev, hash, at_ms, kind, body, received_at_ms)
-             VALUES (?1, ?2, 1, 'id', 'prev', 'hash', 0, ?3, ?4, 0)",
-            rusqlite::params![origin, seq, kind, body],
+             VALUES (?1, ?2, 1, '00000000-0000-7000-8000-000000000000', ?5, ?5, 0, ?3, ?4, 0)",
+            rusqlite::params![origin, seq, kind, body, "0".repeat(64)],
         )
         .expect("event");
     };
@@ -99,6 +99,9 @@ fn version_2_database(dir: &std::path::Path) {
         "INSERT INTO view_pools (id, resource_id, owner, capacity, used, hub_allotted, updated_at_ms)
              VALUES ('s1:beans', 's1:beans', 's1', 10, 5, 2, 0);
          INSERT INTO view_allotments VALUES ('s1:beans', 's3', 3), ('s1:beans', 'hub', 2);
+         INSERT INTO view_resources VALUES ('s1:beans', 's1', 'Beans', 'stock', 0);
+         INSERT INTO locations (id, name, timezone, public_key, created_at_ms, enrolled_at_ms)
+             VALUES ('s1', 'Store 1', 'UTC', 'key1', 0, 1), ('s3', 'Store 3', 'UTC', 'key3', 0, 2);
          PRAGMA user_version = 2;",
     )
     .expect("view");
@@ -159,7 +162,24 @@ fn an_older_hub_database_gets_every_locations_ledger_from_the_logs_it_holds() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("version");
-    assert_eq!(version, 3);
+    assert_eq!(version, SCHEMA_VERSION as i64);
+    // What the older hub had copied to each store is addressed to
+    // everyone once: both locations, and s1's pool.
+    let everyone: Vec<String> = conn
+        .prepare("SELECT kind || ' ' || body FROM events WHERE recipient = ?1 ORDER BY seq")
+        .expect("everyone")
+        .query_map([EVERYONE], |r| r.get(0))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(everyone.len(), 3, "{everyone:?}");
+    assert!(everyone[0].contains(r#""location":"s1""#), "{everyone:?}");
+    assert!(everyone[1].contains(r#""location":"s3""#), "{everyone:?}");
+    assert!(everyone[2].starts_with("relayed") && everyone[2].contains("pool_created"));
+    let pending: i64 = conn
+        .query_row("SELECT count(*) FROM hub_meta", [], |r| r.get(0))
+        .expect("meta");
+    assert_eq!(pending, 0, "done once");
     let old_table: i64 = conn
         .query_row(
             "SELECT count(*) FROM sqlite_schema WHERE name = 'view_allotments'",
@@ -185,4 +205,28 @@ fn a_hub_database_newer_than_the_binary_is_refused_untouched() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("version");
     assert_eq!(version, 99);
+}
+
+/// A store's catch-up reads a range of the inbox index, whatever the
+/// length of the hub's log and the number of other stores.
+#[test]
+fn the_inbox_is_read_through_its_index() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    drop(SqliteStorage::open(dir.path()).expect("open"));
+    let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).expect("open");
+    let plan: Vec<String> = conn
+        .prepare(&format!(
+            "EXPLAIN QUERY PLAN {}",
+            sync_hub::storage::sqlite::INBOX_QUERY
+        ))
+        .expect("plan")
+        .query_map(rusqlite::params!["s1", 0, 500], |r| r.get::<_, String>(3))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(
+        plan,
+        vec!["SEARCH events USING INDEX events_inbox (recipient=? AND seq>?)".to_owned()],
+        "{plan:?}"
+    );
 }

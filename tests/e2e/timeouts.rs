@@ -69,23 +69,40 @@ async fn a_client_that_trickles_or_says_nothing_is_closed_after_the_header_read_
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let path = "/v1/sync/pull?after=0&wait_ms=4000&protocol=2";
-    let timestamp = jiff::Timestamp::now().as_millisecond();
-    let nonce = shared::signing::nonce().expect("nonce");
-    let signature = key.sign_b64(&shared::signing::request_message(
-        "GET", path, timestamp, &nonce, b"",
-    ));
-    let polled = Instant::now();
-    let response = world
-        .http
-        .get(format!("{}{path}", world.hub_url()))
-        .header(shared::signing::HEADER_DEVICE, "store-1")
-        .header(shared::signing::HEADER_TIMESTAMP, timestamp.to_string())
-        .header(shared::signing::HEADER_NONCE, nonce)
-        .header(shared::signing::HEADER_SIGNATURE, signature)
-        .send()
+    let pull = |path: String| {
+        let timestamp = jiff::Timestamp::now().as_millisecond();
+        let nonce = shared::signing::nonce().expect("nonce");
+        let signature = key.sign_b64(&shared::signing::request_message(
+            "GET", &path, timestamp, &nonce, b"",
+        ));
+        world
+            .http
+            .get(format!("{}{path}", world.hub_url()))
+            .header(shared::signing::HEADER_DEVICE, "store-1")
+            .header(shared::signing::HEADER_TIMESTAMP, timestamp.to_string())
+            .header(shared::signing::HEADER_NONCE, nonce)
+            .header(shared::signing::HEADER_SIGNATURE, signature)
+            .send()
+    };
+    // What is there already (the news that store-1 joined), then a poll
+    // with nothing to answer.
+    let first: serde_json::Value = pull("/v1/sync/pull?after=0&wait_ms=0&protocol=2".into())
         .await
-        .expect("long poll");
+        .expect("pull")
+        .json()
+        .await
+        .expect("json");
+    let after = first["events"]
+        .as_array()
+        .and_then(|e| e.last())
+        .and_then(|e| e["hub_seq"].as_u64())
+        .unwrap_or(0);
+    let polled = Instant::now();
+    let response = pull(format!(
+        "/v1/sync/pull?after={after}&wait_ms=4000&protocol=2"
+    ))
+    .await
+    .expect("long poll");
     assert_eq!(response.status(), 200);
     assert!(polled.elapsed() >= Duration::from_millis(3900), "it waited");
 

@@ -279,6 +279,8 @@ fn apply_one(ctx: &mut WriteCtx<'_>, hub_seq: u64, event: Event) -> StoreResult<
                 },
             )?;
         }
+        // The hub tells every location who joined, this one included.
+        EventBody::LocationJoined { location, .. } if me.as_str() == location.as_str() => {}
         // What others decided or did with bookings we requested or own, and
         // the catalog of other locations.
         EventBody::BookingCreated { .. }

@@ -220,9 +220,6 @@ pub async fn create(
             state.now_ms(),
         )
         .await?;
-    if let Some(location) = &placed.notify {
-        state.inboxes.notify(location);
-    }
     let id = placed.booking.id;
     if !placed.replayed {
         let _ = state.decisions.send(id);
@@ -241,9 +238,6 @@ pub async fn cancel(
     IdPath(id): IdPath<BookingId>,
 ) -> ApiResult<Response> {
     let placed = state.storage.cancel_booking(&id, state.now_ms()).await?;
-    if let Some(location) = &placed.notify {
-        state.inboxes.notify(location);
-    }
     let _ = state.decisions.send(id);
     let booking = if matches!(
         placed.booking.state,

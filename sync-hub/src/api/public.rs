@@ -143,7 +143,6 @@ pub async fn return_allotment(
         .storage
         .return_hub_allotment(&pool, body.units, state.now_ms())
         .await?;
-    state.inboxes.notify(&owner);
     Ok(Json(Returned {
         pool,
         returned: body.units,

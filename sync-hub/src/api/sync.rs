@@ -253,9 +253,6 @@ pub async fn enroll(State(state): State<AppState>, request: Request) -> Response
             .enroll(&enroll, &hash_secret(&enroll.token), state.now_ms())
             .await?;
         tracing::info!(location = %enrolled.location, epoch = enrolled.epoch, restore = enroll.restore, "device enrolled");
-        for other in &enrolled.introduced_to {
-            state.inboxes.notify(other);
-        }
         Ok(axum::Json(EnrollResponse {
             location: enrolled.location,
             name: enrolled.name,
@@ -312,9 +309,6 @@ pub async fn push(State(state): State<AppState>, request: Request) -> Response {
             .storage
             .push(&location, batch.events, &batch.head_signature, backlog, state.now_ms())
             .await?;
-        for recipient in &pushed.notify {
-            state.inboxes.notify(recipient);
-        }
         for id in &pushed.changed {
             let _ = state.decisions.send(*id);
         }
@@ -344,21 +338,36 @@ pub async fn pull(State(state): State<AppState>, request: Request) -> Response {
             q.wait_ms.unwrap_or(0).min(state.settings.long_poll_max_ms),
         );
         let deadline = tokio::time::Instant::now() + wait;
-        let mut changes = state.inboxes.subscribe(&location);
+        let (mut mine, mut everyone) = state.inboxes.subscribe(&location);
         let speaks = q.protocol.unwrap_or(1);
-        let mut events = loop {
-            let events = state
-                .storage
-                .inbox(&location, q.after, PULL_EVENTS_MAX)
-                .await?;
-            if !events.is_empty() {
-                break events;
+        // Read once after subscribing; then, while waiting, wake only for
+        // what is addressed to this store or to everyone, and answer from
+        // the published tail of the log when it holds all there is.
+        let mut events = state
+            .storage
+            .inbox(&location, q.after, PULL_EVENTS_MAX)
+            .await?;
+        while events.is_empty() {
+            let woke = tokio::time::timeout_at(deadline, async {
+                tokio::select! {
+                    changed = mine.changed() => changed.is_ok(),
+                    changed = everyone.changed() => changed.is_ok(),
+                }
+            })
+            .await;
+            if !matches!(woke, Ok(true)) {
+                break;
             }
-            match tokio::time::timeout_at(deadline, changes.changed()).await {
-                Ok(Ok(())) => continue,
-                _ => break events,
-            }
-        };
+            events = match state.inboxes.from_tail(&location, q.after, PULL_EVENTS_MAX) {
+                Some(events) => events,
+                None => {
+                    state
+                        .storage
+                        .inbox(&location, q.after, PULL_EVENTS_MAX)
+                        .await?
+                }
+            };
+        }
         // Nothing is skipped: the device gets what it can read, up to the
         // first event it cannot, and is told to upgrade.
         let unreadable = events

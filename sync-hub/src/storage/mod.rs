@@ -97,8 +97,6 @@ pub struct Enrolled {
     pub epoch: u32,
     pub epoch_start_seq: u64,
     pub hub_head: HeadRef,
-    /// Locations told that this one joined, to wake.
-    pub introduced_to: Vec<LocationId>,
 }
 
 /// What a push did.
@@ -106,8 +104,6 @@ pub struct Enrolled {
 pub struct Pushed {
     pub acked: HeadRef,
     pub applied: usize,
-    /// Locations with new inbox events because of this push.
-    pub notify: Vec<LocationId>,
     /// Bookings whose state changed in the view.
     pub changed: Vec<BookingId>,
 }
@@ -127,8 +123,6 @@ pub struct WebOrder {
 #[derive(Debug, Clone)]
 pub struct Placed {
     pub booking: HubBooking,
-    /// The location to wake, when something was addressed to it.
-    pub notify: Option<LocationId>,
     /// Whether this answers an earlier request with the same key.
     pub replayed: bool,
 }
@@ -214,6 +208,10 @@ pub struct LocationHealth {
 
 #[async_trait]
 pub trait HubStorage: Send + Sync + std::fmt::Debug + 'static {
+    /// Where this backend publishes the hub events it commits, in commit
+    /// order, for long polls to wait on.
+    fn inboxes(&self) -> std::sync::Arc<crate::notify::Inboxes>;
+
     // Administration (the CLI, while the server may be running).
     async fn add_location(
         &self,
@@ -298,11 +296,7 @@ pub trait HubStorage: Send + Sync + std::fmt::Debug + 'static {
     async fn cancel_booking(&self, id: &BookingId, now_ms: i64) -> StorageResult<Placed>;
     /// Gives up on the hub's requests without a decision by `expires_at +
     /// skew_margin_ms` and expires the hub's holds; returns locations to wake.
-    async fn expire_due(
-        &self,
-        skew_margin_ms: i64,
-        now_ms: i64,
-    ) -> StorageResult<(Vec<LocationId>, Vec<BookingId>)>;
+    async fn expire_due(&self, skew_margin_ms: i64, now_ms: i64) -> StorageResult<Vec<BookingId>>;
 
     // Webhooks.
     async fn add_webhook(&self, url: &str, secret: &str, now_ms: i64) -> StorageResult<i64>;

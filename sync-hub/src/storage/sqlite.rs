@@ -20,6 +20,7 @@ use super::{
     PoolSummary, Pushed, Seen, StorageError, StorageResult, WebOrder,
 };
 use crate::ledger::{self, Entry};
+use crate::notify::{Inboxes, Published, Recipient};
 use crate::plan::{self, DeviceLog, Refusal};
 use shared::authz::{self, BookingFacts, Denied, Facts, PoolFacts, ResourceFacts};
 
@@ -33,7 +34,20 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!(
         "../../../migrations/sync-hub/sqlite/0003_ledgers.sql"
     )),
+    M::up(include_str!(
+        "../../../migrations/sync-hub/sqlite/0004_everyone.sql"
+    )),
 ];
+
+/// One recipient's inbox after a seq: a range of the inbox index (and the
+/// index alone: `INDEXED BY` makes a plan without it an error, and a test
+/// checks the plan).
+pub const INBOX_QUERY: &str = "SELECT seq, epoch, id, prev, at_ms, kind, body FROM events
+     INDEXED BY events_inbox
+     WHERE recipient = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
+
+/// The schema version this binary writes.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
 /// Read connections kept open.
 const READERS: usize = 4;
@@ -101,6 +115,70 @@ struct Inner {
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     path: PathBuf,
+    inboxes: Arc<Inboxes>,
+    /// The last hub seq published to `inboxes`.
+    published: Mutex<u64>,
+}
+
+/// Publishes the hub events committed since the last call (the writer's
+/// lock held): one read of the log's end, whatever the number of stores.
+fn publish_committed(conn: &Connection, inner: &Inner) -> StorageResult<()> {
+    let mut published = inner.published.lock().unwrap_or_else(|p| p.into_inner());
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, epoch, id, prev, at_ms, kind, body, recipient FROM events
+         WHERE origin = 'hub' AND seq > ?1 ORDER BY seq",
+    )?;
+    let rows = stmt.query_map([*published as i64], |r| {
+        Ok((event_from_row("hub", r)?, r.get::<_, Option<String>>(7)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (raw, recipient) = row?;
+        let seq = raw.0 as u64;
+        match recipient.as_deref() {
+            Some(EVERYONE) => {
+                let event = build_event(&ParticipantId::Hub, raw)?;
+                out.push(Published {
+                    seq,
+                    to: Recipient::Everyone,
+                    event: Some(InboxEvent {
+                        hub_seq: seq,
+                        event,
+                    }),
+                });
+            }
+            Some(location) => out.push(Published {
+                seq,
+                to: Recipient::Location(
+                    LocationId::parse(location).map_err(|_| corrupt("recipient", location))?,
+                ),
+                event: None,
+            }),
+            None => {}
+        }
+        *published = seq;
+    }
+    inner.inboxes.publish(out);
+    Ok(())
+}
+
+/// Runs [`address_to_everyone`] if a migration asked for it.
+fn readdress_once(conn: &mut Connection) -> StorageResult<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let pending = tx
+        .prepare("SELECT 1 FROM hub_meta WHERE key = 'address_to_everyone'")?
+        .exists([])?;
+    if pending {
+        let now_ms = jiff::Timestamp::now().as_millisecond();
+        let readdressed = address_to_everyone(&tx, now_ms)?;
+        tx.execute("DELETE FROM hub_meta WHERE key = 'address_to_everyone'", [])?;
+        tracing::info!(
+            readdressed,
+            "addressed locations and catalog to every location once"
+        );
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 impl SqliteStorage {
@@ -115,6 +193,8 @@ impl SqliteStorage {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
         )?;
         migrate(&mut writer)?;
+        readdress_once(&mut writer)?;
+        let head = hub_head(&writer)?.seq;
         let readers = (0..READERS)
             .map(|_| open_connection(&path, OpenFlags::SQLITE_OPEN_READ_ONLY))
             .collect::<StorageResult<Vec<_>>>()?;
@@ -123,6 +203,8 @@ impl SqliteStorage {
                 writer: Mutex::new(writer),
                 readers: Mutex::new(readers),
                 path,
+                inboxes: Arc::new(Inboxes::new(head)),
+                published: Mutex::new(head),
             }),
         })
     }
@@ -138,6 +220,9 @@ impl SqliteStorage {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let out = work(&tx)?;
             tx.commit()?;
+            // Still the only writer: what this commit appended to the hub's
+            // log is published in commit order.
+            publish_committed(&conn, &inner)?;
             Ok(out)
         })
         .await
@@ -242,7 +327,7 @@ fn build_event(
 fn insert_event(
     conn: &Connection,
     event: &Event,
-    recipient: Option<&LocationId>,
+    recipient: Option<&str>,
     now_ms: i64,
 ) -> StorageResult<Hash> {
     let (hash, body) = event.sealed();
@@ -260,7 +345,7 @@ fn insert_event(
         event.at_ms,
         event.kind,
         body,
-        recipient.map(LocationId::as_str),
+        recipient,
         now_ms
     ])?;
     Ok(hash)
@@ -291,7 +376,20 @@ fn append_hub(
 ) -> StorageResult<Event> {
     let head = hub_head(conn)?;
     let event = Event::next(head, ParticipantId::Hub, 0, now_ms, body);
-    insert_event(conn, &event, recipient, now_ms)?;
+    insert_event(conn, &event, recipient.map(LocationId::as_str), now_ms)?;
+    Ok(event)
+}
+
+/// The `recipient` of hub events addressed to every location (locations
+/// joining, catalog): one copy that each store reads, instead of one per
+/// store. Location ids cannot contain it.
+pub const EVERYONE: &str = "*";
+
+/// Appends to the hub's own log, addressed to every location.
+fn append_everyone(conn: &Connection, body: EventBody, now_ms: i64) -> StorageResult<Event> {
+    let head = hub_head(conn)?;
+    let event = Event::next(head, ParticipantId::Hub, 0, now_ms, body);
+    insert_event(conn, &event, Some(EVERYONE), now_ms)?;
     Ok(event)
 }
 
@@ -472,6 +570,8 @@ fn apply_ledger(conn: &Connection, entries: &[Entry]) -> StorageResult<()> {
 #[derive(Debug, Default)]
 pub(crate) struct Effects {
     pub relays: Vec<(LocationId, Event)>,
+    /// Events every location takes in (catalog), relayed once to everyone.
+    pub everyone: Vec<Event>,
     pub changed: Vec<BookingId>,
     /// Units the hub gives back to a pool's owner, who asked for them.
     pub hub_returns: Vec<(PoolId, i64, LocationId)>,
@@ -581,54 +681,77 @@ fn view_merge_state(
     Ok(true)
 }
 
-/// Tells a newly enrolled location which others have joined, and them that
-/// it has: the participants each may grant units to.
-fn introduce(
-    conn: &Connection,
-    joined: &LocationId,
-    now_ms: i64,
-) -> StorageResult<Vec<LocationId>> {
-    let name_of = |id: &LocationId| -> StorageResult<String> {
-        Ok(conn
-            .prepare_cached("SELECT name FROM locations WHERE id = ?1")?
-            .query_row([id.as_str()], |r| r.get(0))?)
-    };
-    let name = name_of(joined)?;
-    let others = other_locations(conn, &ParticipantId::Location(joined.clone()))?;
-    for other in &others {
-        append_hub(
-            conn,
-            Some(joined),
-            EventBody::LocationJoined {
-                location: other.clone(),
-                name: name_of(other)?,
-            },
-            now_ms,
+/// Tells every location that `joined` enrolled: a participant each may
+/// grant units to. One event, whatever the size of the fleet; a new store
+/// learns of the others (and their catalog) from the same stream.
+fn introduce(conn: &Connection, joined: &LocationId, now_ms: i64) -> StorageResult<()> {
+    let name: String = conn
+        .prepare_cached("SELECT name FROM locations WHERE id = ?1")?
+        .query_row([joined.as_str()], |r| r.get(0))?;
+    append_everyone(
+        conn,
+        EventBody::LocationJoined {
+            location: joined.clone(),
+            name,
+        },
+        now_ms,
+    )?;
+    Ok(())
+}
+
+/// Addresses to everyone what a hub from before the everyone stream had
+/// copied to each location separately: every enrolled location, and the
+/// catalog the view holds (so a pool naming a resource the hub never had,
+/// accepted before such events were refused, is left behind). Run once,
+/// when the migration that brought the stream asks for it; stores that
+/// had these already take them in again without effect.
+fn address_to_everyone(conn: &Connection, now_ms: i64) -> StorageResult<usize> {
+    let joined: Vec<(String, String)> = {
+        let mut stmt = conn.prepare(
+            "SELECT id, name FROM locations WHERE public_key IS NOT NULL ORDER BY enrolled_at_ms, id",
         )?;
-        append_hub(
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for (id, name) in &joined {
+        let location = LocationId::parse(id).map_err(|_| corrupt("location", id))?;
+        append_everyone(
             conn,
-            Some(other),
             EventBody::LocationJoined {
-                location: joined.clone(),
+                location,
                 name: name.clone(),
             },
             now_ms,
         )?;
     }
-    Ok(others)
-}
-
-/// Every other location with a device, for catalog news.
-fn other_locations(conn: &Connection, origin: &ParticipantId) -> StorageResult<Vec<LocationId>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id FROM locations WHERE public_key IS NOT NULL AND id != ?1 ORDER BY id",
-    )?;
-    let rows = stmt.query_map([origin.as_str()], |r| r.get::<_, String>(0))?;
-    rows.map(|id| {
-        let id = id?;
-        LocationId::parse(&id).map_err(|_| corrupt("location", &id))
-    })
-    .collect()
+    let catalog: Vec<(String, i64)> = {
+        let mut stmt = conn.prepare(
+            "SELECT e.origin, e.seq FROM events AS e
+             WHERE e.kind IN ('resource_created', 'pool_created') AND e.origin != 'hub'
+               AND (e.kind = 'resource_created' OR EXISTS (
+                    SELECT 1 FROM view_resources AS r
+                    WHERE r.id = e.body ->> 'resource_id' AND r.owner = e.origin))
+             ORDER BY e.origin, e.seq",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for (origin, seq) in &catalog {
+        let raw = conn.query_row(
+            "SELECT seq, epoch, id, prev, at_ms, kind, body FROM events WHERE origin = ?1 AND seq = ?2",
+            params![origin, seq],
+            |r| event_from_row(origin, r),
+        )?;
+        let event = build_event(&participant(origin)?, raw)?;
+        append_everyone(
+            conn,
+            EventBody::Relayed {
+                event: Box::new(event),
+            },
+            now_ms,
+        )?;
+    }
+    Ok(joined.len() + catalog.len())
 }
 
 fn pool_owner(conn: &Connection, pool: &PoolId) -> StorageResult<Option<ParticipantId>> {
@@ -665,9 +788,7 @@ fn apply_to_view(conn: &Connection, event: &Event, body: &EventBody) -> StorageR
                 kind.as_str(),
                 at_ms
             ])?;
-            for location in other_locations(conn, origin)? {
-                effects.relays.push((location, event.clone()));
-            }
+            effects.everyone.push(event.clone());
         }
         EventBody::PoolCreated {
             id,
@@ -690,9 +811,7 @@ fn apply_to_view(conn: &Connection, event: &Event, body: &EventBody) -> StorageR
                 ends_at_ms,
                 at_ms
             ])?;
-            for location in other_locations(conn, origin)? {
-                effects.relays.push((location, event.clone()));
-            }
+            effects.everyone.push(event.clone());
         }
         EventBody::PoolAdjusted { pool, delta } => {
             conn.prepare_cached(
@@ -875,6 +994,15 @@ fn settle(conn: &Connection, effects: Effects, now_ms: i64) -> StorageResult<Vec
             wake.push(owner);
         }
     }
+    for event in effects.everyone {
+        append_everyone(
+            conn,
+            EventBody::Relayed {
+                event: Box::new(event),
+            },
+            now_ms,
+        )?;
+    }
     for (to, event) in effects.relays {
         append_hub(
             conn,
@@ -970,7 +1098,6 @@ fn push_in_tx(
         })?
     };
     let mut head = log.head;
-    let mut notify = Vec::new();
     let mut changed = Vec::new();
     for event in &events[first_new..] {
         let body = event
@@ -987,11 +1114,7 @@ fn push_in_tx(
         let hash = insert_event(tx, event, None, now_ms)?;
         let effects = apply_to_view(tx, event, &body)?;
         changed.extend(effects.changed.iter().copied());
-        for to in settle(tx, effects, now_ms)? {
-            if !notify.contains(&to) {
-                notify.push(to);
-            }
-        }
+        settle(tx, effects, now_ms)?;
         head = ChainHead {
             seq: event.seq,
             hash,
@@ -1011,7 +1134,6 @@ fn push_in_tx(
     Ok(Pushed {
         acked: head.into(),
         applied: events.len() - first_new,
-        notify,
         changed,
     })
 }
@@ -1132,7 +1254,6 @@ fn place_web_order_in_tx(
                 load_booking(tx, &id)?.ok_or_else(|| StorageError::not_found("booking", id))?;
             return Ok(Placed {
                 booking,
-                notify: None,
                 replayed: true,
             });
         }
@@ -1226,13 +1347,16 @@ fn place_web_order_in_tx(
     let booking = load_booking(tx, &id)?.ok_or_else(|| StorageError::not_found("booking", id))?;
     Ok(Placed {
         booking,
-        notify: Some(location),
         replayed: false,
     })
 }
 
 #[async_trait]
 impl HubStorage for SqliteStorage {
+    fn inboxes(&self) -> Arc<Inboxes> {
+        self.inner.inboxes.clone()
+    }
+
     async fn add_location(
         &self,
         id: &LocationId,
@@ -1345,34 +1469,8 @@ impl HubStorage for SqliteStorage {
                  WHERE id = ?1",
                 params![location.as_str(), request.public_key, epoch, epoch_start_seq as i64, now_ms],
             )?;
-            let mut introduced_to = Vec::new();
             if !request.restore {
-                introduced_to = introduce(tx, &location, now_ms)?;
-                // A new device learns the catalog of the other locations:
-                // what the view holds of it, so a pool that names a
-                // resource the hub never had (accepted before such events
-                // were refused) does not reach it.
-                let catalog: Vec<(String, i64)> = {
-                    let mut stmt = tx.prepare(
-                        "SELECT e.origin, e.seq FROM events AS e
-                         WHERE e.kind IN ('resource_created', 'pool_created') AND e.origin NOT IN ('hub', ?1)
-                           AND (e.kind = 'resource_created' OR EXISTS (
-                                SELECT 1 FROM view_resources AS r
-                                WHERE r.id = e.body ->> 'resource_id' AND r.owner = e.origin))
-                         ORDER BY e.origin, e.seq",
-                    )?;
-                    let rows = stmt.query_map([location.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                    rows.collect::<rusqlite::Result<_>>()?
-                };
-                for (origin, seq) in catalog {
-                    let raw = tx.query_row(
-                        "SELECT seq, epoch, id, prev, at_ms, kind, body FROM events WHERE origin = ?1 AND seq = ?2",
-                        params![origin, seq],
-                        |r| event_from_row(&origin, r),
-                    )?;
-                    let event = build_event(&participant(&origin)?, raw)?;
-                    append_hub(tx, Some(&location), EventBody::Relayed { event: Box::new(event) }, now_ms)?;
-                }
+                introduce(tx, &location, now_ms)?;
             }
             let (name, timezone): (String, String) = tx.query_row(
                 "SELECT name, timezone FROM locations WHERE id = ?1",
@@ -1386,7 +1484,6 @@ impl HubStorage for SqliteStorage {
                 epoch,
                 epoch_start_seq,
                 hub_head: device.head,
-                introduced_to,
             })
         })
         .await
@@ -1488,23 +1585,26 @@ impl HubStorage for SqliteStorage {
     ) -> StorageResult<Vec<InboxEvent>> {
         let location = location.clone();
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT seq, epoch, id, prev, at_ms, kind, body FROM events
-                 WHERE recipient = ?1 AND seq > ?2 AND origin = 'hub'
-                 ORDER BY seq LIMIT ?3",
-            )?;
-            let rows = stmt.query_map(
-                params![location.as_str(), after as i64, limit as i64],
-                |r| event_from_row("hub", r),
-            )?;
-            rows.map(|raw| {
-                let event = build_event(&ParticipantId::Hub, raw?)?;
-                Ok(InboxEvent {
-                    hub_seq: event.seq,
-                    event,
-                })
-            })
-            .collect()
+            // What is addressed to the location and what is addressed to
+            // everyone: each a range of the inbox index, merged by seq.
+            // The cost is the page asked for, not the hub's log.
+            let mut events = Vec::with_capacity(limit);
+            for recipient in [location.as_str(), EVERYONE] {
+                let mut stmt = conn.prepare_cached(INBOX_QUERY)?;
+                let rows = stmt.query_map(params![recipient, after as i64, limit as i64], |r| {
+                    event_from_row("hub", r)
+                })?;
+                for raw in rows {
+                    let event = build_event(&ParticipantId::Hub, raw?)?;
+                    events.push(InboxEvent {
+                        hub_seq: event.seq,
+                        event,
+                    });
+                }
+            }
+            events.sort_by_key(|e| e.hub_seq);
+            events.truncate(limit);
+            Ok(events)
         })
         .await
     }
@@ -1654,18 +1754,13 @@ impl HubStorage for SqliteStorage {
                 load_booking(tx, &id)?.ok_or_else(|| StorageError::not_found("booking", id))?;
             Ok(Placed {
                 booking,
-                notify: to,
                 replayed: false,
             })
         })
         .await
     }
 
-    async fn expire_due(
-        &self,
-        skew_margin_ms: i64,
-        now_ms: i64,
-    ) -> StorageResult<(Vec<LocationId>, Vec<BookingId>)> {
+    async fn expire_due(&self, skew_margin_ms: i64, now_ms: i64) -> StorageResult<Vec<BookingId>> {
         self.write(move |tx| {
             let due: Vec<(String, String, String)> = {
                 let mut stmt = tx.prepare_cached(
@@ -1681,7 +1776,6 @@ impl HubStorage for SqliteStorage {
             // Idempotency keys are promised for 24 hours; forget them after.
             tx.prepare_cached("DELETE FROM idempotency_keys WHERE created_at_ms < ?1")?
                 .execute([now_ms - shared::limits::IDEMPOTENCY_RETENTION_MS])?;
-            let mut wake = Vec::new();
             let mut changed = Vec::new();
             for (id, state, owner) in due {
                 let id = BookingId::parse(&id).map_err(|_| corrupt("booking id", &id))?;
@@ -1693,13 +1787,8 @@ impl HubStorage for SqliteStorage {
                 };
                 let (_, moved) = hub_act(tx, owner.as_ref(), EventBody::BookingExpired { id, reason: reason.into() }, now_ms)?;
                 changed.extend(moved);
-                if let Some(owner) = owner
-                    && !wake.contains(&owner)
-                {
-                    wake.push(owner);
-                }
             }
-            Ok((wake, changed))
+            Ok(changed)
         })
         .await
     }
