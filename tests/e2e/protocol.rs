@@ -249,17 +249,21 @@ async fn every_bad_batch_is_refused_with_nothing_applied() {
     // A stale request is neither contact nor a clock reading: it could be
     // a captured request replayed, and must not make the store look
     // reachable nor raise a clock alert.
-    let contact = || -> (Option<i64>, Option<i64>) {
-        world
-            .hub_db()
-            .query_row(
-                "SELECT last_seen_at_ms, clock_offset_ms FROM locations WHERE id = 'store-9'",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .expect("location")
+    // As the hub shows it (its readings in memory are newer than those it
+    // has written).
+    let contact = || async {
+        let (_, all) = world.public("/v1/locations").await;
+        let store = all["locations"]
+            .as_array()
+            .and_then(|l| l.iter().find(|l| l["id"] == "store-9"))
+            .cloned()
+            .expect("store-9");
+        (
+            store["last_seen_at"].clone(),
+            store["clock_offset_ms"].as_i64(),
+        )
     };
-    let before = contact();
+    let before = contact().await;
     let offset = before.1.expect("accepted requests measured the offset");
     assert!(
         offset.abs() < 30_000,
@@ -281,7 +285,7 @@ async fn every_bad_batch_is_refused_with_nothing_applied() {
             (401, "stale_request"),
             "{timestamp_ms}: {body}"
         );
-        assert_eq!(contact(), before, "{timestamp_ms}: nothing recorded");
+        assert_eq!(contact().await, before, "{timestamp_ms}: nothing recorded");
     }
     // A device may report its offset, within reason.
     for offset in [i64::MIN, i64::MAX, -4_000_000_000_000] {
@@ -300,7 +304,7 @@ async fn every_bad_batch_is_refused_with_nothing_applied() {
             (400, "invalid_request"),
             "{offset}: {body}"
         );
-        assert_eq!(contact(), before, "{offset}: nothing recorded");
+        assert_eq!(contact().await, before, "{offset}: nothing recorded");
     }
     assert_eq!(held(&world, "store-9"), (3, 3));
 
@@ -528,4 +532,65 @@ async fn a_device_gets_no_event_newer_than_its_protocol() {
         .collect();
     assert_eq!(joined, [&json!("store-9"), &json!("store-8")], "{current}");
     assert!(current.get("upgrade_to_protocol").is_none(), "{current}");
+}
+
+/// Replay protection costs no write per request and still holds across a
+/// restart: a request captured before the hub restarted, replayed within
+/// its freshness window after, is refused; a fresh one is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_captured_before_a_hub_restart_cannot_be_replayed_after_it() {
+    let mut world = World::new();
+    world.start_hub();
+    let device = Device::enroll(&world, "store-9").await;
+    let captured = Twist {
+        timestamp_ms: Some(jiff::Timestamp::now().as_millisecond()),
+        nonce: Some(signing::nonce().expect("nonce")),
+        ..Twist::default()
+    };
+    let (status, body) = device
+        .send(
+            &world,
+            "GET",
+            "/v1/sync/head",
+            &mut Vec::new(),
+            captured.clone(),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = device
+        .send(
+            &world,
+            "GET",
+            "/v1/sync/head",
+            &mut Vec::new(),
+            captured.clone(),
+            &[],
+        )
+        .await;
+    assert_eq!((status, code(&body)), (401, "replayed_request"), "{body}");
+    world.kill_hub();
+    world.start_hub();
+    let (status, body) = device
+        .send(
+            &world,
+            "GET",
+            "/v1/sync/head",
+            &mut Vec::new(),
+            captured,
+            &[],
+        )
+        .await;
+    assert_eq!((status, code(&body)), (401, "replayed_request"), "{body}");
+    let (status, body) = device
+        .send(
+            &world,
+            "GET",
+            "/v1/sync/head",
+            &mut Vec::new(),
+            Twist::default(),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
 }

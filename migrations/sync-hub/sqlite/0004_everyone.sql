@@ -10,3 +10,7 @@ CREATE TABLE hub_meta (
 INSERT INTO hub_meta (key, value)
 SELECT 'address_to_everyone', 'pending'
 WHERE EXISTS (SELECT 1 FROM locations WHERE public_key IS NOT NULL);
+
+-- Nonces of signed requests are kept in memory now (with requests signed
+-- before the hub started refused), not written for every request.
+DROP TABLE nonces;

@@ -159,17 +159,18 @@ async fn verify(state: &AppState, request: Request) -> ApiResult<Signed> {
         at_ms: now,
         clock_offset_ms: reported.unwrap_or(timestamp - now),
         backlog_events,
+        synced_at_ms: None,
     };
     let expires_at_ms = timestamp.max(now) + FRESHNESS_WINDOW_MS;
     if !state
         .storage
-        .admit(&location, &nonce, expires_at_ms, seen)
+        .admit(&location, &nonce, timestamp, expires_at_ms, seen)
         .await?
     {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "replayed_request",
-            "this nonce was used before",
+            "this nonce was used before, or the request was signed before the hub started; sign a new one",
         ));
     }
     Ok(Signed {

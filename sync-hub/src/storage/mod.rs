@@ -1,6 +1,7 @@
 //! The hub's storage: one trait, chosen once at start-up. Handlers see only
 //! [`HubStorage`]; the embedded SQLite backend is the default.
 
+mod recent;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -144,6 +145,9 @@ pub struct Seen {
     pub at_ms: i64,
     pub clock_offset_ms: i64,
     pub backlog_events: Option<u64>,
+    /// When the device last reported nothing waiting to sync (kept by the
+    /// backend from the readings; `None` as a device reports them).
+    pub synced_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -233,13 +237,16 @@ pub trait HubStorage: Send + Sync + std::fmt::Debug + 'static {
         now_ms: i64,
     ) -> StorageResult<Enrolled>;
     async fn device(&self, location: &LocationId) -> StorageResult<Option<Device>>;
-    /// Records a signed request's nonce and the device's health readings,
-    /// in one transaction; `false` (and nothing recorded) if the nonce was
-    /// seen before.
+    /// Takes a signed, fresh request's nonce and the device's health
+    /// readings; `false` (and nothing taken) if the nonce was seen before,
+    /// or if the request cannot be told apart from a replay (signed at
+    /// `signed_at_ms`, before the backend could remember its nonce). Runs
+    /// for every signed request: it must not cost a durable write each.
     async fn admit(
         &self,
         location: &LocationId,
         nonce: &str,
+        signed_at_ms: i64,
         expires_at_ms: i64,
         seen: Seen,
     ) -> StorageResult<bool>;

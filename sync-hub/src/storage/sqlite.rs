@@ -15,6 +15,7 @@ use shared::event::ChainHead;
 use shared::protocol::{EnrollRequest, HeadRef, InboxEvent};
 use shared::{BookingId, BookingState, Event, EventBody, Hash, LocationId, ParticipantId, PoolId};
 
+use super::recent::Recent;
 use super::{
     Delivery, Device, DeviceStatus, Enrolled, HubBooking, HubStorage, LocationHealth, Placed,
     PoolSummary, Pushed, Seen, StorageError, StorageResult, WebOrder,
@@ -118,6 +119,54 @@ struct Inner {
     inboxes: Arc<Inboxes>,
     /// The last hub seq published to `inboxes`.
     published: Mutex<u64>,
+    recent: Recent,
+    /// Whether the task writing `recent`'s readings runs.
+    writing_readings: std::sync::atomic::AtomicBool,
+}
+
+/// How often devices' health readings are written: one transaction for all
+/// of them. Well under the 5 s after which a store counts as unreachable,
+/// and reads that judge reachability look at the readings in memory first.
+const READINGS_WRITTEN_EVERY: Duration = Duration::from_secs(1);
+
+/// Writes the readings taken since the last time, until the storage goes.
+async fn write_readings(inner: std::sync::Weak<Inner>) {
+    loop {
+        tokio::time::sleep(READINGS_WRITTEN_EVERY).await;
+        let Some(inner) = inner.upgrade() else { return };
+        let readings = inner.recent.unwritten();
+        if readings.is_empty() {
+            continue;
+        }
+        let storage = SqliteStorage {
+            inner: inner.clone(),
+        };
+        let written = readings.clone();
+        let outcome = storage
+            .write(move |tx| {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE locations SET last_seen_at_ms = ?2, clock_offset_ms = ?3,
+                            backlog_events = coalesce(?4, backlog_events),
+                            synced_at_ms = coalesce(?5, synced_at_ms)
+                     WHERE id = ?1",
+                )?;
+                for (id, seen) in &written {
+                    stmt.execute(params![
+                        id.as_str(),
+                        seen.at_ms,
+                        seen.clock_offset_ms,
+                        seen.backlog_events.map(|b| b as i64),
+                        seen.synced_at_ms
+                    ])?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = outcome {
+            tracing::error!(error = %e, "writing devices' health readings failed; trying again");
+            inner.recent.unwritten_again(readings);
+        }
+    }
 }
 
 /// Publishes the hub events committed since the last call (the writer's
@@ -205,6 +254,8 @@ impl SqliteStorage {
                 path,
                 inboxes: Arc::new(Inboxes::new(head)),
                 published: Mutex::new(head),
+                recent: Recent::new(jiff::Timestamp::now().as_millisecond()),
+                writing_readings: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -1219,6 +1270,7 @@ fn load_booking(conn: &Connection, id: &BookingId) -> StorageResult<Option<HubBo
 
 fn location_reachable(
     conn: &Connection,
+    recent: &Recent,
     location: &LocationId,
     unreachable_after_ms: i64,
     now_ms: i64,
@@ -1229,13 +1281,19 @@ fn location_reachable(
         .prepare_cached("SELECT last_seen_at_ms, status FROM locations WHERE id = ?1")?
         .query_row([location.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
+    // The readings in memory are newer than those written.
+    let heard = recent.seen(location).map(|s| s.at_ms);
     Ok(row.is_some_and(|(last_seen, status)| {
-        status == "active" && last_seen.is_some_and(|at| now_ms - at <= unreachable_after_ms)
+        status == "active"
+            && last_seen
+                .max(heard)
+                .is_some_and(|at| now_ms - at <= unreachable_after_ms)
     }))
 }
 
 fn place_web_order_in_tx(
     tx: &Transaction<'_>,
+    recent: &Recent,
     order: WebOrder,
     unreachable_after_ms: i64,
     now_ms: i64,
@@ -1301,7 +1359,7 @@ fn place_web_order_in_tx(
     let id = BookingId::generate();
     let mut lines = order.lines;
     lines.sort_by(|a, b| a.pool_id.cmp(&b.pool_id));
-    let reachable = location_reachable(tx, &location, unreachable_after_ms, now_ms)?;
+    let reachable = location_reachable(tx, recent, &location, unreachable_after_ms, now_ms)?;
     // The owner decides when it can; the hub sells its allotment when the
     // owner cannot; otherwise the request waits for the owner.
     let body = if !reachable && fits_hub {
@@ -1498,37 +1556,18 @@ impl HubStorage for SqliteStorage {
         &self,
         location: &LocationId,
         nonce: &str,
+        signed_at_ms: i64,
         expires_at_ms: i64,
         seen: Seen,
     ) -> StorageResult<bool> {
-        let (location, nonce) = (location.clone(), nonce.to_owned());
-        self.write(move |tx| {
-            // Nonces only need remembering while their timestamp is fresh.
-            tx.prepare_cached("DELETE FROM nonces WHERE expires_at_ms < ?1")?
-                .execute([seen.at_ms - shared::signing::FRESHNESS_WINDOW_MS])?;
-            let inserted = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO nonces (location_id, nonce, expires_at_ms) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![location.as_str(), nonce, expires_at_ms])?;
-            if inserted == 0 {
-                return Ok(false);
-            }
-            tx.prepare_cached(
-                "UPDATE locations SET last_seen_at_ms = ?2, clock_offset_ms = ?3,
-                        backlog_events = coalesce(?4, backlog_events),
-                        synced_at_ms = CASE WHEN ?4 = 0 THEN ?2 ELSE synced_at_ms END
-                 WHERE id = ?1",
-            )?
-            .execute(params![
-                location.as_str(),
-                seen.at_ms,
-                seen.clock_offset_ms,
-                seen.backlog_events.map(|b| b as i64)
-            ])?;
-            Ok(true)
-        })
-        .await
+        use std::sync::atomic::Ordering;
+        if !self.inner.writing_readings.swap(true, Ordering::AcqRel) {
+            tokio::spawn(write_readings(Arc::downgrade(&self.inner)));
+        }
+        Ok(self
+            .inner
+            .recent
+            .admit(location, nonce, signed_at_ms, expires_at_ms, seen))
     }
 
     async fn push(
@@ -1557,6 +1596,11 @@ impl HubStorage for SqliteStorage {
                 Ok(pushed)
             })
             .await;
+        if let (Ok(_), Some(before)) = (&result, backlog_before) {
+            self.inner
+                .recent
+                .pushed(&quarantine_for, before.saturating_sub(sent), now_ms);
+        }
         if let Err(StorageError::Refused(Refusal::Fork { seq })) = &result {
             // The refused batch rolled back; the quarantine must stand on its own.
             let seq = *seq;
@@ -1709,8 +1753,11 @@ impl HubStorage for SqliteStorage {
         unreachable_after_ms: i64,
         now_ms: i64,
     ) -> StorageResult<Placed> {
-        self.write(move |tx| place_web_order_in_tx(tx, order, unreachable_after_ms, now_ms))
-            .await
+        let inner = self.inner.clone();
+        self.write(move |tx| {
+            place_web_order_in_tx(tx, &inner.recent, order, unreachable_after_ms, now_ms)
+        })
+        .await
     }
 
     async fn cancel_booking(&self, id: &BookingId, now_ms: i64) -> StorageResult<Placed> {
@@ -1857,6 +1904,7 @@ impl HubStorage for SqliteStorage {
 
     async fn pools(&self, location: &LocationId) -> StorageResult<Vec<PoolSummary>> {
         let location = location.clone();
+        let inner = self.inner.clone();
         self.read(move |conn| {
             let (last_seen, synced_at, backlog, head_seq): (Option<i64>, Option<i64>, Option<i64>, i64) = conn
                 .query_row(
@@ -1866,6 +1914,14 @@ impl HubStorage for SqliteStorage {
                 )
                 .optional()?
                 .ok_or_else(|| StorageError::not_found("location", &location))?;
+            let (last_seen, synced_at, backlog) = match inner.recent.seen(&location) {
+                Some(seen) => (
+                    Some(seen.at_ms),
+                    seen.synced_at_ms.or(synced_at),
+                    seen.backlog_events.map(|b| b as i64).or(backlog),
+                ),
+                None => (last_seen, synced_at, backlog),
+            };
             let last_event_at: Option<i64> = conn.query_row(
                 "SELECT at_ms FROM events WHERE origin = ?1 AND seq = ?2",
                 params![location.as_str(), head_seq],
@@ -1920,7 +1976,8 @@ impl HubStorage for SqliteStorage {
     }
 
     async fn locations(&self) -> StorageResult<Vec<LocationHealth>> {
-        self.read(|conn| {
+        let inner = self.inner.clone();
+        self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT id, name, timezone, status, epoch, head_seq, last_seen_at_ms, backlog_events, clock_offset_ms,
                         (SELECT count(*) FROM view_set_aside WHERE location = locations.id)
@@ -1942,8 +1999,18 @@ impl HubStorage for SqliteStorage {
             })?;
             rows.map(|row| {
                 let (id, name, timezone, status, epoch, head_seq, last_seen, backlog, offset, set_aside) = row?;
+                let id = LocationId::parse(&id).map_err(|_| corrupt("location", &id))?;
+                // Readings in memory are newer than those written.
+                let (last_seen, backlog, offset) = match inner.recent.seen(&id) {
+                    Some(seen) => (
+                        Some(seen.at_ms),
+                        seen.backlog_events.map(|b| b as i64).or(backlog),
+                        Some(seen.clock_offset_ms),
+                    ),
+                    None => (last_seen, backlog, offset),
+                };
                 Ok(LocationHealth {
-                    id: LocationId::parse(&id).map_err(|_| corrupt("location", &id))?,
+                    id,
                     name,
                     timezone,
                     status: DeviceStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
