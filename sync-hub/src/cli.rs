@@ -140,11 +140,19 @@ fn run(cli: Cli) -> Result<()> {
                 ..HubSettings::default()
             };
             let state = crate::open(&data_dir, settings)?;
+            let files = crate::serve::raise_open_file_limit();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
                     .with_context(|| format!("cannot listen on {listen}"))?;
                 println!("listening on http://{}", listener.local_addr()?);
+                match files {
+                    Ok(limit) => println!(
+                        "open files: up to {limit}, room for about {} connected stores",
+                        crate::serve::stores_for_open_files(limit)
+                    ),
+                    Err(e) => eprintln!("could not raise the open file limit: {e}"),
+                }
                 std::io::stdout().flush()?;
                 crate::run(state, listener, shutdown_signal()).await?;
                 Ok(())

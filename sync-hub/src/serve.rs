@@ -210,3 +210,54 @@ async fn http<I>(
     }
     let _ = served.await;
 }
+
+/// File descriptors the hub keeps for itself whatever the fleet: the
+/// database and its WAL, read connections, the listener, logs, and a
+/// margin for webhooks deliveries and admin requests.
+pub const RESERVED_OPEN_FILES: u64 = 64;
+
+/// Connections a connected store holds at once: its long poll, and a push
+/// or a health report beside it.
+pub const CONNECTIONS_PER_STORE: u64 = 2;
+
+/// Raises this process's soft limit on open files to its hard limit (the
+/// ceiling the service manager or the operator set, e.g. `LimitNOFILE` in
+/// the systemd unit), since every connected store holds a socket; returns
+/// the limit now in force.
+pub fn raise_open_file_limit() -> io::Result<u64> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(io::Error::from)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(io::Error::from)?;
+    }
+    let (soft, _) = getrlimit(Resource::RLIMIT_NOFILE).map_err(io::Error::from)?;
+    Ok(soft)
+}
+
+/// How many stores can stay connected under an open-file limit of
+/// `limit`.
+pub fn stores_for_open_files(limit: u64) -> u64 {
+    limit.saturating_sub(RESERVED_OPEN_FILES) / CONNECTIONS_PER_STORE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_file_limit_is_raised_to_the_hard_limit() {
+        let limit = raise_open_file_limit().unwrap();
+        let (soft, hard) =
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+        assert_eq!(soft, hard);
+        assert_eq!(limit, soft);
+    }
+
+    #[test]
+    fn each_store_needs_two_files_beyond_the_reserve() {
+        assert_eq!(stores_for_open_files(0), 0);
+        assert_eq!(stores_for_open_files(RESERVED_OPEN_FILES), 0);
+        assert_eq!(stores_for_open_files(1024), 480);
+        assert_eq!(stores_for_open_files(1_048_576), 524_256);
+    }
+}
