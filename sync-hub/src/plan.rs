@@ -4,7 +4,7 @@
 //! what a device may author at all.
 
 use shared::event::{ChainHead, ChainVerdict, check_next};
-use shared::{Event, Hash, LocationId, ParticipantId};
+use shared::{Event, EventBody, Hash, LocationId, ParticipantId};
 
 /// Why a batch is refused. Nothing of a refused batch is applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,8 +64,30 @@ pub struct DeviceLog {
     pub epoch_start_seq: u64,
 }
 
-/// Checks a batch against the hub's head of its log and returns the index
-/// of the first event to apply (`events.len()` when all are duplicates).
+/// A batch that passed the chain checks: where its new events start, and
+/// what each new event was found to be on the way, so that nothing is
+/// computed twice (a batch of 500 events is hashed and parsed once).
+#[derive(Debug)]
+pub struct Planned {
+    /// Index of the first event to apply (`events.len()` when all are
+    /// duplicates).
+    pub first_new: usize,
+    /// One per event from `first_new` on, in order.
+    pub new: Vec<Checked>,
+}
+
+/// A new event of a batch, as checked.
+#[derive(Debug)]
+pub struct Checked {
+    /// Its hash, which the next event's `prev` was checked against.
+    pub hash: Hash,
+    /// Its body as canonical JSON, which the hash covers: stored as it is.
+    pub canonical_body: String,
+    pub body: EventBody,
+}
+
+/// Checks a batch against the hub's head of its log: which of its events
+/// to apply, and each of those hashed and parsed.
 ///
 /// `stored_hash(seq)` is the hash the hub holds at a `seq` not beyond its
 /// head.
@@ -73,10 +95,11 @@ pub fn plan_batch(
     log: &DeviceLog,
     events: &[Event],
     mut stored_hash: impl FnMut(u64) -> Option<Hash>,
-) -> Result<usize, Refusal> {
+) -> Result<Planned, Refusal> {
     let origin = ParticipantId::Location(log.origin.clone());
     let mut first_new = events.len();
-    let mut previous: Option<&Event> = None;
+    let mut new = Vec::new();
+    let mut previous: Option<(&Event, Hash)> = None;
     for (index, event) in events.iter().enumerate() {
         if event.origin != origin {
             return Err(Refusal::Forbidden(format!(
@@ -84,12 +107,13 @@ pub fn plan_batch(
                 log.origin, event.origin
             )));
         }
-        if let Some(prev) = previous
-            && (event.seq != prev.seq + 1 || event.prev != prev.hash())
+        let (hash, canonical_body) = event.sealed();
+        if let Some((prev, prev_hash)) = previous
+            && (event.seq != prev.seq + 1 || event.prev != prev_hash)
         {
             return Err(Refusal::BrokenChain { seq: event.seq });
         }
-        previous = Some(event);
+        previous = Some((event, hash));
         if event.seq > log.head.seq && first_new == events.len() {
             first_new = index;
         }
@@ -135,17 +159,35 @@ pub fn plan_batch(
                     event.seq, event.epoch, log.epoch
                 )));
             }
-            event.typed().map_err(|e| {
+            let body = event.typed().map_err(|e| {
                 Refusal::BadEvent(format!("event {} has a bad body: {e}", event.seq))
             })?;
+            new.push(Checked {
+                hash,
+                canonical_body,
+                body,
+            });
         }
     }
-    Ok(first_new)
+    Ok(Planned { first_new, new })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn first_new(
+        log: &DeviceLog,
+        events: &[Event],
+        stored_hash: impl FnMut(u64) -> Option<Hash>,
+    ) -> Result<usize, Refusal> {
+        let planned = plan_batch(log, events, stored_hash)?;
+        assert_eq!(planned.new.len(), events.len() - planned.first_new);
+        for (checked, event) in planned.new.iter().zip(&events[planned.first_new..]) {
+            assert_eq!(checked.hash, event.hash());
+        }
+        Ok(planned.first_new)
+    }
     use shared::{EventBody, PoolId};
 
     fn origin() -> LocationId {
@@ -189,12 +231,9 @@ mod tests {
     fn a_batch_after_the_head_applies_whole_and_a_repeated_one_applies_nothing() {
         let events = chain(5, 1);
         let hash_at = |seq: u64| Some(events[seq as usize - 1].hash());
-        assert_eq!(
-            plan_batch(&log(&events, 2, 1), &events[2..], hash_at),
-            Ok(0)
-        );
-        assert_eq!(plan_batch(&log(&events, 2, 1), &events, hash_at), Ok(2));
-        assert_eq!(plan_batch(&log(&events, 5, 1), &events, hash_at), Ok(5));
+        assert_eq!(first_new(&log(&events, 2, 1), &events[2..], hash_at), Ok(0));
+        assert_eq!(first_new(&log(&events, 2, 1), &events, hash_at), Ok(2));
+        assert_eq!(first_new(&log(&events, 5, 1), &events, hash_at), Ok(5));
     }
 
     #[test]
@@ -202,22 +241,22 @@ mod tests {
         let events = chain(5, 1);
         let hash_at = |seq: u64| Some(events[seq as usize - 1].hash());
         assert_eq!(
-            plan_batch(&log(&events, 1, 1), &events[3..], hash_at),
+            first_new(&log(&events, 1, 1), &events[3..], hash_at),
             Err(Refusal::Gap { expected: 2 })
         );
         let other = chain(5, 1);
         assert_eq!(
-            plan_batch(&log(&events, 3, 1), &other[1..], hash_at),
+            first_new(&log(&events, 3, 1), &other[1..], hash_at),
             Err(Refusal::Fork { seq: 2 })
         );
         let mut tampered = events[2..].to_vec();
         tampered[1].body["delta"] = serde_json::Value::from(99);
         assert_eq!(
-            plan_batch(&log(&events, 2, 1), &tampered, hash_at),
+            first_new(&log(&events, 2, 1), &tampered, hash_at),
             Err(Refusal::BrokenChain { seq: 5 })
         );
         assert!(matches!(
-            plan_batch(&log(&events, 2, 2), &events[2..], hash_at),
+            first_new(&log(&events, 2, 2), &events[2..], hash_at),
             Err(Refusal::Fenced {
                 seq: 3,
                 epoch: 1,
@@ -231,10 +270,10 @@ mod tests {
         let events = chain(4, 0);
         let mut device = log(&events, 0, 1);
         device.epoch_start_seq = 5;
-        assert_eq!(plan_batch(&device, &events, |_| None), Ok(0));
+        assert_eq!(first_new(&device, &events, |_| None), Ok(0));
         device.epoch_start_seq = 3;
         assert!(matches!(
-            plan_batch(&device, &events, |_| None),
+            first_new(&device, &events, |_| None),
             Err(Refusal::Fenced { seq: 3, .. })
         ));
     }
@@ -244,7 +283,7 @@ mod tests {
         let mut events = chain(1, 1);
         events[0].origin = ParticipantId::parse("store-2").expect("id");
         assert!(matches!(
-            plan_batch(&log(&events, 0, 1), &events, |_| None),
+            first_new(&log(&events, 0, 1), &events, |_| None),
             Err(Refusal::Forbidden(_))
         ));
     }

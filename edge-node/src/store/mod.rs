@@ -35,6 +35,12 @@ pub const DB_FILE: &str = "edge.db";
 /// holding many WAL read marks.
 const READERS: usize = 4;
 
+/// Prepared statements kept per connection. rusqlite keeps 16 by default;
+/// taking a booking or applying an inbox event runs more distinct
+/// statements than that, and a cache smaller than the working set evicts
+/// each statement just before it is needed again, so every write would
+/// parse its SQL afresh.
+const STATEMENT_CACHE: usize = 256;
 /// How long a connection waits for a lock held by another process (the
 /// admin commands) before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -133,6 +139,7 @@ pub(crate) fn open_connection(path: &Path, flags: OpenFlags) -> StoreResult<Conn
     // rusqlite's own default flags assume.
     let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     // WAL: readers never block the writer and the writer never blocks readers.
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {

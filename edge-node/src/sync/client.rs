@@ -25,6 +25,12 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum HubError {
     #[error("the hub is unreachable: {0}")]
     Unreachable(String),
+    /// Nothing listens at the hub's address: its host answered at once
+    /// that the connection is refused (the hub is restarting, say). Asking
+    /// again costs the hub's kernel a reset and nothing else, so the store
+    /// asks again soon and is back within a moment of the hub.
+    #[error("the hub is down: {0}")]
+    Down(String),
     #[error("the hub refused ({status} {code}): {message}")]
     Refused {
         status: u16,
@@ -39,6 +45,32 @@ pub enum HubError {
 }
 
 impl HubError {
+    /// The error of a request that did not get an answer.
+    fn unanswered(error: reqwest::Error) -> Self {
+        let refused = {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+            let mut refused = false;
+            while let Some(e) = source {
+                if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                    refused |= io.kind() == std::io::ErrorKind::ConnectionRefused;
+                }
+                source = e.source();
+            }
+            refused
+        };
+        if refused {
+            Self::Down(error.to_string())
+        } else {
+            Self::Unreachable(error.to_string())
+        }
+    }
+
+    /// Whether the hub could not be reached at all (as opposed to
+    /// answering with a refusal).
+    pub fn unreachable(&self) -> bool {
+        matches!(self, Self::Unreachable(_) | Self::Down(_))
+    }
+
     pub fn code(&self) -> Option<&str> {
         match self {
             Self::Refused { code, .. } => Some(code),
@@ -117,7 +149,7 @@ pub async fn enroll(base: &str, request: &EnrollRequest) -> Result<EnrollRespons
         .timeout(REQUEST_TIMEOUT)
         .send()
         .await
-        .map_err(|e| HubError::Unreachable(e.to_string()))?;
+        .map_err(HubError::unanswered)?;
     let status = response.status().as_u16();
     let body = response
         .bytes()
@@ -220,7 +252,7 @@ impl HubClient {
             .timeout(timeout)
             .send()
             .await
-            .map_err(|e| HubError::Unreachable(e.to_string()))?;
+            .map_err(HubError::unanswered)?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let bytes = response
@@ -282,5 +314,41 @@ mod tests {
         assert_eq!(clock_sample(1_000, 1_100, i64::MIN), None);
         assert_eq!(clock_sample(1_000, 1_100, i64::MAX), None);
         assert_eq!(clock_sample(1_000, 900, 50), None, "time ran back");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_says_the_hub_is_down_and_silence_that_it_is_unreachable() {
+        // Nothing listens on a port just released: refused at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let request = EnrollRequest {
+            token: "t".into(),
+            public_key: "k".into(),
+            location: None,
+            head_seq: 0,
+            restore: false,
+        };
+        let error = enroll(&format!("http://127.0.0.1:{port}"), &request)
+            .await
+            .expect_err("nothing listens");
+        assert!(matches!(error, HubError::Down(_)), "{error:?}");
+        assert!(error.unreachable());
+        // A listener that never answers: the request times out, which is
+        // no sign that the hub is restarting.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = silent.local_addr().expect("addr");
+        let answer = http_client()
+            .get(format!("http://{addr}/"))
+            .timeout(std::time::Duration::from_millis(200))
+            .send()
+            .await
+            .expect_err("no answer");
+        let error = HubError::unanswered(answer);
+        assert!(matches!(error, HubError::Unreachable(_)), "{error:?}");
+        assert!(error.unreachable());
     }
 }

@@ -23,8 +23,23 @@ const BACKOFF_BASE: Duration = Duration::from_millis(200);
 /// first loop through also wakes the other), long enough that even a
 /// thousand stores retrying cost the hub a few hundred requests a second.
 const BACKOFF_MAX: Duration = Duration::from_secs(3);
+/// Longest wait before asking again when the hub's host refused the
+/// connection (nothing listens: the hub is restarting). A refused connection
+/// costs the hub's kernel a reset and the hub process nothing, so stores ask
+/// at this pace however long the outage, and replay within a moment of the
+/// hub's return instead of sitting out a backoff.
+const DOWN_RETRY_MAX: Duration = Duration::from_millis(400);
 /// How often a refused device asks again whether it was let back in.
 const REFUSED_RETRY: Duration = Duration::from_secs(30);
+
+/// A wait between half and all of `ceiling`, at random, so that stores
+/// that lost the hub together do not come back together.
+fn jittered(ceiling: Duration) -> Duration {
+    let mut bytes = [0u8; 8];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+    let fraction = u64::from_le_bytes(bytes) as f64 / u64::MAX as f64;
+    ceiling.mul_f64(0.5 + fraction / 2.0)
+}
 
 /// Exponential backoff with jitter, so a hub coming back is not hit by
 /// every store at the same instant.
@@ -39,15 +54,29 @@ impl Backoff {
             .saturating_mul(1 << self.attempt.min(16))
             .min(BACKOFF_MAX);
         self.attempt = self.attempt.saturating_add(1);
-        let mut bytes = [0u8; 8];
-        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
-        let fraction = u64::from_le_bytes(bytes) as f64 / u64::MAX as f64;
-        // Between half and all of the ceiling.
-        ceiling.mul_f64(0.5 + fraction / 2.0)
+        jittered(ceiling)
     }
 
     fn reset(&mut self) {
         self.attempt = 0;
+    }
+}
+
+/// A batch ready to send: the events after `after`, signed and encoded.
+#[derive(Debug)]
+struct Prepared {
+    after: u64,
+    last_sent: u64,
+    /// Events not yet acknowledged when the batch was read, for the hub's
+    /// dashboard.
+    backlog: u64,
+    body: Vec<u8>,
+}
+
+/// Waits for a recording in flight to commit.
+async fn settle(recording: &mut Option<tokio::task::JoinHandle<()>>) {
+    if let Some(handle) = recording.take() {
+        let _ = handle.await;
     }
 }
 
@@ -87,14 +116,17 @@ struct Sync {
 }
 
 impl Sync {
+    /// Changes the link's health and says what to record of it.
+    fn health_update(&self, update: impl FnOnce(&mut Health) -> SyncUpdate) -> SyncUpdate {
+        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let mut update = update(&mut health);
+        update.state = Some(health.state());
+        update.error = Some(health.error());
+        update
+    }
+
     async fn record(&self, update: impl FnOnce(&mut Health) -> SyncUpdate) -> StoreResult<()> {
-        let update = {
-            let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
-            let mut update = update(&mut health);
-            update.state = Some(health.state());
-            update.error = Some(health.error());
-            update
-        };
+        let update = self.health_update(update);
         self.store
             .write(move |ctx| ops::record_sync(ctx, update))
             .await
@@ -135,7 +167,7 @@ impl Sync {
     ) -> bool {
         let pushing = head.is_some();
         let message = error.to_string();
-        let unreachable = matches!(error, HubError::Unreachable(_));
+        let unreachable = error.unreachable();
         tracing::warn!(error = %message, pushing, "sync exchange failed");
         let _ = self
             .record(|h| {
@@ -159,6 +191,8 @@ impl Sync {
         );
         let wait = if refused {
             REFUSED_RETRY
+        } else if matches!(error, HubError::Down(_)) {
+            backoff.next().min(jittered(DOWN_RETRY_MAX))
         } else {
             backoff.next()
         };
@@ -173,13 +207,9 @@ impl Sync {
         }
     }
 
-    /// Pushes the events after `acked` (one bounded batch); the answer and
-    /// the last seq sent.
-    async fn push_from(
-        &self,
-        acked: u64,
-        backlog: u64,
-    ) -> Result<Option<(Exchange<PushResponse>, u64)>, HubError> {
+    /// Reads, signs and encodes the events after `acked` (one bounded
+    /// batch); `None` when there are none.
+    async fn prepare(&self, acked: u64, backlog: u64) -> Result<Option<Prepared>, HubError> {
         let me = self.store.node().participant();
         let origin = me.clone();
         let batch = self
@@ -211,9 +241,34 @@ impl Sync {
             head_signature,
         };
         let body = serde_json::to_vec(&request).map_err(|e| HubError::Protocol(e.to_string()))?;
-        let path = format!("/v1/sync/push?backlog={backlog}");
+        Ok(Some(Prepared {
+            after: acked,
+            last_sent,
+            backlog,
+            body,
+        }))
+    }
+
+    /// Sends a prepared batch; the hub's answer.
+    async fn send(&self, batch: Prepared) -> Result<Exchange<PushResponse>, HubError> {
+        let path = format!("/v1/sync/push?backlog={}", batch.backlog);
         self.client
-            .call::<PushResponse>(Method::POST, &path, Some(body), REQUEST_TIMEOUT)
+            .call::<PushResponse>(Method::POST, &path, Some(batch.body), REQUEST_TIMEOUT)
+            .await
+    }
+
+    /// Pushes the events after `acked` (one bounded batch); the answer and
+    /// the last seq sent.
+    async fn push_from(
+        &self,
+        acked: u64,
+        backlog: u64,
+    ) -> Result<Option<(Exchange<PushResponse>, u64)>, HubError> {
+        let Some(batch) = self.prepare(acked, backlog).await? else {
+            return Ok(None);
+        };
+        let last_sent = batch.last_sent;
+        self.send(batch)
             .await
             .map(|exchange| Some((exchange, last_sent)))
     }
@@ -292,12 +347,25 @@ impl Sync {
             .map_err(|e| HubError::Protocol(e.to_string()))
     }
 
+    /// Replays our log after the hub's acknowledged head, as fast as the
+    /// two disks allow: while the hub applies one batch, the next is read,
+    /// signed and encoded, and the acknowledgment of the one before is
+    /// committed here. Batches still go one at a time, so the hub sees them
+    /// in order and never answers a gap to a healthy replay.
     async fn push_loop(mut self) {
         let mut backoff = Backoff::default();
         let mut head = self.store.head_seq();
         let mut reconciled = false;
+        // The hub's acknowledged head as last heard, when it is ahead of
+        // what `sync_state` holds yet; `None` after anything that rewinds.
+        let mut heard: Option<u64> = None;
+        let mut next: Option<tokio::task::JoinHandle<Result<Option<Prepared>, HubError>>> = None;
+        let mut recording: Option<tokio::task::JoinHandle<()>> = None;
         while !self.stopping() {
             if !reconciled {
+                heard = None;
+                next = None;
+                settle(&mut recording).await;
                 match self.reconcile().await {
                     Ok(()) => reconciled = true,
                     Err(e) => {
@@ -308,25 +376,37 @@ impl Sync {
                     }
                 }
             }
-            let acked = match self.store.read(queries::sync_row).await {
-                Ok(row) => row.acked_seq,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the sync state");
-                    if !self.pause(backoff.next()).await {
-                        return;
+            let acked = match heard {
+                Some(acked) => acked,
+                None => match self.store.read(queries::sync_row).await {
+                    Ok(row) => row.acked_seq,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read the sync state");
+                        if !self.pause(backoff.next()).await {
+                            return;
+                        }
+                        continue;
                     }
-                    continue;
-                }
+                },
             };
             let local = *head.borrow_and_update();
             if acked >= local {
+                next = None;
                 tokio::select! {
                     _ = head.changed() => {}
                     _ = self.stop.wait_for(|stop| *stop) => return,
                 }
                 continue;
             }
-            match self.push_from(acked, local - acked).await {
+            let prepared = match next.take() {
+                Some(handle) => match handle.await {
+                    Ok(Ok(Some(batch))) if batch.after == acked => Ok(Some(batch)),
+                    _ => self.prepare(acked, local - acked).await,
+                },
+                None => self.prepare(acked, local - acked).await,
+            };
+            let batch = match prepared {
+                Ok(Some(batch)) => batch,
                 Ok(None) => {
                     // Nothing after `acked` although the head is beyond it:
                     // never expected; do not spin on it.
@@ -334,8 +414,32 @@ impl Sync {
                     if !self.pause(backoff.next()).await {
                         return;
                     }
+                    continue;
                 }
-                Ok(Some((exchange, last_sent))) if exchange.value.acked.seq > last_sent => {
+                Err(e) => {
+                    if !self.failed(&e, Some(&mut head), &mut backoff).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let last_sent = batch.last_sent;
+            if last_sent < local {
+                let this = self.clone();
+                next = Some(tokio::spawn(async move {
+                    this.prepare(last_sent, local - last_sent).await
+                }));
+            }
+            let exchange = self.send(batch).await;
+            if !matches!(&exchange, Ok(e) if e.value.acked.seq <= last_sent) {
+                // Whatever follows records an error or rewinds: after the
+                // acknowledgment before it, not before.
+                settle(&mut recording).await;
+                next = None;
+                heard = None;
+            }
+            match exchange {
+                Ok(exchange) if exchange.value.acked.seq > last_sent => {
                     let behind = HubError::Refused {
                         status: 409,
                         code: "fork".into(),
@@ -351,22 +455,29 @@ impl Sync {
                         return;
                     }
                 }
-                Ok(Some((exchange, _))) => {
+                Ok(exchange) => {
                     backoff.reset();
                     let acked = exchange.value.acked.seq;
+                    heard = Some(acked);
                     let offset = exchange.clock_offset_ms;
-                    let _ = self
-                        .record(|h| {
-                            self.reached(h);
-                            h.push_error = None;
-                            SyncUpdate {
-                                acked_seq: Some(acked),
-                                pushed: true,
-                                clock_offset_ms: offset,
-                                ..SyncUpdate::default()
-                            }
-                        })
-                        .await;
+                    let update = self.health_update(|h| {
+                        self.reached(h);
+                        h.push_error = None;
+                        SyncUpdate {
+                            acked_seq: Some(acked),
+                            pushed: true,
+                            clock_offset_ms: offset,
+                            ..SyncUpdate::default()
+                        }
+                    });
+                    let before = recording.take();
+                    let store = self.store.clone();
+                    recording = Some(tokio::spawn(async move {
+                        if let Some(before) = before {
+                            let _ = before.await;
+                        }
+                        let _ = store.write(move |ctx| ops::record_sync(ctx, update)).await;
+                    }));
                 }
                 Err(HubError::Refused {
                     code,
@@ -388,6 +499,7 @@ impl Sync {
                 }
             }
         }
+        settle(&mut recording).await;
     }
 
     async fn pull_loop(mut self) {

@@ -52,6 +52,12 @@ pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
 /// Read connections kept open.
 const READERS: usize = 4;
+/// Prepared statements kept per connection. rusqlite keeps 16 by default;
+/// applying one event runs more distinct statements than that (checks,
+/// insert, view and ledger updates), and a cache smaller than the working
+/// set evicts each statement just before it is needed again, so every
+/// event would parse its SQL afresh.
+const STATEMENT_CACHE: usize = 256;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DB_FILE: &str = "hub.db";
 
@@ -61,6 +67,7 @@ fn open_connection(path: &Path, flags: OpenFlags) -> StorageResult<Connection> {
     // rusqlite's own default flags assume.
     let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StorageError::Backend(format!(
@@ -382,6 +389,19 @@ fn insert_event(
     now_ms: i64,
 ) -> StorageResult<Hash> {
     let (hash, body) = event.sealed();
+    insert_sealed(conn, event, &hash, &body, recipient, now_ms)?;
+    Ok(hash)
+}
+
+/// Stores an event whose hash and canonical body are already known.
+fn insert_sealed(
+    conn: &Connection,
+    event: &Event,
+    hash: &Hash,
+    body: &str,
+    recipient: Option<&str>,
+    now_ms: i64,
+) -> StorageResult<()> {
     conn.prepare_cached(
         "INSERT INTO events (origin, seq, epoch, id, prev, hash, at_ms, kind, body, recipient, received_at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -399,7 +419,7 @@ fn insert_event(
         recipient,
         now_ms
     ])?;
-    Ok(hash)
+    Ok(())
 }
 
 fn hub_head(conn: &Connection) -> StorageResult<ChainHead> {
@@ -1137,7 +1157,7 @@ fn push_in_tx(
         epoch: device.epoch,
         epoch_start_seq: device.epoch_start_seq,
     };
-    let first_new = {
+    let planned = {
         let mut stmt =
             tx.prepare_cached("SELECT hash FROM events WHERE origin = ?1 AND seq = ?2")?;
         plan::plan_batch(&log, events, |seq| {
@@ -1148,12 +1168,11 @@ fn push_in_tx(
             .and_then(|h| Hash::parse_hex(&h))
         })?
     };
+    let first_new = planned.first_new;
     let mut head = log.head;
     let mut changed = Vec::new();
-    for event in &events[first_new..] {
-        let body = event
-            .typed()
-            .map_err(|e| Refusal::BadEvent(format!("event {} has a bad body: {e}", event.seq)))?;
+    for (event, checked) in events[first_new..].iter().zip(planned.new) {
+        let body = checked.body;
         if let Err(denied) = authz::check(event, &body, &TxView(tx))? {
             tracing::warn!(%location, event.seq = event.seq, event.kind = %event.kind, %denied, "refused an event");
             return Err(match denied {
@@ -1162,7 +1181,8 @@ fn push_in_tx(
             }
             .into());
         }
-        let hash = insert_event(tx, event, None, now_ms)?;
+        let hash = checked.hash;
+        insert_sealed(tx, event, &hash, &checked.canonical_body, None, now_ms)?;
         let effects = apply_to_view(tx, event, &body)?;
         changed.extend(effects.changed.iter().copied());
         settle(tx, effects, now_ms)?;
