@@ -184,6 +184,11 @@ impl Served {
         None
     }
 
+    /// The process id, to read its figures from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no shutdown, nothing but what was committed survives.
     pub fn kill(mut self) {
         self.child.kill().expect("SIGKILL");

@@ -4,6 +4,9 @@
 //! applied: its effect is recorded in our own log (our decision on a
 //! request, units credited, or what we observed of others), carrying the
 //! hub seq it came from, and the pull cursor moves in the same transaction.
+//! The catalog of others and locations joining are only learned (kept in
+//! the state tables, not our log) until our log names what they created:
+//! what every store hears of must not be copied into every store's log.
 //!
 //! An event that fails the checks or cannot be applied here is set aside
 //! (an `inbox_set_aside` event of our own log, which the hub receives and
@@ -22,13 +25,14 @@ use super::ops::{emit, fits, granted_to, pool_row};
 use super::{StoreError, StoreResult, WriteCtx, queries};
 
 pub fn apply_inbox(ctx: &mut WriteCtx<'_>, events: &[InboxEvent]) -> StoreResult<usize> {
-    let cursor = queries::sync_row(ctx.conn())?.pull_cursor;
+    let row = queries::sync_row(ctx.conn())?;
     let mut applied = 0;
     for inbox in events {
-        if inbox.hub_seq <= cursor {
+        if inbox.hub_seq <= row.pull_cursor {
             continue;
         }
-        match ctx.attempt(|ctx| apply_hub_event(ctx, inbox))? {
+        let learn_only = inbox.hub_seq <= row.relearn_until;
+        match ctx.attempt(|ctx| apply_hub_event(ctx, inbox, learn_only))? {
             Ok(()) => {}
             Err(e) if e.is_transient() => return Err(e),
             Err(e) => set_aside(ctx, inbox, &e)?,
@@ -44,8 +48,13 @@ pub fn apply_inbox(ctx: &mut WriteCtx<'_>, events: &[InboxEvent]) -> StoreResult
 }
 
 /// One event of the hub's log: the hub's own word, or another
-/// participant's event the hub relays.
-fn apply_hub_event(ctx: &mut WriteCtx<'_>, inbox: &InboxEvent) -> StoreResult<()> {
+/// participant's event the hub relays. With `learn_only` (an event our log
+/// took in before a rebuild), only what is learned and not logged.
+fn apply_hub_event(
+    ctx: &mut WriteCtx<'_>,
+    inbox: &InboxEvent,
+    learn_only: bool,
+) -> StoreResult<()> {
     if inbox.event.origin != ParticipantId::Hub || inbox.event.seq != inbox.hub_seq {
         return Err(StoreError::Invalid(format!(
             "inbox event {} is not from the hub's log",
@@ -61,7 +70,18 @@ fn apply_hub_event(ctx: &mut WriteCtx<'_>, inbox: &InboxEvent) -> StoreResult<()
             )));
         }
     };
+    if learn_only && !learned(&event.kind) {
+        return Ok(());
+    }
     apply_one(ctx, inbox.hub_seq, event)
+}
+
+/// Kinds a store learns from the inbox without logging them.
+fn learned(kind: &str) -> bool {
+    matches!(
+        kind,
+        "resource_created" | "pool_created" | "location_joined"
+    )
 }
 
 /// Records in our log that the inbox event at `inbox.hub_seq` was set aside.
@@ -281,15 +301,16 @@ fn apply_one(ctx: &mut WriteCtx<'_>, hub_seq: u64, event: Event) -> StoreResult<
         }
         // The hub tells every location who joined, this one included.
         EventBody::LocationJoined { location, .. } if me.as_str() == location.as_str() => {}
-        // What others decided or did with bookings we requested or own, and
-        // the catalog of other locations.
+        // What others decided or did with bookings we requested or own.
         EventBody::BookingCreated { .. }
         | EventBody::BookingConfirmed { .. }
         | EventBody::BookingCancelled { .. }
-        | EventBody::BookingFulfilled { .. }
-        | EventBody::ResourceCreated { .. }
+        | EventBody::BookingFulfilled { .. } => observe(ctx, hub_seq, event)?,
+        // The catalog of others and who joined: learned, not copied into
+        // our log, which takes a pool in only once it names it.
+        EventBody::ResourceCreated { .. }
         | EventBody::PoolCreated { .. }
-        | EventBody::LocationJoined { .. } => observe(ctx, hub_seq, event)?,
+        | EventBody::LocationJoined { .. } => ctx.learn(hub_seq, &event)?,
         _ => {}
     }
     Ok(())

@@ -66,6 +66,9 @@ const MIGRATIONS: &[M<'static>] = &[
         "../../../migrations/edge-node/0007_sign_in_devices.sql"
     ))
     .foreign_key_check(),
+    M::up(include_str!(
+        "../../../migrations/edge-node/0008_learned_catalog.sql"
+    )),
 ];
 
 /// A source of wall-clock time. Injectable so tests can run a node whose

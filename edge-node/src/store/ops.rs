@@ -21,8 +21,29 @@ pub use super::inbox::apply_inbox;
 /// Applies `body` to the state tables and appends it to the log, in the
 /// current transaction: the one way a write operation changes anything.
 pub(crate) fn emit(ctx: &mut WriteCtx<'_>, body: EventBody) -> StoreResult<u64> {
+    log_learned(ctx, &body)?;
     ctx.project(&body)?;
     ctx.append(body)
+}
+
+/// Writes into our log, as observed, the catalog of others that `body`
+/// names and that we only learned so far (migration 0008), so that our
+/// log alone rebuilds every pool it names.
+fn log_learned(ctx: &mut WriteCtx<'_>, body: &EventBody) -> StoreResult<()> {
+    let pools = super::project::named_pools(body);
+    if pools.is_empty() {
+        return Ok(());
+    }
+    for (hub_seq, event) in super::project::take_learned(ctx.conn(), &pools)? {
+        emit(
+            ctx,
+            EventBody::Observed {
+                hub_seq,
+                event: Box::new(event),
+            },
+        )?;
+    }
+    Ok(())
 }
 
 pub(super) fn pool_row(ctx: &WriteCtx<'_>, id: &PoolId) -> StoreResult<PoolRow> {

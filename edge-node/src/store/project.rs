@@ -320,6 +320,100 @@ pub(crate) fn apply_deferring(
     Ok(())
 }
 
+/// Takes in another participant's resource or pool, or a location
+/// joining, as observing it would, but keeps a catalog event with its row
+/// (`learned`, migration 0008) instead of in our log: [`log_learned`] puts
+/// it there when our log first names the pool.
+pub(crate) fn learn(
+    conn: &Connection,
+    me: &ParticipantId,
+    hub_seq: u64,
+    event: &shared::Event,
+    at_ms: i64,
+) -> StoreResult<()> {
+    observe(conn, me, event, at_ms)?;
+    let table = match event.kind.as_str() {
+        "resource_created" => "resources",
+        "pool_created" => "pools",
+        _ => return Ok(()),
+    };
+    let id = event
+        .body
+        .get("id")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| StoreError::Corrupt(format!("{} without an id", event.kind)))?;
+    let json = serde_json::to_string(event)
+        .map_err(|e| StoreError::Corrupt(format!("learned event: {e}")))?;
+    conn.prepare_cached(&format!(
+        "UPDATE {table} SET learned = ?2, learned_event = ?3 WHERE id = ?1"
+    ))?
+    .execute(params![id, hub_seq as i64, json])?;
+    Ok(())
+}
+
+/// The pools `body` names as already existing (not those it creates).
+pub(crate) fn named_pools(body: &EventBody) -> Vec<PoolId> {
+    match body {
+        EventBody::PoolAdjusted { pool, .. }
+        | EventBody::AllotmentGranted { pool, .. }
+        | EventBody::AllotmentReturned { pool, .. }
+        | EventBody::AllotmentCredited { pool, .. }
+        | EventBody::AllotmentRecalled { pool, .. } => vec![pool.clone()],
+        EventBody::BookingCreated { lines, .. } => {
+            lines.iter().map(|line| line.pool_id.clone()).collect()
+        }
+        EventBody::Observed { event, .. } => event
+            .typed()
+            .map(|body| named_pools(&body))
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// A row's `learned` hub seq and `learned_event`, both NULL once logged.
+type Learned = (Option<i64>, Option<String>);
+
+/// The learned catalog events a new event of ours naming `pools` needs in
+/// our log first, in the order to write them (a resource before its pool),
+/// each as (hub seq, event); their rows no longer count as learned.
+pub(crate) fn take_learned(
+    conn: &Connection,
+    pools: &[PoolId],
+) -> StoreResult<Vec<(u64, shared::Event)>> {
+    let mut events = Vec::new();
+    for pool in pools {
+        let row: Option<(String, Learned, Learned)> = conn
+            .prepare_cached(
+                "SELECT p.resource_id, r.learned, r.learned_event, p.learned, p.learned_event
+                 FROM pools p JOIN resources r ON r.id = p.resource_id
+                 WHERE p.id = ?1 AND (p.learned IS NOT NULL OR r.learned IS NOT NULL)",
+            )?
+            .query_row([pool.as_str()], |r| {
+                Ok((r.get(0)?, (r.get(1)?, r.get(2)?), (r.get(3)?, r.get(4)?)))
+            })
+            .optional()?;
+        let Some((resource, (resource_seq, resource_event), (pool_seq, pool_event))) = row else {
+            continue;
+        };
+        for (table, id, seq, event) in [
+            ("resources", resource.as_str(), resource_seq, resource_event),
+            ("pools", pool.as_str(), pool_seq, pool_event),
+        ] {
+            let (Some(seq), Some(event)) = (seq, event) else {
+                continue;
+            };
+            let event: shared::Event = serde_json::from_str(&event)
+                .map_err(|e| StoreError::Corrupt(format!("learned event of {id}: {e}")))?;
+            conn.prepare_cached(&format!(
+                "UPDATE {table} SET learned = NULL, learned_event = NULL WHERE id = ?1"
+            ))?
+            .execute([id])?;
+            events.push((seq as u64, event));
+        }
+    }
+    Ok(events)
+}
+
 /// Takes in what another participant did, as far as it concerns us.
 fn observe(
     conn: &Connection,

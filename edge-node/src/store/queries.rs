@@ -533,6 +533,8 @@ pub fn event_hash(conn: &Connection, seq: u64) -> StoreResult<Option<shared::Has
 pub struct SyncRow {
     pub acked_seq: u64,
     pub pull_cursor: u64,
+    /// Inbox events up to this hub seq are only learned again (a rebuild).
+    pub relearn_until: u64,
     pub state: String,
     pub error: Option<String>,
     pub last_push_at_ms: Option<i64>,
@@ -543,7 +545,8 @@ pub struct SyncRow {
 pub fn sync_row(conn: &Connection) -> StoreResult<SyncRow> {
     Ok(conn
         .prepare_cached(
-            "SELECT acked_seq, pull_cursor, state, error, last_push_at_ms, last_pull_at_ms, clock_offset_ms
+            "SELECT acked_seq, pull_cursor, state, error, last_push_at_ms, last_pull_at_ms, clock_offset_ms,
+                    relearn_until
              FROM sync_state WHERE id = 1",
         )?
         .query_row([], |r| {
@@ -555,6 +558,7 @@ pub fn sync_row(conn: &Connection) -> StoreResult<SyncRow> {
                 last_push_at_ms: r.get(4)?,
                 last_pull_at_ms: r.get(5)?,
                 clock_offset_ms: r.get(6)?,
+                relearn_until: r.get::<_, i64>(7)? as u64,
             })
         })?)
 }

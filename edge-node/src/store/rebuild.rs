@@ -66,6 +66,11 @@ pub fn replace_history(
             "the downloaded log books pool {pool}, which it never creates"
         )));
     }
+    // What the inbox taught us without an event of ours (the catalog of
+    // others, who joined) is learned again from the start of the inbox.
+    conn.execute_batch(
+        "UPDATE sync_state SET relearn_until = pull_cursor, pull_cursor = 0 WHERE id = 1;",
+    )?;
     Ok(head)
 }
 

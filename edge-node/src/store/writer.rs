@@ -117,6 +117,15 @@ impl WriteCtx<'_> {
         project::apply(self.conn, &me, body, self.now_ms)
     }
 
+    /// Takes in another participant's catalog or a location joining,
+    /// learned from the hub at `hub_seq`, without an event of our own
+    /// ([`project::learn`]).
+    pub(crate) fn learn(&mut self, hub_seq: u64, event: &shared::Event) -> StoreResult<()> {
+        self.settle_pools()?;
+        let me = self.node.participant();
+        project::learn(self.conn, &me, hub_seq, event, self.now_ms)
+    }
+
     /// Writes the units bookings of this batch took to the pools table:
     /// before anything but a booking runs, and before the commit.
     fn settle_pools(&mut self) -> StoreResult<()> {

@@ -197,6 +197,13 @@ impl HubClient {
         }
     }
 
+    /// The same client over a given HTTP client (a load test that speaks
+    /// for thousands of stores shares one).
+    pub fn with_http(mut self, http: reqwest::Client) -> Self {
+        self.http = http;
+        self
+    }
+
     pub fn key(&self) -> &SigningKey {
         &self.key
     }

@@ -270,6 +270,7 @@ fn a_rebuild_from_the_own_log_restores_what_the_inbox_did() {
     init_dir(dir.path());
     let store = Store::open(dir.path(), Arc::new(SystemClock::default())).expect("open");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let again = inbox.clone();
     let applied = runtime
         .block_on(store.write(move |ctx| ops::apply_inbox(ctx, &inbox)))
         .expect("applied");
@@ -294,6 +295,16 @@ fn a_rebuild_from_the_own_log_restores_what_the_inbox_did() {
         .read_blocking(|conn| queries::events_after(conn, &me, 0, 1_000, usize::MAX))
         .expect("log");
     drop(store);
+    // Our log took in the pool it names (its resource first), and not who
+    // joined: what every store hears of is learned, not logged.
+    let observed: Vec<String> = log
+        .iter()
+        .filter_map(|e| match e.typed() {
+            Ok(EventBody::Observed { event, .. }) => Some(event.kind.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(observed, ["resource_created", "pool_created"]);
 
     let fresh = tempfile::tempdir().expect("tempdir");
     init_dir(fresh.path());
@@ -301,7 +312,26 @@ fn a_rebuild_from_the_own_log_restores_what_the_inbox_did() {
     let tx = conn.transaction().expect("tx");
     rebuild::replace_history(&tx, &me, &log).expect("rebuilt");
     tx.commit().expect("commit");
-    assert_eq!(state(&conn), before);
+    let rebuilt = state(&conn);
+    assert_eq!(rebuilt.1, before.1, "the units our log took in");
+    assert_eq!(
+        (rebuilt.0, rebuilt.2.len()),
+        (0, 0),
+        "the inbox is pulled again"
+    );
+    drop(conn);
+    // Pulled again, the inbox teaches what was learned, and changes nothing
+    // our log already took in (the grant is not credited twice).
+    let store = Store::open(fresh.path(), Arc::new(SystemClock::default())).expect("open");
+    runtime
+        .block_on(store.write(move |ctx| ops::apply_inbox(ctx, &again)))
+        .expect("applied again");
+    let head = *store.head_seq().borrow();
+    assert_eq!(
+        store.read_blocking(|conn| Ok(state(conn))).expect("read"),
+        before
+    );
+    assert_eq!(head, log.len() as u64, "nothing new in our log");
 }
 
 /// Work that runs without its own savepoint: a refusal before writing is
