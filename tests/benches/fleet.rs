@@ -3,7 +3,7 @@
 //! with one real store (its binary) taking the website's orders.
 //!
 //! The fleet grows in steps (`BENCH_FLEET`, default `1000,10000`). At each
-//! step the new stores enroll 16 at a time, each pulling its inbox until it
+//! step the new stores enroll 4 at a time, each pulling its inbox until it
 //! has caught up and then holding a long poll, as a store does all day.
 //! Once all have caught up, a window of `BENCH_WINDOW_SECONDS` (default
 //! 30) measures the hub process (resident memory, threads, CPU), the polls
@@ -24,7 +24,7 @@ use edge_node::sync::client::{self, HubClient, REQUEST_TIMEOUT};
 use reqwest::Method;
 use serde_json::{Value, json};
 use shared::LocationId;
-use shared::limits::LONG_POLL_MAX_MS;
+use shared::limits::{LONG_POLL_MAX_MS, PULL_EVENTS_MAX};
 use shared::protocol::{EnrollRequest, PROTOCOL, PullResponse};
 use shared::signing::SigningKey;
 use tokio::sync::Semaphore;
@@ -32,8 +32,8 @@ use tokio::sync::Semaphore;
 const HUB: &str = env!("CARGO_BIN_EXE_e2e-sync-hub");
 const EDGE: &str = env!("CARGO_BIN_EXE_e2e-edge-node");
 
-/// Enrollments in flight at once: a fleet rolled out by a script.
-const ENROLLING_AT_ONCE: usize = 16;
+/// Enrollments in flight at once: a fleet rolled out by a few scripts.
+const ENROLLING_AT_ONCE: usize = 4;
 /// How long a step may take for every store to catch up.
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(600);
 /// Web orders per second during the window, one after another.
@@ -142,9 +142,13 @@ async fn store(
         match answer {
             Ok(exchange) => {
                 stats.polls.fetch_add(1, Ordering::Relaxed);
-                match exchange.value.events.last() {
-                    Some(last) => cursor = last.hub_seq,
-                    None if !caught_up => {
+                let events = exchange.value.events;
+                if let Some(last) = events.last() {
+                    cursor = last.hub_seq;
+                }
+                // A page short of full holds all there was to read.
+                match events.len() {
+                    n if n < PULL_EVENTS_MAX && !caught_up => {
                         caught_up = true;
                         stats
                             .catch_up
@@ -153,7 +157,7 @@ async fn store(
                             .push(enrolled_at.elapsed());
                         stats.caught_up.fetch_add(1, Ordering::Relaxed);
                     }
-                    None => {}
+                    _ => {}
                 }
             }
             Err(e) => {

@@ -121,7 +121,14 @@ pub struct SqliteStorage {
 #[derive(Debug)]
 struct Inner {
     writer: Mutex<Connection>,
+    /// One permit: a write waits for the writer here, as a task, not as a
+    /// blocking thread parked on the mutex (a burst of pushes or
+    /// enrollments would otherwise hold a thread each).
+    write_turn: Arc<tokio::sync::Semaphore>,
     readers: Mutex<Vec<Connection>>,
+    /// [`READERS`] permits: at most that many reads run at once, each on a
+    /// pooled connection, whatever the number of requests waiting.
+    read_turns: Arc<tokio::sync::Semaphore>,
     path: PathBuf,
     inboxes: Arc<Inboxes>,
     /// The last hub seq published to `inboxes`.
@@ -257,7 +264,9 @@ impl SqliteStorage {
         Ok(Self {
             inner: Arc::new(Inner {
                 writer: Mutex::new(writer),
+                write_turn: Arc::new(tokio::sync::Semaphore::new(1)),
                 readers: Mutex::new(readers),
+                read_turns: Arc::new(tokio::sync::Semaphore::new(READERS)),
                 path,
                 inboxes: Arc::new(Inboxes::new(head)),
                 published: Mutex::new(head),
@@ -273,7 +282,9 @@ impl SqliteStorage {
         F: FnOnce(&Transaction<'_>) -> StorageResult<T> + Send + 'static,
     {
         let inner = self.inner.clone();
+        let turn = turn(&inner.write_turn).await?;
         tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             let mut conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let out = work(&tx)?;
@@ -293,7 +304,9 @@ impl SqliteStorage {
         F: FnOnce(&Connection) -> StorageResult<T> + Send + 'static,
     {
         let inner = self.inner.clone();
+        let turn = turn(&inner.read_turns).await?;
         tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             let pooled = inner
                 .readers
                 .lock()
@@ -313,6 +326,17 @@ impl SqliteStorage {
         .await
         .map_err(|e| StorageError::Backend(format!("read task failed: {e}")))?
     }
+}
+
+/// Waits for a permit of `turns`.
+async fn turn(
+    turns: &Arc<tokio::sync::Semaphore>,
+) -> StorageResult<tokio::sync::OwnedSemaphorePermit> {
+    turns
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| StorageError::Backend(format!("storage closed: {e}")))
 }
 
 fn load_device(conn: &Connection, location: &LocationId) -> StorageResult<Option<Device>> {
