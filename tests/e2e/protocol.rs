@@ -534,6 +534,56 @@ async fn a_device_gets_no_event_newer_than_its_protocol() {
     assert!(current.get("upgrade_to_protocol").is_none(), "{current}");
 }
 
+/// News for everyone (here a location joining) does not end a store's long
+/// poll, or a fleet rolling out would have every waiting store answered
+/// once per enrollment: it rides the answer at the end of the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn news_for_everyone_rides_the_end_of_a_long_poll() {
+    let mut world = World::new();
+    world.start_hub();
+    let first = Device::enroll(&world, "store-9").await;
+    let (status, own) = first
+        .send(
+            &world,
+            "GET",
+            "/v1/sync/pull?after=0&wait_ms=0&protocol=2",
+            &mut Vec::new(),
+            Twist::default(),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{own}");
+    let cursor = own["events"]
+        .as_array()
+        .and_then(|e| e.last())
+        .and_then(|e| e["hub_seq"].as_u64())
+        .expect("its own introduction");
+
+    const WAIT_MS: u64 = 2_000;
+    let started = std::time::Instant::now();
+    let path = format!("/v1/sync/pull?after={cursor}&wait_ms={WAIT_MS}&protocol=2");
+    let mut empty = Vec::new();
+    let poll = first.send(&world, "GET", &path, &mut empty, Twist::default(), &[]);
+    let join = async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        Device::enroll(&world, "store-8").await
+    };
+    let ((status, answer), _) = tokio::join!(poll, join);
+    let waited = started.elapsed();
+    assert_eq!(status, 200, "{answer}");
+    let kinds: Vec<&Value> = answer["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| &e["event"]["body"]["location"])
+        .collect();
+    assert_eq!(kinds, [&json!("store-8")], "{answer}");
+    assert!(
+        waited >= std::time::Duration::from_millis(WAIT_MS - 50),
+        "answered after {waited:?}, before the long poll ended"
+    );
+}
+
 /// Replay protection costs no write per request and still holds across a
 /// restart: a request captured before the hub restarted, replayed within
 /// its freshness window after, is refused; a fresh one is taken.

@@ -339,24 +339,25 @@ pub async fn pull(State(state): State<AppState>, request: Request) -> Response {
             q.wait_ms.unwrap_or(0).min(state.settings.long_poll_max_ms),
         );
         let deadline = tokio::time::Instant::now() + wait;
-        let (mut mine, mut everyone) = state.inboxes.subscribe(&location);
+        let (mut mine, everyone) = state.inboxes.subscribe(&location);
         let speaks = q.protocol.unwrap_or(1);
-        // Read once after subscribing; then, while waiting, wake only for
-        // what is addressed to this store or to everyone, and answer from
-        // the published tail of the log when it holds all there is.
+        // Read once after subscribing; then, while waiting, wake for what
+        // is addressed to this store (a web order, a decision, units), and
+        // answer from the published tail of the log when it holds all
+        // there is. News for everyone (a location joined, another store's
+        // catalog) does not end a wait: it rides the answer at the end of
+        // the long poll. Woken by each, every waiting store would answer
+        // once per broadcast, and a fleet rolling out would cost the hub
+        // stores times enrollments answers; this way it costs one answer
+        // per store per long poll, however much news there is.
         let mut events = state
             .storage
             .inbox(&location, q.after, PULL_EVENTS_MAX)
             .await?;
         while events.is_empty() {
-            let woke = tokio::time::timeout_at(deadline, async {
-                tokio::select! {
-                    changed = mine.changed() => changed.is_ok(),
-                    changed = everyone.changed() => changed.is_ok(),
-                }
-            })
-            .await;
-            if !matches!(woke, Ok(true)) {
+            let woke = tokio::time::timeout_at(deadline, mine.changed()).await;
+            let ended = !matches!(woke, Ok(Ok(())));
+            if ended && !everyone.has_changed().unwrap_or(false) {
                 break;
             }
             events = match state.inboxes.from_tail(&location, q.after, PULL_EVENTS_MAX) {
@@ -368,6 +369,9 @@ pub async fn pull(State(state): State<AppState>, request: Request) -> Response {
                         .await?
                 }
             };
+            if ended {
+                break;
+            }
         }
         // Nothing is skipped: the device gets what it can read, up to the
         // first event it cannot, and is told to upgrade.
