@@ -74,6 +74,7 @@ def propagation(steps, to):
         ax.plot(samples, [(i + 1) / n for i in range(n)], label=f"{label}, {n} samples")
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("write at the server to applied at the store (ms)")
     ax.set_ylabel("fraction of samples")
     ax.set_title("Propagation latency (CDF, all runs)")
