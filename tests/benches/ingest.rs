@@ -165,6 +165,15 @@ fn main() {
     for (dir, token) in edge_dirs.iter().zip(&tokens) {
         cli(EDGE, dir, &["enroll", "--hub", &hub_url, "--token", token]);
     }
+    // The stores' listeners are bound while the hub still holds its port,
+    // so that none of them is given that port once the hub has let it go.
+    let listeners: Vec<std::net::TcpListener> = (0..STORES)
+        .map(|_| {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.set_nonblocking(true).expect("nonblocking");
+            listener
+        })
+        .collect();
     drop(hub);
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -172,11 +181,9 @@ fn main() {
         let mut stores = Vec::new();
         let mut served = Vec::new();
         let mut stops = Vec::new();
-        for (i, dir) in edge_dirs.iter().enumerate() {
+        for (i, (dir, listener)) in edge_dirs.iter().zip(listeners).enumerate() {
             let store = Store::open(dir, Arc::new(SystemClock::default())).expect("open");
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             served.push(tokio::spawn(edge_node::run(
                 store.clone(),
