@@ -167,8 +167,8 @@ def main():
         "documents, written before pouchdb-server starts; timed from `replicate.to(server)` to its completion "
         "(PouchDB's default batch size); both PouchDB sides with synchronous LevelDB writes, as above. "
         "Our figure leaves out the time from the hub's start to its first event (the store's retry, shown "
-        "separately in the bench's own table); PouchDB's includes its replication's start, a fraction of a "
-        "second against runs of tens of seconds.\n"
+        "separately in the bench's own table); PouchDB's includes its replication's start (reading its "
+        "checkpoint), with the server already answering.\n"
     )
     w.append("| measurement | median | each run |")
     w.append("|---|---|---|")
