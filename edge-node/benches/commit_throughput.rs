@@ -529,6 +529,25 @@ fn main() {
             direct[round - 1].per_second()
         );
     }
+    // The figures of each measurement, for `BENCH_JSON`.
+    let figures = |samples: &[Sample]| {
+        json!({
+            "per_second_rounds": samples.iter().map(Sample::per_second).collect::<Vec<_>>(),
+            "per_second": median(samples.iter().map(Sample::per_second).collect()),
+            "p50_ms": median(samples.iter().map(|s| s.percentile(0.50).as_secs_f64() * 1e3).collect()),
+            "p99_ms": median(samples.iter().map(|s| s.percentile(0.99).as_secs_f64() * 1e3).collect()),
+        })
+    };
+    let machine = json!({
+        "bench": "commit_throughput",
+        "rounds": rounds,
+        "seconds": run_for.as_secs_f64(),
+        "raw_sqlite": figures(&raw),
+        "api_1": figures(&one),
+        "api_64": figures(&many),
+        "store_64": figures(&direct),
+        "sqlite_version": rusqlite::version(),
+    });
     let report = |name: &str, samples: &[Sample]| -> f64 {
         let rate = median(samples.iter().map(Sample::per_second).collect());
         let p50 = median(
@@ -609,4 +628,5 @@ fn main() {
             .join(", "),
         median(paired)
     );
+    println!("BENCH_JSON {machine}");
 }

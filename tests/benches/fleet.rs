@@ -185,6 +185,22 @@ struct Window {
 }
 
 impl Window {
+    fn figures(&self, stores: u64) -> Value {
+        json!({
+            "stores": stores,
+            "hub_rss_bytes": self.rss,
+            "hub_threads": self.threads,
+            "hub_cpu_of_one_core": self.cpu,
+            "polls": self.polls,
+            "poll_errors": self.errors,
+            "window_s": self.took.as_secs_f64(),
+            "web_orders_decided": self.latencies.len(),
+            "web_orders_failed": self.failed,
+            "web_order_p50_ms": percentile(&self.latencies, 0.5),
+            "web_order_p99_ms": percentile(&self.latencies, 0.99),
+        })
+    }
+
     fn row(&self, stores: u64) -> String {
         format!(
             "| {stores} | {:.0} MB | {} | {} | {:.0} % | {} / {} ({:.0}/s) | {} / {} | {:.1} / {:.1} ms |",
@@ -364,10 +380,14 @@ fn main() {
                 }
             }
         };
-        rows.push(window_at(&stats).await.row(0));
+        let mut machine_rows = Vec::new();
+        let first = window_at(&stats).await;
+        rows.push(first.row(0));
+        machine_rows.push(first.figures(0));
 
         let mut enrolled = 0;
         let mut enrollment_rows = Vec::new();
+        let mut enrollment_figures = Vec::new();
         for &size in &steps {
             let new = size.saturating_sub(enrolled);
             let began = Instant::now();
@@ -410,7 +430,18 @@ fn main() {
                 catch_up.last().map_or(f64::NAN, |d| d.as_secs_f64() * 1e3),
                 stats.caught_up.load(Ordering::Relaxed),
             ));
-            rows.push(window_at(&stats).await.row(size));
+            enrollment_figures.push(json!({
+                "stores": size,
+                "enrolled_and_caught_up_s": all_in.as_secs_f64(),
+                "enrollment_p50_ms": percentile(&enrollment, 0.5),
+                "enrollment_p99_ms": percentile(&enrollment, 0.99),
+                "catch_up_p50_ms": percentile(&catch_up, 0.5),
+                "catch_up_p99_ms": percentile(&catch_up, 0.99),
+                "caught_up": stats.caught_up.load(Ordering::Relaxed),
+            }));
+            let measured = window_at(&stats).await;
+            rows.push(measured.row(size));
+            machine_rows.push(measured.figures(size));
         }
         let _ = stop.send(true);
         for task in tasks {
@@ -428,6 +459,13 @@ fn main() {
         for row in &enrollment_rows {
             println!("{row}");
         }
+        let machine = json!({
+            "bench": "fleet",
+            "window_seconds": window.as_secs_f64(),
+            "windows": machine_rows,
+            "enrollment": enrollment_figures,
+        });
+        println!("BENCH_JSON {machine}");
     });
     drop(edge);
     drop(hub);

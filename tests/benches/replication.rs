@@ -274,5 +274,17 @@ fn main() {
             percentile(&latencies, 0.5).as_secs_f64() * 1e3,
             percentile(&latencies, 0.99).as_secs_f64() * 1e3
         );
+        let machine = json!({
+            "bench": "replication",
+            "events": total,
+            "hub_up_ms": hub_up.as_secs_f64() * 1e3,
+            "first_event_ms": first_at.as_secs_f64() * 1e3,
+            "replay_events_per_second": total as f64 / replay.as_secs_f64(),
+            "backlog_zero_s": backlog_zero_at.as_secs_f64(),
+            "delivery_p50_ms": percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+            "delivery_p99_ms": percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+            "delivery_samples_ms": latencies.iter().map(|l| l.as_secs_f64() * 1e3).collect::<Vec<_>>(),
+        });
+        println!("BENCH_JSON {machine}");
     });
 }

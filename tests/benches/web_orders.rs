@@ -172,5 +172,16 @@ fn main() {
             percentile(&loaded, 0.5),
             percentile(&loaded, 0.99)
         );
+        let machine = json!({
+            "bench": "web_orders",
+            "sequential_orders": latencies.len(),
+            "sequential_p50_ms": percentile(&latencies, 0.5),
+            "sequential_p99_ms": percentile(&latencies, 0.99),
+            "concurrent_clients": 32,
+            "concurrent_orders_per_second": loaded.len() as f64 / elapsed.as_secs_f64(),
+            "concurrent_p50_ms": percentile(&loaded, 0.5),
+            "concurrent_p99_ms": percentile(&loaded, 0.99),
+        });
+        println!("BENCH_JSON {machine}");
     });
 }
