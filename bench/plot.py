@@ -25,6 +25,15 @@ DPI = 120
 CLIENTS = [1, 64]
 
 
+def save(fig, ax, xlabel, title, path):
+    """Labels the x axis, titles the plot and writes it as PNG."""
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
 def throughput(steps, to):
     ours = steps.get("commit_throughput")
     peer = steps.get("pouchdb_writes")
@@ -48,14 +57,10 @@ def throughput(steps, to):
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:,.0f}"))
     ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("clients (writes in flight)")
     ax.set_ylabel("durable writes per second (median)")
-    ax.set_title("Durable local writes")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(to / "throughput.png", dpi=DPI)
-    plt.close(fig)
+    save(fig, ax, "clients (writes in flight)", "Durable local writes", to / "throughput.png")
 
 
 def propagation(steps, to):
@@ -75,14 +80,16 @@ def propagation(steps, to):
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("write at the server to applied at the store (ms)")
     ax.set_ylabel("fraction of samples")
-    ax.set_title("Propagation latency (CDF, all runs)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(to / "propagation_cdf.png", dpi=DPI)
-    plt.close(fig)
+    save(
+        fig,
+        ax,
+        "write at the server to applied at the store (ms)",
+        "Propagation latency (CDF, all runs)",
+        to / "propagation_cdf.png",
+    )
 
 
 def replay_ingest(steps, to):
@@ -104,12 +111,14 @@ def replay_ingest(steps, to):
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
     ax.set_xlim(right=max(v for _, v in bars) * 1.2)
     ax.invert_yaxis()
-    ax.set_xlabel("events (documents, messages) per second, median")
-    ax.set_title("Replay and ingest throughput")
     ax.grid(True, axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(to / "replay_ingest.png", dpi=DPI)
-    plt.close(fig)
+    save(
+        fig,
+        ax,
+        "events (documents, messages) per second, median",
+        "Replay and ingest throughput",
+        to / "replay_ingest.png",
+    )
 
 
 def fleet(steps, to):
@@ -125,14 +134,16 @@ def fleet(steps, to):
     ax.plot(stores, rss, "o-", label="hub resident memory")
     for x, y in zip(stores, rss):
         ax.annotate(f"{y:.0f} MB", (x, y), textcoords="offset points", xytext=(6, -10), fontsize=8)
-    ax.set_xlabel("connected stores (each holding a long poll)")
     ax.set_ylabel("hub RSS (MB)")
-    ax.set_title("Hub memory against stores")
     ax.grid(True, alpha=0.3)
     ax.set_ylim(bottom=0)
-    fig.tight_layout()
-    fig.savefig(to / "fleet_memory.png", dpi=DPI)
-    plt.close(fig)
+    save(
+        fig,
+        ax,
+        "connected stores (each holding a long poll)",
+        "Hub memory against stores",
+        to / "fleet_memory.png",
+    )
 
 
 PLOTS = ["throughput.png", "propagation_cdf.png", "replay_ingest.png", "fleet_memory.png"]

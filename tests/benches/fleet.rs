@@ -12,13 +12,13 @@
 //!
 //! `cargo bench -p e2e --bench fleet`
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use e2e::{Served, env_or, last_line, run};
+use e2e::bench::{add_location, cli, percentile_ms, seed_pool_over_api, serve_quietly};
+use e2e::env_or;
 use edge_node::store::SystemClock;
 use edge_node::sync::client::{self, HubClient, REQUEST_TIMEOUT};
 use reqwest::Method;
@@ -38,17 +38,6 @@ const ENROLLING_AT_ONCE: usize = 4;
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(600);
 /// Web orders per second during the window, one after another.
 const ORDERS_PER_SECOND: u64 = 10;
-
-fn cli(bin: &str, dir: &Path, args: &[&str]) -> String {
-    last_line(&run(Path::new(bin), dir, args))
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3
-}
 
 /// What `/proc` says of a process: resident memory (bytes), threads, and
 /// CPU time used so far (seconds).
@@ -196,8 +185,8 @@ impl Window {
             "window_s": self.took.as_secs_f64(),
             "web_orders_decided": self.latencies.len(),
             "web_orders_failed": self.failed,
-            "web_order_p50_ms": percentile(&self.latencies, 0.5),
-            "web_order_p99_ms": percentile(&self.latencies, 0.99),
+            "web_order_p50_ms": percentile_ms(&self.latencies, 0.5),
+            "web_order_p99_ms": percentile_ms(&self.latencies, 0.99),
         })
     }
 
@@ -217,8 +206,8 @@ impl Window {
             self.polls as f64 / self.took.as_secs_f64(),
             self.latencies.len(),
             self.failed,
-            percentile(&self.latencies, 0.5),
-            percentile(&self.latencies, 0.99),
+            percentile_ms(&self.latencies, 0.5),
+            percentile_ms(&self.latencies, 0.99),
         )
     }
 }
@@ -269,27 +258,8 @@ fn main() {
     let root = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
     let (hub_dir, edge_dir) = (root.path().join("hub"), root.path().join("edge"));
     let key = cli(HUB, &hub_dir, &["api-key", "create", "--name", "bench"]);
-    let token = cli(
-        HUB,
-        &hub_dir,
-        &[
-            "location",
-            "add",
-            "--id",
-            "bench",
-            "--name",
-            "Bench",
-            "--timezone",
-            "UTC",
-        ],
-    );
-    let hub = Served::start(
-        Path::new(HUB),
-        &hub_dir,
-        "127.0.0.1:0",
-        &[],
-        &[("RUST_LOG", "warn")],
-    );
+    let token = add_location(HUB, &hub_dir, "bench", "Bench");
+    let hub = serve_quietly(HUB, &hub_dir, "127.0.0.1:0");
     let hub_pid = hub.pid();
     cli(
         EDGE,
@@ -297,13 +267,7 @@ fn main() {
         &["enroll", "--hub", &hub.base, "--token", &token],
     );
     let manager = cli(EDGE, &edge_dir, &["token", "create", "--role", "manager"]);
-    let edge = Served::start(
-        Path::new(EDGE),
-        &edge_dir,
-        "127.0.0.1:0",
-        &[],
-        &[("RUST_LOG", "warn")],
-    );
+    let edge = serve_quietly(EDGE, &edge_dir, "127.0.0.1:0");
     // Tokens for the simulated stores, made as `location add` makes them,
     // in this process (a command per store would only measure process
     // start-up).
@@ -312,20 +276,7 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let http = reqwest::Client::new();
-        for (path, body) in [
-            ("resources", json!({"name": "Bench", "kind": "stock", "id": "bench:pool"})),
-            ("pools", json!({"resource_id": "bench:pool", "capacity": 1_000_000_000, "id": "bench:pool"})),
-        ] {
-            let status = http
-                .post(format!("{}/api/v1/{path}", edge.base))
-                .bearer_auth(&manager)
-                .json(&body)
-                .send()
-                .await
-                .expect("seed")
-                .status();
-            assert_eq!(status, 201);
-        }
+        seed_pool_over_api(&http, &edge.base, &manager, "bench:pool").await;
         for n in 0..20 {
             loop {
                 if order(&http, &hub.base, &key, n).await.1 == 201 {
@@ -423,20 +374,20 @@ fn main() {
                 "| {enrolled} | {new} in {:.1} s (tokens {:.1} s) | {:.1} / {:.1} ms | {:.0} / {:.0} / {:.0} ms | {} of {size} |",
                 all_in.as_secs_f64(),
                 added.as_secs_f64(),
-                percentile(&enrollment, 0.5),
-                percentile(&enrollment, 0.99),
-                percentile(&catch_up, 0.5),
-                percentile(&catch_up, 0.99),
+                percentile_ms(&enrollment, 0.5),
+                percentile_ms(&enrollment, 0.99),
+                percentile_ms(&catch_up, 0.5),
+                percentile_ms(&catch_up, 0.99),
                 catch_up.last().map_or(f64::NAN, |d| d.as_secs_f64() * 1e3),
                 stats.caught_up.load(Ordering::Relaxed),
             ));
             enrollment_figures.push(json!({
                 "stores": size,
                 "enrolled_and_caught_up_s": all_in.as_secs_f64(),
-                "enrollment_p50_ms": percentile(&enrollment, 0.5),
-                "enrollment_p99_ms": percentile(&enrollment, 0.99),
-                "catch_up_p50_ms": percentile(&catch_up, 0.5),
-                "catch_up_p99_ms": percentile(&catch_up, 0.99),
+                "enrollment_p50_ms": percentile_ms(&enrollment, 0.5),
+                "enrollment_p99_ms": percentile_ms(&enrollment, 0.99),
+                "catch_up_p50_ms": percentile_ms(&catch_up, 0.5),
+                "catch_up_p99_ms": percentile_ms(&catch_up, 0.99),
                 "caught_up": stats.caught_up.load(Ordering::Relaxed),
             }));
             let measured = window_at(&stats).await;

@@ -12,16 +12,13 @@
 //!
 //! `cargo bench -p e2e --bench ingest`
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::{Served, env_or, free_port, last_line, run};
-use edge_node::store::ops::{self, NewBooking, NewPool, NewResource};
+use e2e::bench::{add_location, cli, fill, hub_heads, seed_pool, serve_quietly};
+use e2e::{env_or, free_port};
 use edge_node::store::{Store, SystemClock, queries};
 use serde_json::json;
-use shared::protocol::CreateBooking;
-use shared::{Channel, ResourceKind};
 
 const HUB: &str = env!("CARGO_BIN_EXE_e2e-sync-hub");
 const EDGE: &str = env!("CARGO_BIN_EXE_e2e-edge-node");
@@ -35,98 +32,9 @@ const POLL_EVERY: Duration = Duration::from_millis(5);
 /// How long the replay may take before the bench gives up.
 const REPLAY_LIMIT: Duration = Duration::from_secs(1_800);
 
-/// Runs `bin --data-dir dir args`; returns the last line it printed.
-fn cli(bin: &str, dir: &Path, args: &[&str]) -> String {
-    last_line(&run(Path::new(bin), dir, args))
-}
-
-fn start_hub(dir: &Path, port: u16) -> Served {
-    Served::start(
-        Path::new(HUB),
-        dir,
-        &format!("127.0.0.1:{port}"),
-        &[],
-        &[("RUST_LOG", "warn")],
-    )
-}
-
-/// The sum of the stores' heads as the hub has applied them.
-fn hub_heads(dir: &Path) -> u64 {
-    rusqlite::Connection::open_with_flags(
-        dir.join("hub.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .and_then(|c| {
-        c.query_row(
-            "SELECT COALESCE(SUM(head_seq), 0) FROM locations WHERE id LIKE 'ingest%'",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-    })
-    .map(|s| s as u64)
-    .unwrap_or(0)
-}
-
 /// The pool each store books into: ids are global, so each store's own.
 fn pool_id(store: usize) -> String {
     format!("ingest{store}:pool")
-}
-
-async fn seed(store: &Store, pool: String) {
-    store
-        .write(move |ctx| {
-            ops::create_resource(
-                ctx,
-                NewResource {
-                    id: Some(pool.parse().expect("id")),
-                    name: "Bench".into(),
-                    kind: ResourceKind::Stock,
-                },
-            )?;
-            ops::create_pool(
-                ctx,
-                NewPool {
-                    id: Some(pool.parse().expect("id")),
-                    resource_id: pool.parse().expect("id"),
-                    capacity: 1_000_000_000,
-                    starts_at_ms: None,
-                    ends_at_ms: None,
-                },
-            )
-        })
-        .await
-        .expect("seed");
-}
-
-async fn fill(store: &Store, events: u64, pool: String) {
-    let tasks: Vec<_> = (0..FILLERS_PER_STORE)
-        .map(|t| {
-            let store = store.clone();
-            let pool = pool.clone();
-            tokio::spawn(async move {
-                let mut n = t;
-                while n < events {
-                    let request: CreateBooking = serde_json::from_value(json!({
-                        "lines": [{"pool_id": &pool, "quantity": 1}],
-                        "customer": {"name": format!("Bench {n}")},
-                    }))
-                    .expect("request");
-                    let new = NewBooking {
-                        request,
-                        channel: Channel::Kiosk,
-                    };
-                    store
-                        .write(move |ctx| ops::create_booking(ctx, new))
-                        .await
-                        .expect("booked");
-                    n += FILLERS_PER_STORE;
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("task");
-    }
 }
 
 fn main() {
@@ -140,27 +48,12 @@ fn main() {
     let port = free_port();
     cli(HUB, &hub_dir, &["api-key", "create", "--name", "bench"]);
     let tokens: Vec<String> = (0..STORES)
-        .map(|i| {
-            cli(
-                HUB,
-                &hub_dir,
-                &[
-                    "location",
-                    "add",
-                    "--id",
-                    &format!("ingest{i}"),
-                    "--name",
-                    &format!("Ingest {i}"),
-                    "--timezone",
-                    "UTC",
-                ],
-            )
-        })
+        .map(|i| add_location(HUB, &hub_dir, &format!("ingest{i}"), &format!("Ingest {i}")))
         .collect();
     let edge_dirs: Vec<_> = (0..STORES)
         .map(|i| root.path().join(format!("edge{i}")))
         .collect();
-    let hub = start_hub(&hub_dir, port);
+    let hub = serve_quietly(HUB, &hub_dir, &format!("127.0.0.1:{port}"));
     let hub_url = format!("http://127.0.0.1:{port}");
     for (dir, token) in edge_dirs.iter().zip(&tokens) {
         cli(EDGE, dir, &["enroll", "--hub", &hub_url, "--token", token]);
@@ -193,7 +86,7 @@ fn main() {
                 },
             )));
             stops.push(stop);
-            seed(&store, pool_id(i)).await;
+            seed_pool(&store, &pool_id(i)).await;
             stores.push(store);
         }
         let filled = Instant::now();
@@ -202,7 +95,7 @@ fn main() {
             .enumerate()
             .map(|(i, store)| {
                 let store = store.clone();
-                tokio::spawn(async move { fill(&store, events.saturating_sub(2), pool_id(i)).await })
+                tokio::spawn(async move { fill(&store, events.saturating_sub(2), &pool_id(i), FILLERS_PER_STORE).await })
             })
             .collect();
         for f in fills {
@@ -216,11 +109,11 @@ fn main() {
         );
 
         let started = Instant::now();
-        let _hub = start_hub(&hub_dir, port);
+        let _hub = serve_quietly(HUB, &hub_dir, &format!("127.0.0.1:{port}"));
         let hub_up = started.elapsed();
         let mut first_at = None;
         loop {
-            let heads = hub_heads(&hub_dir);
+            let heads = hub_heads(&hub_dir, "ingest%");
             if heads > 0 && first_at.is_none() {
                 first_at = Some(started.elapsed());
             }

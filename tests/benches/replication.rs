@@ -14,84 +14,17 @@
 //!
 //! `cargo bench -p e2e --bench replication`
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::{Served, env_or, last_line, run};
-use edge_node::store::ops::{self, NewBooking, NewPool, NewResource};
+use e2e::bench::{add_location, cli, fill, hub_heads, percentile_ms, seed_pool, serve_quietly};
+use e2e::env_or;
+use edge_node::store::ops;
 use edge_node::store::{Store, SystemClock, queries};
 use serde_json::json;
-use shared::protocol::CreateBooking;
-use shared::{Channel, ResourceKind};
 
 const HUB: &str = env!("CARGO_BIN_EXE_e2e-sync-hub");
 const EDGE: &str = env!("CARGO_BIN_EXE_e2e-edge-node");
-
-/// Runs `bin --data-dir dir args`; returns the last line it printed.
-fn cli(bin: &str, dir: &Path, args: &[&str]) -> String {
-    last_line(&run(Path::new(bin), dir, args))
-}
-
-fn start_hub(dir: &Path, port: u16) -> Served {
-    Served::start(
-        Path::new(HUB),
-        dir,
-        &format!("127.0.0.1:{port}"),
-        &[],
-        &[("RUST_LOG", "warn")],
-    )
-}
-
-fn hub_head(dir: &Path) -> u64 {
-    rusqlite::Connection::open_with_flags(
-        dir.join("hub.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .and_then(|c| {
-        c.query_row(
-            "SELECT head_seq FROM locations WHERE id = 'bench'",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-    })
-    .map(|s| s as u64)
-    .unwrap_or(0)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-async fn fill(store: &Store, events: u64) {
-    let tasks: Vec<_> = (0..64)
-        .map(|t| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let mut n = t;
-                while n < events {
-                    let request: CreateBooking = serde_json::from_value(json!({
-                        "lines": [{"pool_id": "bench:pool", "quantity": 1}],
-                        "customer": {"name": format!("Bench {n}")},
-                    }))
-                    .expect("request");
-                    let new = NewBooking {
-                        request,
-                        channel: Channel::Kiosk,
-                    };
-                    store
-                        .write(move |ctx| ops::create_booking(ctx, new))
-                        .await
-                        .expect("booked");
-                    n += 64;
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("task");
-    }
-}
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
@@ -109,21 +42,8 @@ fn main() {
         .expect("addr")
         .port();
     let api_key = cli(HUB, &hub_dir, &["api-key", "create", "--name", "bench"]);
-    let token = cli(
-        HUB,
-        &hub_dir,
-        &[
-            "location",
-            "add",
-            "--id",
-            "bench",
-            "--name",
-            "Bench",
-            "--timezone",
-            "UTC",
-        ],
-    );
-    let hub = start_hub(&hub_dir, port);
+    let token = add_location(HUB, &hub_dir, "bench", "Bench");
+    let hub = serve_quietly(HUB, &hub_dir, &format!("127.0.0.1:{port}"));
     let hub_url = format!("http://127.0.0.1:{port}");
     cli(
         EDGE,
@@ -142,31 +62,9 @@ fn main() {
         let served = tokio::spawn(edge_node::run(store.clone(), listener, async move {
             let _ = stopped.await;
         }));
-        store
-            .write(|ctx| {
-                ops::create_resource(
-                    ctx,
-                    NewResource {
-                        id: Some("bench:pool".parse().expect("id")),
-                        name: "Bench".into(),
-                        kind: ResourceKind::Stock,
-                    },
-                )?;
-                ops::create_pool(
-                    ctx,
-                    NewPool {
-                        id: Some("bench:pool".parse().expect("id")),
-                        resource_id: "bench:pool".parse().expect("id"),
-                        capacity: 1_000_000_000,
-                        starts_at_ms: None,
-                        ends_at_ms: None,
-                    },
-                )
-            })
-            .await
-            .expect("seed");
+seed_pool(&store, "bench:pool").await;
         let filled = Instant::now();
-        fill(&store, events.saturating_sub(2)).await;
+        fill(&store, events.saturating_sub(2), "bench:pool", 64).await;
         let total = *store.head_seq().borrow();
         eprintln!(
             "store took {total} events in {:.1} s with the hub down",
@@ -175,11 +73,11 @@ fn main() {
 
         // 1. Replay.
         let started = Instant::now();
-        let _hub = start_hub(&hub_dir, port);
+        let _hub = serve_quietly(HUB, &hub_dir, &format!("127.0.0.1:{port}"));
         let hub_up = started.elapsed();
         let mut first_at = None;
         loop {
-            let head = hub_head(&hub_dir);
+            let head = hub_heads(&hub_dir, "bench");
             if head > 0 && first_at.is_none() {
                 first_at = Some(started.elapsed());
             }
@@ -271,8 +169,8 @@ fn main() {
         println!(
             "| hub event to store applied, {} samples | p50 {:.2} ms, p99 {:.2} ms |",
             latencies.len(),
-            percentile(&latencies, 0.5).as_secs_f64() * 1e3,
-            percentile(&latencies, 0.99).as_secs_f64() * 1e3
+            percentile_ms(&latencies, 0.5),
+            percentile_ms(&latencies, 0.99)
         );
         let machine = json!({
             "bench": "replication",
@@ -281,8 +179,8 @@ fn main() {
             "first_event_ms": first_at.as_secs_f64() * 1e3,
             "replay_events_per_second": total as f64 / replay.as_secs_f64(),
             "backlog_zero_s": backlog_zero_at.as_secs_f64(),
-            "delivery_p50_ms": percentile(&latencies, 0.5).as_secs_f64() * 1e3,
-            "delivery_p99_ms": percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+            "delivery_p50_ms": percentile_ms(&latencies, 0.5),
+            "delivery_p99_ms": percentile_ms(&latencies, 0.99),
             "delivery_samples_ms": latencies.iter().map(|l| l.as_secs_f64() * 1e3).collect::<Vec<_>>(),
         });
         println!("BENCH_JSON {machine}");

@@ -9,34 +9,15 @@
 //!
 //! `cargo bench -p e2e --bench web_orders`
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use e2e::{Served, env_or, last_line, run};
+use e2e::bench::{add_location, cli, percentile_ms, seed_pool_over_api, serve_quietly};
+use e2e::env_or;
 
 use serde_json::{Value, json};
 
 const HUB: &str = env!("CARGO_BIN_EXE_e2e-sync-hub");
 const EDGE: &str = env!("CARGO_BIN_EXE_e2e-edge-node");
-
-/// Runs `bin --data-dir dir args`; returns the last line it printed.
-fn cli(bin: &str, dir: &Path, args: &[&str]) -> String {
-    last_line(&run(Path::new(bin), dir, args))
-}
-
-fn serve(bin: &str, dir: &Path) -> Served {
-    Served::start(
-        Path::new(bin),
-        dir,
-        "127.0.0.1:0",
-        &[],
-        &[("RUST_LOG", "warn")],
-    )
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3
-}
 
 async fn order(http: &reqwest::Client, hub: &str, key: &str, n: u64) -> (Duration, Value) {
     let body = json!({"lines": [{"pool_id": "bench:pool", "quantity": 1}],
@@ -66,45 +47,19 @@ fn main() {
     let root = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
     let (hub_dir, edge_dir) = (root.path().join("hub"), root.path().join("edge"));
     let key = cli(HUB, &hub_dir, &["api-key", "create", "--name", "bench"]);
-    let token = cli(
-        HUB,
-        &hub_dir,
-        &[
-            "location",
-            "add",
-            "--id",
-            "bench",
-            "--name",
-            "Bench",
-            "--timezone",
-            "UTC",
-        ],
-    );
-    let hub = serve(HUB, &hub_dir);
+    let token = add_location(HUB, &hub_dir, "bench", "Bench");
+    let hub = serve_quietly(HUB, &hub_dir, "127.0.0.1:0");
     cli(
         EDGE,
         &edge_dir,
         &["enroll", "--hub", &hub.base, "--token", &token],
     );
     let manager = cli(EDGE, &edge_dir, &["token", "create", "--role", "manager"]);
-    let edge = serve(EDGE, &edge_dir);
+    let edge = serve_quietly(EDGE, &edge_dir, "127.0.0.1:0");
 
     tokio::runtime::Runtime::new().expect("runtime").block_on(async {
         let http = reqwest::Client::new();
-        for (path, body) in [
-            ("resources", json!({"name": "Bench", "kind": "stock", "id": "bench:pool"})),
-            ("pools", json!({"resource_id": "bench:pool", "capacity": 1_000_000_000, "id": "bench:pool"})),
-        ] {
-            let status = http
-                .post(format!("{}/api/v1/{path}", edge.base))
-                .bearer_auth(&manager)
-                .json(&body)
-                .send()
-                .await
-                .expect("seed")
-                .status();
-            assert_eq!(status, 201);
-        }
+        seed_pool_over_api(&http, &edge.base, &manager, "bench:pool").await;
         loop {
             let pools: Value = http
                 .get(format!("{}/v1/pools?location=bench", hub.base))
@@ -162,25 +117,25 @@ fn main() {
         println!(
             "| {} sequential orders, latency | p50 {:.2} ms, p99 {:.2} ms |",
             latencies.len(),
-            percentile(&latencies, 0.5),
-            percentile(&latencies, 0.99)
+            percentile_ms(&latencies, 0.5),
+            percentile_ms(&latencies, 0.99)
         );
         println!(
             "| 32 concurrent clients, {} s | {:.0} decided orders/s, p50 {:.2} ms, p99 {:.2} ms |",
             seconds,
             loaded.len() as f64 / elapsed.as_secs_f64(),
-            percentile(&loaded, 0.5),
-            percentile(&loaded, 0.99)
+            percentile_ms(&loaded, 0.5),
+            percentile_ms(&loaded, 0.99)
         );
         let machine = json!({
             "bench": "web_orders",
             "sequential_orders": latencies.len(),
-            "sequential_p50_ms": percentile(&latencies, 0.5),
-            "sequential_p99_ms": percentile(&latencies, 0.99),
+            "sequential_p50_ms": percentile_ms(&latencies, 0.5),
+            "sequential_p99_ms": percentile_ms(&latencies, 0.99),
             "concurrent_clients": 32,
             "concurrent_orders_per_second": loaded.len() as f64 / elapsed.as_secs_f64(),
-            "concurrent_p50_ms": percentile(&loaded, 0.5),
-            "concurrent_p99_ms": percentile(&loaded, 0.99),
+            "concurrent_p50_ms": percentile_ms(&loaded, 0.5),
+            "concurrent_p99_ms": percentile_ms(&loaded, 0.99),
         });
         println!("BENCH_JSON {machine}");
     });

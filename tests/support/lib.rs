@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub mod bench;
+
 /// Paths of the two commands, as built by cargo for this package's tests.
 #[derive(Debug, Clone)]
 pub struct Bins {

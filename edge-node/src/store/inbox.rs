@@ -21,7 +21,7 @@ use shared::protocol::InboxEvent;
 use shared::{BookingState, Event, EventBody, ParticipantId};
 
 use super::facts::StoreFacts;
-use super::ops::{emit, fits, granted_to, pool_row};
+use super::ops::{emit, fits, granted_to, observe, pool_row};
 use super::{StoreError, StoreResult, WriteCtx, queries};
 
 pub fn apply_inbox(ctx: &mut WriteCtx<'_>, events: &[InboxEvent]) -> StoreResult<usize> {
@@ -113,17 +113,6 @@ fn set_aside(ctx: &mut WriteCtx<'_>, inbox: &InboxEvent, error: &StoreError) -> 
             origin: event.origin.to_string(),
             kind: readable(&event.kind, 100),
             reason,
-        },
-    )?;
-    Ok(())
-}
-
-fn observe(ctx: &mut WriteCtx<'_>, hub_seq: u64, event: Event) -> StoreResult<()> {
-    emit(
-        ctx,
-        EventBody::Observed {
-            hub_seq,
-            event: Box::new(event),
         },
     )?;
     Ok(())

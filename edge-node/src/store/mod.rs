@@ -93,7 +93,7 @@ impl Clock for SystemClock {
 #[derive(Debug, Clone, Copy)]
 pub struct StoreSettings {
     /// How long past a request's `expires_at` we wait for the owner's
-    /// decision before giving up (DESIGN section 6: 30 s by default); also
+    /// decision before giving up (30 s by default); also
     /// the scale of the clock-offset alert (half of it).
     pub skew_margin_ms: i64,
     /// The sync protocol this node says it speaks when it pulls; older

@@ -10,7 +10,9 @@ use shared::limits::{
     REQUEST_TTL_MAX_S, RESOURCE_NAME_MAX_CHARS,
 };
 use shared::protocol::{CreateBooking, ErrorBody};
-use shared::{BookingId, BookingState, Channel, EventBody, ParticipantId, PoolId, ResourceId};
+use shared::{
+    BookingId, BookingState, Channel, Event, EventBody, ParticipantId, PoolId, ResourceId,
+};
 
 use super::queries::{self, BookingView, PoolRow, PoolView, ResourceView};
 use super::writer::exec;
@@ -35,14 +37,21 @@ fn log_learned(ctx: &mut WriteCtx<'_>, body: &EventBody) -> StoreResult<()> {
         return Ok(());
     }
     for (hub_seq, event) in super::project::take_learned(ctx.conn(), &pools)? {
-        emit(
-            ctx,
-            EventBody::Observed {
-                hub_seq,
-                event: Box::new(event),
-            },
-        )?;
+        observe(ctx, hub_seq, event)?;
     }
+    Ok(())
+}
+
+/// Records in our log another participant's event, from the hub's log at
+/// `hub_seq`.
+pub(super) fn observe(ctx: &mut WriteCtx<'_>, hub_seq: u64, event: Event) -> StoreResult<()> {
+    emit(
+        ctx,
+        EventBody::Observed {
+            hub_seq,
+            event: Box::new(event),
+        },
+    )?;
     Ok(())
 }
 
@@ -303,7 +312,7 @@ pub struct NewBooking {
 /// `confirmed` at once, or refused with `insufficient_capacity` when the
 /// pools are ours. For another participant's pools that our allotment does
 /// not cover, it becomes a `requested` booking routed to their owner, which
-/// decides it (DESIGN section 5).
+/// decides it (docs/ARCHITECTURE.md, section 4).
 pub fn create_booking(ctx: &mut WriteCtx<'_>, new: NewBooking) -> StoreResult<BookingView> {
     let CreateBooking {
         mut lines,

@@ -331,17 +331,15 @@ pub(crate) fn learn(
     event: &shared::Event,
     at_ms: i64,
 ) -> StoreResult<()> {
-    observe(conn, me, event, at_ms)?;
-    let table = match event.kind.as_str() {
-        "resource_created" => "resources",
-        "pool_created" => "pools",
+    let body = event
+        .typed()
+        .map_err(|e| StoreError::Corrupt(format!("learned event: {e}")))?;
+    take_in(conn, me, &body, at_ms)?;
+    let (table, id) = match &body {
+        EventBody::ResourceCreated { id, .. } => ("resources", id.as_str()),
+        EventBody::PoolCreated { id, .. } => ("pools", id.as_str()),
         _ => return Ok(()),
     };
-    let id = event
-        .body
-        .get("id")
-        .and_then(serde_json::Value::as_str)
-        .ok_or_else(|| StoreError::Corrupt(format!("{} without an id", event.kind)))?;
     let json = serde_json::to_string(event)
         .map_err(|e| StoreError::Corrupt(format!("learned event: {e}")))?;
     conn.prepare_cached(&format!(
@@ -424,7 +422,12 @@ fn observe(
     let body = event
         .typed()
         .map_err(|e| StoreError::Corrupt(format!("observed event: {e}")))?;
-    match &body {
+    take_in(conn, me, &body, at_ms)
+}
+
+/// What [`observe`] and [`learn`] do with another participant's event.
+fn take_in(conn: &Connection, me: &ParticipantId, body: &EventBody, at_ms: i64) -> StoreResult<()> {
+    match body {
         EventBody::LocationJoined { location, name } => {
             conn.prepare_cached(
                 "INSERT INTO known_locations (id, name, joined_at_ms) VALUES (?1, ?2, ?3)
@@ -439,7 +442,7 @@ fn observe(
                 .prepare_cached("SELECT 1 FROM resources WHERE id = ?1")?
                 .exists([id.as_str()])?;
             if !known {
-                apply(conn, me, &body, at_ms)?;
+                apply(conn, me, body, at_ms)?;
             }
         }
         EventBody::PoolCreated { id, .. } => {
@@ -447,7 +450,7 @@ fn observe(
                 .prepare_cached("SELECT 1 FROM pools WHERE id = ?1")?
                 .exists([id.as_str()])?;
             if !known {
-                apply(conn, me, &body, at_ms)?;
+                apply(conn, me, body, at_ms)?;
             }
         }
         EventBody::BookingCreated {
@@ -474,7 +477,7 @@ fn observe(
             } else {
                 // A booking on our pool charged to someone else (the hub's
                 // web sales, a grantee's): ours to see and hand over.
-                apply(conn, me, &body, at_ms)?;
+                apply(conn, me, body, at_ms)?;
             }
         }
         EventBody::BookingConfirmed { id } => adopt(
