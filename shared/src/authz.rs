@@ -1,5 +1,5 @@
 //! Who may author each kind of event, which ids it may create or touch, and
-//! which values it may carry (DESIGN section 6): a device never speaks for
+//! which values it may carry (docs/ARCHITECTURE.md, section 7): a device never speaks for
 //! another participant, nor decides for pools it does not own.
 //!
 //! One pure rule, [`check`], that the hub runs on every event a device

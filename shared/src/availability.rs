@@ -1,4 +1,4 @@
-//! Availability arithmetic over allotments (DESIGN section 4).
+//! Availability arithmetic over allotments (docs/ARCHITECTURE.md, section 2).
 //!
 //! Every participant keeps, per pool, a [`Holding`]: the units charged to it
 //! (`allotted`) and the units its own bookings consume (`used`). It may only

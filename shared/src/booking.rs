@@ -1,4 +1,4 @@
-//! Bookings and their state machine (DESIGN section 5), as pure functions.
+//! Bookings and their state machine (docs/ARCHITECTURE.md, section 3), as pure functions.
 //!
 //! ```text
 //! requested --> held | confirmed | rejected | expired
@@ -153,7 +153,7 @@ pub fn transition(from: BookingState, action: Action) -> Result<BookingState, Tr
 }
 
 /// What the owner of a pool does with a request that reaches it: decided
-/// at once, on receipt (DESIGN section 5).
+/// at once, on receipt (docs/ARCHITECTURE.md, section 4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OwnerDecision {
     Hold { expires_at_ms: i64 },

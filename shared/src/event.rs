@@ -1,5 +1,5 @@
 //! The event envelope, its canonical byte encoding and the per-origin hash
-//! chain (DESIGN section 6).
+//! chain (docs/ARCHITECTURE.md, sections 5 and 7).
 //!
 //! An event is `{origin, epoch, seq, id, prev, at_ms, kind, body}`. The
 //! envelope keeps `body` as JSON so a hub can store and relay events of kinds
@@ -644,7 +644,7 @@ fn write_json_string(text: &str, out: &mut String) {
 }
 
 /// What a receiver does with an event of an origin whose log it holds up to
-/// some head (DESIGN section 6).
+/// some head (docs/ARCHITECTURE.md, section 7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChainVerdict {
     /// `seq == last + 1` with a matching `prev`: apply it.

@@ -132,7 +132,7 @@ fn parse_catalog_id(what: &'static str, value: &str) -> Result<String, IdError> 
     Ok(value.to_owned())
 }
 
-/// Catalog ids are global (DESIGN section 3), and stores choose them
+/// Catalog ids are global, and stores choose them
 /// offline, so each chooses only from its own namespace: a UUID, unique by
 /// construction, or `location:slug` under its own location id. Two stores
 /// can then never pick the same id, and none can take another's.

@@ -63,11 +63,11 @@ pub const LOG_PAGE_EVENTS_MAX: usize = 1000;
 /// unreachable threshold, so a connected store is never taken for gone.
 pub const LONG_POLL_MAX_MS: u64 = 4000;
 
-/// Default clock skew margin (DESIGN section 6); an offset beyond half of it
+/// Default clock skew margin; an offset beyond half of it
 /// is an alert.
 pub const SKEW_MARGIN_MS: i64 = 30_000;
 
-/// How long a request may wait for its owner by default (DESIGN section 8).
+/// How long a request may wait for its owner by default.
 pub const REQUEST_TTL_DEFAULT_S: i64 = 900;
 
 /// Longest a request may wait for its owner: a day.

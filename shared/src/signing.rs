@@ -1,4 +1,4 @@
-//! Ed25519 device and hub keys, and what they sign (DESIGN section 6).
+//! Ed25519 device and hub keys, and what they sign (docs/ARCHITECTURE.md, section 5).
 //!
 //! - Every sync request carries a signature over method, path with query,
 //!   timestamp, nonce and the SHA-256 of its body ([`request_message`]).

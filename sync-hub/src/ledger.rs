@@ -1,5 +1,5 @@
 //! Each location's own ledger of units, as the hub follows it from that
-//! location's log (DESIGN section 4), as a pure function of one event: what
+//! location's log (docs/ARCHITECTURE.md, sections 2 and 7), as a pure function of one event: what
 //! it changes in whose holding. The hub holds every author to its ledger
 //! ([`shared::authz::check`] reads it back through
 //! [`shared::authz::Facts::available`]); a backend only stores the entries.

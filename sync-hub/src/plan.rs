@@ -1,4 +1,4 @@
-//! The rules of DESIGN section 6 for a pushed batch, as pure functions:
+//! The rules for a pushed batch (docs/ARCHITECTURE.md, section 7), as pure functions:
 //! which events of it to apply. Every storage backend runs these inside its
 //! transaction, and then [`shared::authz::check`] on each event to apply:
 //! what a device may author at all.

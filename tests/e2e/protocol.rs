@@ -1,4 +1,4 @@
-//! The sync protocol refuses what DESIGN section 6 says it must, and
+//! The sync protocol refuses what docs/ARCHITECTURE.md (sections 5 and 7) says it must, and
 //! applies nothing of a refused batch. The test plays a device itself.
 
 use serde_json::{Value, json};

@@ -1,4 +1,4 @@
-//! The LAN JSON API under `/api/v1` (DESIGN section 8, edge part).
+//! The LAN JSON API under `/api/v1` (listed in README.md).
 
 pub mod error;
 pub mod extract;

@@ -26,7 +26,7 @@ use error::ApiError;
 /// Settings the handlers need.
 #[derive(Debug, Clone, Copy)]
 pub struct HubSettings {
-    /// A location not heard from for this long is unreachable (DESIGN 8).
+    /// A location not heard from for this long is unreachable.
     pub unreachable_after_ms: i64,
     /// Clock skew margin; an offset beyond half of it is an alert.
     pub skew_margin_ms: i64,

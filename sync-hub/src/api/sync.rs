@@ -1,4 +1,4 @@
-//! The signed sync protocol (DESIGN section 6). Every request but `enroll`
+//! The signed sync protocol (docs/ARCHITECTURE.md, section 5). Every request but `enroll`
 //! is signed by the device's key over method, path with query, timestamp,
 //! nonce and body hash; every answer is signed by the hub over the request's
 //! nonce, its time, its status and its body.

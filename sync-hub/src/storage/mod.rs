@@ -293,7 +293,7 @@ pub trait HubStorage: Send + Sync + std::fmt::Debug + 'static {
     // Bookings through the hub.
     /// Takes a web order: routed to its owner when the owner is reachable,
     /// else confirmed from the hub's own allotment, else routed to wait for
-    /// the owner until it expires (DESIGN section 5).
+    /// the owner until it expires (docs/ARCHITECTURE.md, section 4).
     async fn place_web_order(
         &self,
         order: WebOrder,
