@@ -21,6 +21,11 @@ const WEBHOOK_BATCH: usize = 50;
 /// A receiver gets this long to answer.
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a claimed delivery is left to the process that claimed it:
+/// longer than an attempt can take, so each attempt happens once; if the
+/// process dies mid-attempt, another tries again after it.
+const WEBHOOK_LEASE_MS: i64 = 3 * WEBHOOK_TIMEOUT.as_millis() as i64;
+
 /// Longest wait between two attempts at one delivery.
 const WEBHOOK_BACKOFF_MAX_MS: i64 = 60_000;
 
@@ -45,9 +50,6 @@ pub async fn sweep(state: AppState, mut stop: watch::Receiver<bool>) {
                         "expired the hub's requests and holds"
                     );
                 }
-                for id in changed {
-                    let _ = state.decisions.send(id);
-                }
             }
             Err(e) => tracing::error!(error = %e, "hub expiry sweep failed"),
         }
@@ -70,7 +72,7 @@ pub async fn deliver_webhooks(state: AppState, mut stop: watch::Receiver<bool>) 
     loop {
         let due = match state
             .storage
-            .due_deliveries(state.now_ms(), WEBHOOK_BATCH)
+            .claim_deliveries(state.now_ms(), WEBHOOK_LEASE_MS, WEBHOOK_BATCH)
             .await
         {
             Ok(due) => due,

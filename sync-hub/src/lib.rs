@@ -8,12 +8,18 @@
 pub mod api;
 pub mod background;
 pub mod cli;
+pub mod enrollment;
+pub mod error;
 pub mod keys;
 pub mod ledger;
 pub mod notify;
 pub mod plan;
+pub mod routing;
 pub mod serve;
+pub mod service;
 pub mod storage;
+pub mod view;
+pub mod working;
 
 use std::future::Future;
 use std::path::Path;
@@ -28,17 +34,13 @@ pub fn open(data_dir: &Path, settings: HubSettings) -> anyhow::Result<AppState> 
     let key = keys::load_or_create_hub_key(data_dir)?;
     Ok(AppState {
         inboxes: storage::HubStorage::inboxes(&storage),
+        decisions: storage::HubStorage::decisions(&storage),
         storage: Arc::new(storage),
         key: Arc::new(key),
         settings,
-        decisions: tokio::sync::broadcast::channel(DECISIONS_BUFFERED).0,
         in_flight: Arc::default(),
     })
 }
-
-/// Booking changes buffered for waiting web orders; a waiter that falls
-/// further behind re-reads its booking.
-const DECISIONS_BUFFERED: usize = 1024;
 
 /// Serves the hub on `listener` until `shutdown` resolves, with the expiry
 /// sweeper and the webhook dispatcher running beside it.

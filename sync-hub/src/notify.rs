@@ -22,6 +22,10 @@ use tokio::sync::watch;
 /// (a month of class slots at once) with room.
 pub const TAIL_EVENTS_MAX: usize = 4096;
 
+/// Booking changes buffered for waiting web orders; a waiter that falls
+/// further behind re-reads its booking.
+pub const DECISIONS_BUFFERED: usize = 1024;
+
 /// Who a hub event is addressed to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recipient {

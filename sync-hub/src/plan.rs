@@ -94,6 +94,22 @@ pub struct Checked {
 pub fn plan_batch(
     log: &DeviceLog,
     events: &[Event],
+    stored_hash: impl FnMut(u64) -> Option<Hash>,
+) -> Result<Planned, Refusal> {
+    plan_parsed(
+        log,
+        events,
+        events.iter().map(|_| None).collect(),
+        stored_hash,
+    )
+}
+
+/// [`plan_batch`] for a batch whose bodies were parsed already (`None`
+/// where they were not, or did not parse): each is parsed once.
+pub fn plan_parsed(
+    log: &DeviceLog,
+    events: &[Event],
+    mut bodies: Vec<Option<EventBody>>,
     mut stored_hash: impl FnMut(u64) -> Option<Hash>,
 ) -> Result<Planned, Refusal> {
     let origin = ParticipantId::Location(log.origin.clone());
@@ -159,9 +175,12 @@ pub fn plan_batch(
                     event.seq, event.epoch, log.epoch
                 )));
             }
-            let body = event.typed().map_err(|e| {
-                Refusal::BadEvent(format!("event {} has a bad body: {e}", event.seq))
-            })?;
+            let body = match bodies.get_mut(index).and_then(Option::take) {
+                Some(body) => body,
+                None => event.typed().map_err(|e| {
+                    Refusal::BadEvent(format!("event {} has a bad body: {e}", event.seq))
+                })?,
+            };
             new.push(Checked {
                 hash,
                 canonical_body,

@@ -1,6 +1,7 @@
 //! The hub's schema migrations on a database written by an older hub.
 
-use sync_hub::storage::sqlite::{DB_FILE, EVERYONE, SCHEMA_VERSION, SqliteStorage};
+use sync_hub::storage::sqlite::{DB_FILE, SCHEMA_VERSION, SqliteStorage};
+use sync_hub::working::EVERYONE;
 
 /// A hub database at schema version 2 (before the ledgers) with a short
 /// history: s1 owns 10 beans and gave 4 to s3 and 2 to the hub; s3

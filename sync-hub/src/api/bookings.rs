@@ -221,9 +221,6 @@ pub async fn create(
         )
         .await?;
     let id = placed.booking.id;
-    if !placed.replayed {
-        let _ = state.decisions.send(id);
-    }
     let booking = if placed.booking.state == BookingState::Requested && !wait.is_zero() {
         wait_while(&state, id, placed.booking, BookingState::Requested, wait).await?
     } else {
@@ -238,7 +235,6 @@ pub async fn cancel(
     IdPath(id): IdPath<BookingId>,
 ) -> ApiResult<Response> {
     let placed = state.storage.cancel_booking(&id, state.now_ms()).await?;
-    let _ = state.decisions.send(id);
     let booking = if matches!(
         placed.booking.state,
         BookingState::Held | BookingState::Confirmed

@@ -58,7 +58,7 @@ pub async fn pools(
     let location =
         LocationId::parse(&q.location).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let now = state.now_ms();
-    let mut pools = state.storage.pools(&location).await?;
+    let mut pools = state.storage.pool_summaries(&location).await?;
     for pool in &mut pools {
         let heard = pool
             .owner_last_seen_at_ms

@@ -24,7 +24,8 @@ use shared::signing::{
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use crate::keys::hash_secret;
-use crate::storage::{Device, DeviceStatus, Seen};
+use crate::plan::Refusal;
+use crate::storage::{Device, DeviceStatus, Seen, StorageError};
 
 /// A request whose signature checked out.
 #[derive(Debug)]
@@ -298,7 +299,7 @@ pub async fn push(State(state): State<AppState>, request: Request) -> Response {
                 "a batch carries 1 to {PUSH_BATCH_EVENTS_MAX} events"
             )));
         }
-        let location = signed.device.location;
+        let location = signed.device.location.clone();
         if batch.origin.as_str() != location.as_str() {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -306,17 +307,33 @@ pub async fn push(State(state): State<AppState>, request: Request) -> Response {
                 format!("device {location} may only push its own log, not {}'s", batch.origin),
             ));
         }
+        verify_head(&signed.device, &batch)?;
         let pushed = state
             .storage
             .push(&location, batch.events, &batch.head_signature, backlog, state.now_ms())
             .await?;
-        for id in &pushed.changed {
-            let _ = state.decisions.send(*id);
-        }
         tracing::debug!(%location, applied = pushed.applied, head = pushed.acked.seq, "push applied");
         Ok(signed_ok(&state, &signed.nonce, &PushResponse { acked: pushed.acked }))
     })
     .await
+}
+
+/// The batch's head signature: the device's key over its last event, so
+/// the hub holds, for every head it acknowledges, the device's word for it.
+fn verify_head(device: &Device, batch: &PushRequest) -> ApiResult<()> {
+    let Some(last) = batch.events.last() else {
+        return Err(ApiError::bad_request("a push carries at least one event"));
+    };
+    let key = device
+        .public_key
+        .as_deref()
+        .ok_or_else(|| ApiError::unauthorized(format!("{} is not enrolled", device.location)))?;
+    signing::verify_b64(
+        key,
+        &signing::head_message(device.location.as_str(), last.epoch, last.seq, &last.hash()),
+        &batch.head_signature,
+    )
+    .map_err(|_| ApiError::from(StorageError::from(Refusal::BadHeadSignature)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -449,7 +466,7 @@ pub async fn reset(State(state): State<AppState>, request: Request) -> Response 
     signed(state, request, |state, signed| async move {
         let location = signed.device.location;
         let was = signed.device.status;
-        let (epoch, epoch_start_seq, head) = state.storage.reset(&location, state.now_ms()).await?;
+        let (epoch, epoch_start_seq, head) = state.storage.reset(&location).await?;
         tracing::warn!(%location, epoch, was = was.as_str(), "device reset to a new epoch");
         debug_assert!(was != DeviceStatus::Pending);
         Ok(signed_ok(

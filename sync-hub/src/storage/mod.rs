@@ -1,82 +1,31 @@
-//! The hub's storage: one trait, chosen once at start-up. Handlers see only
-//! [`HubStorage`]; the embedded SQLite backend is the default.
+//! The hub's storage: one trait, chosen once at start-up, that stores,
+//! reads and locks, and decides nothing. The rules every backend runs
+//! (docs/ARCHITECTURE.md, section 7) are in [`crate::view`],
+//! [`crate::routing`] and [`crate::enrollment`]; [`crate::service`] runs
+//! them in a backend's write transaction. The embedded SQLite backend is
+//! the default; PostgreSQL serves one fleet from several processes.
 
+pub mod columns;
 mod recent;
 pub mod sqlite;
 
+use std::any::Any;
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde::Serialize;
-use shared::protocol::{EnrollRequest, HeadRef, InboxEvent};
+use shared::protocol::{HeadRef, InboxEvent};
 use shared::{BookingId, Event, LocationId, ParticipantId, PoolId};
 
-use crate::plan::Refusal;
+pub use crate::enrollment::Enrolled;
+pub use crate::error::{StorageError, StorageResult};
+pub use crate::routing::{Placed, WebOrder};
+pub use crate::view::Pushed;
+pub use crate::working::{DeviceStatus, HubBooking, PoolRow, Working};
 
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    #[error("{what} {id} not found")]
-    NotFound { what: &'static str, id: String },
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    Unauthorized(String),
-    #[error(transparent)]
-    Refused(#[from] Refusal),
-    #[error("insufficient capacity: {0}")]
-    InsufficientCapacity(String),
-    #[error("this Idempotency-Key was used with a different request body")]
-    IdempotencyMismatch,
-    #[error("{0}")]
-    InvalidState(String),
-    #[error("storage error: {0}")]
-    Backend(String),
-}
-
-impl StorageError {
-    pub fn not_found(what: &'static str, id: impl ToString) -> Self {
-        Self::NotFound {
-            what,
-            id: id.to_string(),
-        }
-    }
-}
-
-impl From<rusqlite::Error> for StorageError {
-    fn from(e: rusqlite::Error) -> Self {
-        Self::Backend(e.to_string())
-    }
-}
-
-pub type StorageResult<T> = Result<T, StorageError>;
-
-/// Where an enrolled device stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeviceStatus {
-    Pending,
-    Active,
-    Quarantined,
-}
-
-impl DeviceStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Active => "active",
-            Self::Quarantined => "quarantined",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "pending" => Some(Self::Pending),
-            "active" => Some(Self::Active),
-            "quarantined" => Some(Self::Quarantined),
-            _ => None,
-        }
-    }
-}
+/// The rules of one write transaction, run over the rows it loaded; what
+/// they return comes back out of [`HubStorage::transact`].
+pub type Work = Box<dyn FnOnce(&mut Working) -> StorageResult<Box<dyn Any + Send>> + Send>;
 
 /// A location's device as the signature check needs it.
 #[derive(Debug, Clone)]
@@ -87,45 +36,6 @@ pub struct Device {
     pub epoch_start_seq: u64,
     pub status: DeviceStatus,
     pub head: HeadRef,
-}
-
-/// What a successful enrollment binds.
-#[derive(Debug, Clone)]
-pub struct Enrolled {
-    pub location: LocationId,
-    pub name: String,
-    pub timezone: String,
-    pub epoch: u32,
-    pub epoch_start_seq: u64,
-    pub hub_head: HeadRef,
-}
-
-/// What a push did.
-#[derive(Debug, Clone)]
-pub struct Pushed {
-    pub acked: HeadRef,
-    pub applied: usize,
-    /// Bookings whose state changed in the view.
-    pub changed: Vec<BookingId>,
-}
-
-/// A web order as the public API took it.
-#[derive(Debug, Clone)]
-pub struct WebOrder {
-    pub lines: Vec<shared::Line>,
-    pub customer: shared::Customer,
-    pub hold_seconds: Option<i64>,
-    pub ttl_ms: i64,
-    /// `(key, hash of the request)` when the caller sent an Idempotency-Key.
-    pub idempotency: Option<(String, String)>,
-}
-
-/// What the hub did with a web order or a cancellation.
-#[derive(Debug, Clone)]
-pub struct Placed {
-    pub booking: HubBooking,
-    /// Whether this answers an earlier request with the same key.
-    pub replayed: bool,
 }
 
 /// A webhook delivery due now.
@@ -175,24 +85,18 @@ pub struct PoolSummary {
     pub owner_backlog_events: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct HubBooking {
-    pub id: BookingId,
-    pub code: String,
-    pub state: shared::BookingState,
-    pub lines: Vec<shared::Line>,
-    pub customer: shared::Customer,
-    pub channel: shared::Channel,
-    pub owner: ParticipantId,
-    pub requested_by: ParticipantId,
-    pub charged_to: ParticipantId,
-    pub decided_by: Option<ParticipantId>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<jiff::Timestamp>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    pub created_at: jiff::Timestamp,
-    pub updated_at: jiff::Timestamp,
+/// What the hub knows of a location's pools, as one read.
+#[derive(Debug, Clone)]
+pub struct PoolsRead {
+    /// When the hub last heard from the owner (the newer of the database
+    /// and this process's readings).
+    pub last_seen_at_ms: Option<i64>,
+    /// When the owner last reported nothing waiting to sync.
+    pub synced_at_ms: Option<i64>,
+    pub backlog_events: Option<u64>,
+    /// The owner's clock at the newest event of its log the hub holds.
+    pub last_event_at_ms: Option<i64>,
+    pub pools: Vec<(PoolId, PoolRow)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -212,11 +116,26 @@ pub struct LocationHealth {
 
 #[async_trait]
 pub trait HubStorage: Send + Sync + std::fmt::Debug + 'static {
-    /// Where this backend publishes the hub events it commits, in commit
-    /// order, for long polls to wait on.
-    fn inboxes(&self) -> std::sync::Arc<crate::notify::Inboxes>;
+    /// Where the hub events committed on this database (by any process)
+    /// are published, in commit order, for long polls to wait on.
+    fn inboxes(&self) -> Arc<crate::notify::Inboxes>;
+    /// Bookings whose state a commit on this database (by any process)
+    /// changed, for web orders waiting on a decision.
+    fn decisions(&self) -> tokio::sync::broadcast::Sender<BookingId>;
 
-    // Administration (the CLI, while the server may be running).
+    /// One write transaction: holding the hub's write lock (one such
+    /// transaction at a time on the database, across every process, so the
+    /// rules read everything committed before and the hub's log gets its
+    /// seqs in commit order), reads what `working` wants until it wants
+    /// nothing more, runs `work`, writes what the working set says changed
+    /// and commits; then publishes the hub events and changed bookings.
+    /// When `work` fails, nothing is written.
+    async fn transact(&self, working: Working, work: Work) -> StorageResult<Box<dyn Any + Send>>;
+
+    // Administration (the CLI, while servers may be running). Each is one
+    // transaction of its own.
+    /// Adds a location, or renames a known one, with a fresh enrollment
+    /// token (how an operator replaces a store PC).
     async fn add_location(
         &self,
         id: &LocationId,
@@ -227,21 +146,19 @@ pub trait HubStorage: Send + Sync + std::fmt::Debug + 'static {
         now_ms: i64,
     ) -> StorageResult<()>;
     async fn add_api_key(&self, name: &str, key_hash: &str, now_ms: i64) -> StorageResult<()>;
+    /// A committed read.
     async fn api_key_exists(&self, key_hash: &str) -> StorageResult<bool>;
+    async fn add_webhook(&self, url: &str, secret: &str, now_ms: i64) -> StorageResult<i64>;
 
     // Devices.
-    async fn enroll(
-        &self,
-        request: &EnrollRequest,
-        token_hash: &str,
-        now_ms: i64,
-    ) -> StorageResult<Enrolled>;
+    /// A committed read of the location's device.
     async fn device(&self, location: &LocationId) -> StorageResult<Option<Device>>;
     /// Takes a signed, fresh request's nonce and the device's health
-    /// readings; `false` (and nothing taken) if the nonce was seen before,
-    /// or if the request cannot be told apart from a replay (signed at
-    /// `signed_at_ms`, before the backend could remember its nonce). Runs
-    /// for every signed request: it must not cost a durable write each.
+    /// readings; `false` (and nothing taken) if the nonce was seen before
+    /// on this database, or if the request cannot be told apart from a
+    /// replay (signed at `signed_at_ms`, before the backend could remember
+    /// its nonce). Runs for every signed request: it must not cost a
+    /// durable write each.
     async fn admit(
         &self,
         location: &LocationId,
@@ -250,70 +167,47 @@ pub trait HubStorage: Send + Sync + std::fmt::Debug + 'static {
         expires_at_ms: i64,
         seen: Seen,
     ) -> StorageResult<bool>;
+    /// What a push left waiting at the device, as of `at_ms`, for the
+    /// readings this process keeps (the database has it from the push).
+    fn pushed(&self, location: &LocationId, remaining: u64, at_ms: i64);
 
-    // Sync.
-    /// Applies a batch of the location's own log. `backlog_before` is what
-    /// the device said it had waiting before this batch, so the hub can
-    /// record what remains.
-    async fn push(
-        &self,
-        location: &LocationId,
-        events: Vec<Event>,
-        head_signature: &str,
-        backlog_before: Option<u64>,
-        now_ms: i64,
-    ) -> StorageResult<Pushed>;
-    /// Hub events addressed to `location` after `after`.
+    // Sync reads, each one committed snapshot.
+    /// Hub events addressed to `location` or to everyone after `after`, in
+    /// seq order.
     async fn inbox(
         &self,
         location: &LocationId,
         after: u64,
         limit: usize,
     ) -> StorageResult<Vec<InboxEvent>>;
-    /// The location's own log as the hub holds it, after `after`.
+    /// The location's own log as the hub holds it, after `after`, and its
+    /// head.
     async fn own_log(
         &self,
         location: &LocationId,
         after: u64,
         limit: usize,
     ) -> StorageResult<(Vec<Event>, HeadRef)>;
-    /// Starts a new epoch after the hub's head and lifts a quarantine.
-    async fn reset(&self, location: &LocationId, now_ms: i64)
-    -> StorageResult<(u32, u64, HeadRef)>;
 
-    // The hub's own acts.
-    /// The hub gives back `units` of its allotment of `pool` to the owner.
-    async fn return_hub_allotment(
+    // Webhooks and housekeeping.
+    /// Claims up to `limit` deliveries due at `now_ms`: the next
+    /// undelivered change of each (webhook, booking). A claimed delivery is
+    /// not handed out again (to this or any process) before
+    /// `now_ms + lease_ms`, so each attempt happens once; one whose
+    /// attempt never reports back is due again after the lease.
+    async fn claim_deliveries(
         &self,
-        pool: &PoolId,
-        units: i64,
         now_ms: i64,
-    ) -> StorageResult<LocationId>;
-
-    // Bookings through the hub.
-    /// Takes a web order: routed to its owner when the owner is reachable,
-    /// else confirmed from the hub's own allotment, else routed to wait for
-    /// the owner until it expires (docs/ARCHITECTURE.md, section 4).
-    async fn place_web_order(
-        &self,
-        order: WebOrder,
-        unreachable_after_ms: i64,
-        now_ms: i64,
-    ) -> StorageResult<Placed>;
-    async fn cancel_booking(&self, id: &BookingId, now_ms: i64) -> StorageResult<Placed>;
-    /// Gives up on the hub's requests without a decision by `expires_at +
-    /// skew_margin_ms` and expires the hub's holds; returns locations to wake.
-    async fn expire_due(&self, skew_margin_ms: i64, now_ms: i64) -> StorageResult<Vec<BookingId>>;
-
-    // Webhooks.
-    async fn add_webhook(&self, url: &str, secret: &str, now_ms: i64) -> StorageResult<i64>;
-    /// The next undelivered change of each (webhook, booking), if due.
-    async fn due_deliveries(&self, now_ms: i64, limit: usize) -> StorageResult<Vec<Delivery>>;
+        lease_ms: i64,
+        limit: usize,
+    ) -> StorageResult<Vec<Delivery>>;
     async fn delivery_done(&self, id: i64, now_ms: i64) -> StorageResult<()>;
     async fn delivery_failed(&self, id: i64, error: &str, retry_at_ms: i64) -> StorageResult<()>;
+    /// Forgets Idempotency-Keys taken before `before_ms`.
+    async fn forget_idempotency_keys(&self, before_ms: i64) -> StorageResult<()>;
 
-    // Public reads.
-    async fn pools(&self, location: &LocationId) -> StorageResult<Vec<PoolSummary>>;
+    // Public reads, each one committed snapshot.
+    async fn pools(&self, location: &LocationId) -> StorageResult<PoolsRead>;
     async fn booking(&self, id: &BookingId) -> StorageResult<Option<HubBooking>>;
     async fn locations(&self) -> StorageResult<Vec<LocationHealth>>;
 }
