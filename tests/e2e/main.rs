@@ -4,6 +4,7 @@
 mod abuse;
 mod bookings;
 mod browser;
+mod conformance;
 mod demo;
 mod enrollment;
 mod hub_input;
