@@ -84,6 +84,13 @@ impl Recent {
             }
             nonces.expiry.insert(key, expires_at_ms);
         }
+        self.note(location, signed_at_ms, seen);
+        true
+    }
+
+    /// Takes the readings of a request signed at `signed_at_ms` whose
+    /// nonce was taken elsewhere (a database several processes share).
+    pub fn note(&self, location: &LocationId, signed_at_ms: i64, seen: Seen) {
         let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
         let before = health.latest.get(location).copied();
         let newer = health
@@ -108,7 +115,6 @@ impl Recent {
             },
         );
         health.unwritten.insert(location.clone());
-        true
     }
 
     /// What a push left waiting at the device, as of `at_ms`.
