@@ -238,13 +238,16 @@ pub fn due(
     }
 }
 
-/// Expires what is due among the bookings the backend found; returns the
-/// bookings whose state changed.
+/// Expires what is due among the bookings the backend found, and forgets
+/// Idempotency-Keys past their promise; returns the bookings whose state
+/// changed.
 pub fn expire_due(
     w: &mut Working,
     now_ms: i64,
     skew_margin_ms: i64,
 ) -> StorageResult<Vec<BookingId>> {
+    // Idempotency-Keys are promised for 24 hours; forgotten after.
+    w.forget_idempotency_before = Some(now_ms - shared::limits::IDEMPOTENCY_RETENTION_MS);
     let mut changed = Vec::new();
     for id in w.due.clone().unwrap_or_default() {
         let Some(row) = w.booking(&id)? else { continue };

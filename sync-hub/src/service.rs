@@ -153,8 +153,6 @@ impl dyn HubStorage {
         skew_margin_ms: i64,
         now_ms: i64,
     ) -> StorageResult<Vec<BookingId>> {
-        self.forget_idempotency_keys(now_ms - shared::limits::IDEMPOTENCY_RETENTION_MS)
-            .await?;
         let mut working = Working::new();
         working.want_due(now_ms, skew_margin_ms);
         let changed = self

@@ -221,6 +221,8 @@ pub struct Working {
     pub new_idempotency: Vec<(String, IdempotencyRow)>,
     pub set_aside: Vec<SetAside>,
     pub deliveries: Vec<NewDelivery>,
+    /// Idempotency-Keys taken before this instant are to be forgotten.
+    pub forget_idempotency_before: Option<i64>,
     /// Bookings whose state changed, for web orders waiting on a decision.
     pub changed: Vec<BookingId>,
 }

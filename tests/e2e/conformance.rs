@@ -351,10 +351,12 @@ pub async fn story(storage: Arc<dyn HubStorage>) {
     );
     let request = placed.booking.id;
     let addressed = storage.inbox(&s1, 0, 1000).await.expect("inbox");
-    let asked = addressed
-        .iter()
-        .find(|e| matches!(e.event.typed(), Ok(EventBody::BookingCreated { id, .. }) if id == request))
-        .expect("the request reached the owner's inbox");
+    assert!(
+        addressed.iter().any(
+            |e| matches!(e.event.typed(), Ok(EventBody::BookingCreated { id, .. }) if id == request)
+        ),
+        "the request reached the owner's inbox"
+    );
     let decision = log.next(
         now + 1,
         EventBody::BookingCreated {
@@ -371,7 +373,6 @@ pub async fn story(storage: Arc<dyn HubStorage>) {
             reason: None,
         },
     );
-    let _ = asked;
     let pushed = storage
         .push(&s1, vec![decision], "sig", None, now + 1)
         .await

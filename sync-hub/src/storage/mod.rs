@@ -203,8 +203,6 @@ pub trait HubStorage: Send + Sync + std::fmt::Debug + 'static {
     ) -> StorageResult<Vec<Delivery>>;
     async fn delivery_done(&self, id: i64, now_ms: i64) -> StorageResult<()>;
     async fn delivery_failed(&self, id: i64, error: &str, retry_at_ms: i64) -> StorageResult<()>;
-    /// Forgets Idempotency-Keys taken before `before_ms`.
-    async fn forget_idempotency_keys(&self, before_ms: i64) -> StorageResult<()>;
 
     // Public reads, each one committed snapshot.
     async fn pools(&self, location: &LocationId) -> StorageResult<PoolsRead>;

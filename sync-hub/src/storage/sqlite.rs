@@ -918,6 +918,10 @@ fn save(conn: &Connection, w: &Working) -> StorageResult<()> {
             set_aside.at_ms
         ])?;
     }
+    if let Some(before) = w.forget_idempotency_before {
+        conn.prepare_cached("DELETE FROM idempotency_keys WHERE created_at_ms < ?1")?
+            .execute([before])?;
+    }
     for delivery in &w.deliveries {
         conn.prepare_cached(
             "INSERT INTO webhook_deliveries (webhook_id, event_id, booking_id, payload, next_attempt_at_ms)
@@ -1204,15 +1208,6 @@ impl HubStorage for SqliteStorage {
                  WHERE id = ?1",
                 params![id, retry_at_ms, error],
             )?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn forget_idempotency_keys(&self, before_ms: i64) -> StorageResult<()> {
-        self.write(move |tx| {
-            tx.prepare_cached("DELETE FROM idempotency_keys WHERE created_at_ms < ?1")?
-                .execute([before_ms])?;
             Ok(())
         })
         .await
