@@ -10,6 +10,7 @@ mod enrollment;
 mod hub_input;
 mod inbox;
 mod partition;
+mod postgres;
 mod protocol;
 mod recovery;
 mod replication;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub mod bench;
+pub mod postgres;
 
 /// Paths of the two commands, as built by cargo for this package's tests.
 #[derive(Debug, Clone)]
