@@ -6,6 +6,8 @@
 //! the default; PostgreSQL serves one fleet from several processes.
 
 pub mod columns;
+pub mod pg_schema;
+pub mod postgres;
 mod recent;
 pub mod sqlite;
 
