@@ -21,6 +21,12 @@ struct Cli {
     /// under systemd, else the platform data directory).
     #[arg(long, global = true, env = "SYNC_HUB_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Keep the hub's state in this PostgreSQL database instead of SQLite in
+    /// the data directory (which then holds only the hub key), e.g.
+    /// postgres://hub@db.example/hub. Every process serving one fleet uses
+    /// the same URL and the same hub key.
+    #[arg(long, global = true, env = "SYNC_HUB_DATABASE_URL", value_name = "URL")]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -128,6 +134,7 @@ fn run(cli: Cli) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let database_url = cli.database_url.as_deref();
     match cli.command {
         Command::Serve {
             listen,
@@ -139,7 +146,7 @@ fn run(cli: Cli) -> Result<()> {
                 skew_margin_ms,
                 ..HubSettings::default()
             };
-            let state = crate::open(&data_dir, settings)?;
+            let state = runtime.block_on(crate::open_server(&data_dir, database_url, settings))?;
             let files = crate::serve::raise_open_file_limit();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(listen)
@@ -170,10 +177,10 @@ fn run(cli: Cli) -> Result<()> {
                     && !shared::booking::has_hidden_characters(&name),
                 "the name is at most 200 characters, without control or text-direction characters"
             );
-            let state = crate::open(&data_dir, HubSettings::default())?;
+            let storage = runtime.block_on(crate::open_storage(&data_dir, database_url))?;
             let (token, hash) = keys::new_secret("enroll_")?;
             let now = now_ms();
-            runtime.block_on(state.storage.add_location(
+            runtime.block_on(storage.add_location(
                 &id,
                 name.trim(),
                 &timezone,
@@ -192,9 +199,9 @@ fn run(cli: Cli) -> Result<()> {
                 url.starts_with("http://") || url.starts_with("https://"),
                 "the webhook URL must be http:// or https://"
             );
-            let state = crate::open(&data_dir, HubSettings::default())?;
+            let storage = runtime.block_on(crate::open_storage(&data_dir, database_url))?;
             let (secret, _) = keys::new_secret("whsec_")?;
-            let id = runtime.block_on(state.storage.add_webhook(&url, &secret, now_ms()))?;
+            let id = runtime.block_on(storage.add_webhook(&url, &secret, now_ms()))?;
             println!("webhook {id} added for {url}; signing secret:");
             println!("{secret}");
             Ok(())
@@ -202,9 +209,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::ApiKey {
             command: ApiKeyCommand::Create { name },
         } => {
-            let state = crate::open(&data_dir, HubSettings::default())?;
+            let storage = runtime.block_on(crate::open_storage(&data_dir, database_url))?;
             let (key, hash) = keys::new_secret("hub_")?;
-            runtime.block_on(state.storage.add_api_key(&name, &hash, now_ms()))?;
+            runtime.block_on(storage.add_api_key(&name, &hash, now_ms()))?;
             println!("{key}");
             Ok(())
         }

@@ -32,14 +32,65 @@ use tokio::net::TcpListener;
 pub fn open(data_dir: &Path, settings: HubSettings) -> anyhow::Result<AppState> {
     let storage = storage::sqlite::SqliteStorage::open(data_dir)?;
     let key = keys::load_or_create_hub_key(data_dir)?;
-    Ok(AppState {
-        inboxes: storage::HubStorage::inboxes(&storage),
-        decisions: storage::HubStorage::decisions(&storage),
-        storage: Arc::new(storage),
+    Ok(state(Arc::new(storage), key, settings))
+}
+
+/// Opens what `sync-hub serve` serves: the PostgreSQL database at
+/// `database_url` when there is one (refused if it belongs to a hub with
+/// another key than the one in `data_dir`), else SQLite in `data_dir`.
+pub async fn open_server(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    settings: HubSettings,
+) -> anyhow::Result<AppState> {
+    let Some(url) = database_url else {
+        return open(data_dir, settings);
+    };
+    let key = keys::load_or_create_hub_key(data_dir)?;
+    let storage = storage::postgres::PostgresStorage::connect(url, Some(&key.public_key_b64()))
+        .await
+        .map_err(database_error)?;
+    Ok(state(Arc::new(storage), key, settings))
+}
+
+/// Opens the storage an administration command works on: PostgreSQL at
+/// `database_url` when there is one, else SQLite in `data_dir`. It signs
+/// nothing, so it neither needs nor records a hub key.
+pub async fn open_storage(
+    data_dir: &Path,
+    database_url: Option<&str>,
+) -> anyhow::Result<Arc<dyn storage::HubStorage>> {
+    Ok(match database_url {
+        Some(url) => Arc::new(
+            storage::postgres::PostgresStorage::connect(url, None)
+                .await
+                .map_err(database_error)?,
+        ),
+        None => Arc::new(storage::sqlite::SqliteStorage::open(data_dir)?),
+    })
+}
+
+/// A database failure at start, with its cause spelled out.
+fn database_error(e: storage::StorageError) -> anyhow::Error {
+    match &e {
+        storage::StorageError::Backend(source) => anyhow::anyhow!("{source}"),
+        _ => anyhow::Error::new(e),
+    }
+}
+
+fn state(
+    storage: Arc<dyn storage::HubStorage>,
+    key: shared::signing::SigningKey,
+    settings: HubSettings,
+) -> AppState {
+    AppState {
+        inboxes: storage.inboxes(),
+        decisions: storage.decisions(),
+        storage,
         key: Arc::new(key),
         settings,
         in_flight: Arc::default(),
-    })
+    }
 }
 
 /// Serves the hub on `listener` until `shutdown` resolves, with the expiry

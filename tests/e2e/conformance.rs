@@ -598,3 +598,15 @@ async fn the_sqlite_backend_tells_the_conformance_story() {
     let storage = sync_hub::storage::sqlite::SqliteStorage::open(dir.path()).expect("open");
     story(Arc::new(storage)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_backend_tells_the_conformance_story() {
+    let pg = e2e::postgres::TempPostgres::shared().expect("start PostgreSQL");
+    let url = pg
+        .create_database("conformance")
+        .expect("create a database");
+    let storage = sync_hub::storage::postgres::PostgresStorage::connect(&url, Some("hub-key"))
+        .await
+        .expect("connect");
+    story(Arc::new(storage)).await;
+}

@@ -43,9 +43,9 @@ use crate::working::{
     ResourceRow, TokenRow, Working,
 };
 
-/// The advisory lock every write transaction of the rules holds (an
-/// arbitrary constant: "hub" in ASCII).
-const WRITE_LOCK: i64 = 0x6875_62;
+/// The advisory lock every write transaction of the rules holds: a fixed
+/// key spelling `hubwrite` in ASCII, distinct from the migration lock.
+const WRITE_LOCK: i64 = i64::from_be_bytes(*b"hubwrite");
 
 /// Connections each process keeps: the writer's turn, reads of long
 /// polls woken together, and the CLI. One more is held for `LISTEN`.
@@ -121,7 +121,9 @@ impl PostgresStorage {
                 pg_schema::check_hub_key(&client, key).await?;
             }
         }
-        let head = hub_head(&**pool.get().await?).await?.seq;
+        let client = pool.get().await?;
+        let head = hub_head(&client).await?.seq;
+        drop(client);
         let inner = Arc::new(Inner {
             pool,
             nonces,
@@ -203,7 +205,9 @@ async fn catch_up(inner: &Inner) -> StorageResult<()> {
 async fn listen(inner: std::sync::Weak<Inner>, config: tokio_postgres::Config) {
     loop {
         let connected = config.connect(NoTls).await;
-        let Some(strong) = inner.upgrade() else { return };
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
         match connected {
             Err(e) => tracing::warn!(error = %e, "cannot listen for other hub processes; retrying"),
             Ok((client, mut connection)) => {
@@ -604,13 +608,16 @@ async fn load(
                 .prepare_cached(
                     "SELECT id FROM view_bookings
                      WHERE state IN ('requested', 'held')
-                       AND ((state = 'requested' AND requested_by = 'hub' AND expires_at_ms < $1 - $2)
+                       AND ((state = 'requested' AND requested_by = 'hub' AND expires_at_ms < $1::BIGINT - $2::BIGINT)
                          OR (state = 'held' AND charged_to = 'hub' AND expires_at_ms <= $1))
                      LIMIT $3",
                 )
                 .await?;
             let rows = tx
-                .query(&stmt, &[&now_ms, &skew_margin_ms, &(EXPIRED_PER_SWEEP as i64)])
+                .query(
+                    &stmt,
+                    &[&now_ms, &skew_margin_ms, &(EXPIRED_PER_SWEEP as i64)],
+                )
                 .await?;
             let due = rows
                 .iter()
@@ -830,8 +837,11 @@ async fn save(tx: &deadpool_postgres::Transaction<'_>, w: &Working) -> StorageRe
         .await?;
     }
     if let Some(before) = w.forget_idempotency_before {
-        tx.execute("DELETE FROM idempotency_keys WHERE created_at_ms < $1", &[&before])
-            .await?;
+        tx.execute(
+            "DELETE FROM idempotency_keys WHERE created_at_ms < $1",
+            &[&before],
+        )
+        .await?;
     }
     for d in &w.deliveries {
         let stmt = tx
@@ -1041,7 +1051,10 @@ impl HubStorage for PostgresStorage {
             )
             .await?;
         let rows = client
-            .query(&stmt, &[&location.as_str(), &(after as i64), &(limit as i64)])
+            .query(
+                &stmt,
+                &[&location.as_str(), &(after as i64), &(limit as i64)],
+            )
             .await?;
         rows.iter()
             .map(|row| {
@@ -1082,7 +1095,10 @@ impl HubStorage for PostgresStorage {
             .await?;
         let origin = ParticipantId::Location(location.clone());
         let events = tx
-            .query(&stmt, &[&location.as_str(), &(after as i64), &(limit as i64)])
+            .query(
+                &stmt,
+                &[&location.as_str(), &(after as i64), &(limit as i64)],
+            )
             .await?
             .iter()
             .map(|row| build_event(&origin, row))
@@ -1110,7 +1126,7 @@ impl HubStorage for PostgresStorage {
                                      AND e.delivered_at_ms IS NULL)
                      ORDER BY d.id LIMIT $3
                      FOR UPDATE SKIP LOCKED)
-                 UPDATE webhook_deliveries AS d SET next_attempt_at_ms = $1 + $2
+                 UPDATE webhook_deliveries AS d SET next_attempt_at_ms = $1::BIGINT + $2::BIGINT
                  FROM due, webhooks AS w
                  WHERE d.id = due.id AND w.id = d.webhook_id
                  RETURNING d.id, w.url, w.secret, d.event_id, d.payload, d.attempts",
@@ -1180,7 +1196,12 @@ impl HubStorage for PostgresStorage {
             Option<i64>,
             Option<i64>,
             Option<i64>,
-        ) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
+        ) = (
+            row.try_get(0)?,
+            row.try_get(1)?,
+            row.try_get(2)?,
+            row.try_get(3)?,
+        );
         let (last_seen, synced_at, backlog) = match self.inner.recent.seen(location) {
             Some(seen) => (
                 Some(seen.at_ms).max(last_seen),
@@ -1199,7 +1220,12 @@ impl HubStorage for PostgresStorage {
             .query(&stmt, &[&location.as_str()])
             .await?
             .iter()
-            .map(|row| Ok((columns::pool(&row.try_get::<_, String>(0)?)?, pool_row(row)?)))
+            .map(|row| {
+                Ok((
+                    columns::pool(&row.try_get::<_, String>(0)?)?,
+                    pool_row(row)?,
+                ))
+            })
             .collect::<StorageResult<Vec<_>>>()?;
         tx.commit().await?;
         Ok(PoolsRead {
