@@ -7,6 +7,7 @@ mod browser;
 mod conformance;
 mod demo;
 mod enrollment;
+mod fleet;
 mod hub_input;
 mod inbox;
 mod partition;

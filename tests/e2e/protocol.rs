@@ -11,7 +11,7 @@ use shared::{Event, EventBody, ParticipantId, PoolId, ResourceId};
 use crate::world::World;
 
 /// A device driven by hand: its key and its log.
-struct Device {
+pub(crate) struct Device {
     location: String,
     key: SigningKey,
     epoch: u32,
@@ -19,16 +19,18 @@ struct Device {
 
 /// What to do to a request before it is sent.
 #[derive(Default, Clone)]
-struct Twist {
-    timestamp_ms: Option<i64>,
-    nonce: Option<String>,
-    sign_with: Option<usize>,
-    claim_device: Option<String>,
-    alter_body_after_signing: bool,
+pub(crate) struct Twist {
+    /// The hub process to send to, if not the world's first.
+    pub to: Option<String>,
+    pub timestamp_ms: Option<i64>,
+    pub nonce: Option<String>,
+    pub sign_with: Option<usize>,
+    pub claim_device: Option<String>,
+    pub alter_body_after_signing: bool,
 }
 
 impl Device {
-    async fn enroll(world: &World, location: &str) -> Self {
+    pub(crate) async fn enroll(world: &World, location: &str) -> Self {
         let token = world.add_location(location);
         let key = SigningKey::generate().expect("key");
         let (status, body) = e2e::post(
@@ -51,7 +53,7 @@ impl Device {
     }
 
     /// Our catalog: a resource, its pool, then stock adjustments.
-    fn log(&self, len: usize, salt: i64) -> Vec<Event> {
+    pub(crate) fn log(&self, len: usize, salt: i64) -> Vec<Event> {
         let mut head = ChainHead::EMPTY;
         let pool = PoolId::parse(&format!("{}:pool", self.location)).expect("id");
         let resource = ResourceId::parse(&format!("{}:res", self.location)).expect("id");
@@ -84,7 +86,7 @@ impl Device {
             .collect()
     }
 
-    async fn push(
+    pub(crate) async fn push(
         &self,
         world: &World,
         events: &[Event],
@@ -135,12 +137,10 @@ impl Device {
             .claim_device
             .clone()
             .unwrap_or_else(|| self.location.clone());
+        let hub = twist.to.clone().unwrap_or_else(|| world.hub_url());
         let response = world
             .http
-            .request(
-                method.parse().expect("method"),
-                format!("{}{path}", world.hub_url()),
-            )
+            .request(method.parse().expect("method"), format!("{hub}{path}"))
             .header(signing::HEADER_DEVICE, device)
             .header(signing::HEADER_TIMESTAMP, timestamp.to_string())
             .header(signing::HEADER_NONCE, nonce)

@@ -35,32 +35,248 @@ pub struct World {
     pub http: reqwest::Client,
     /// Extra flags for `sync-hub serve`.
     pub hub_args: Vec<String>,
+    /// The PostgreSQL database the hub runs on; SQLite in `hub_dir` if none.
+    pub database_url: Option<String>,
+    /// Hub processes besides the first, sharing its database and its key.
+    pub peers: Vec<Peer>,
+}
+
+/// A second (third, ...) hub process on the first one's database.
+pub struct Peer {
+    pub dir: TempDir,
+    pub port: u16,
+    pub served: Option<Served>,
+}
+
+/// One value of a row of the hub's database, whichever backend it is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    Int(i64),
+    Text(String),
+}
+
+impl Cell {
+    pub fn int(&self) -> i64 {
+        match self {
+            Cell::Int(i) => *i,
+            other => panic!("{other:?} is not an integer"),
+        }
+    }
+
+    pub fn opt_int(&self) -> Option<i64> {
+        match self {
+            Cell::Null => None,
+            other => Some(other.int()),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        match self {
+            Cell::Text(t) => t.clone(),
+            other => panic!("{other:?} is not text"),
+        }
+    }
 }
 
 impl World {
     pub fn new() -> Self {
+        Self::on(None)
+    }
+
+    /// A hub on the PostgreSQL database at `database_url`, or on SQLite.
+    pub fn on(database_url: Option<String>) -> Self {
         let bins = bins();
         let hub_dir = tempfile::tempdir().expect("tempdir");
-        let api_key = last_line(&run(
-            &bins.hub,
-            hub_dir.path(),
-            &["api-key", "create", "--name", "tests"],
-        ));
-        Self {
+        let mut world = Self {
             bins,
             hub_dir,
             port: free_port(),
             hub: None,
-            api_key,
+            api_key: String::new(),
             http: http(),
             hub_args: Vec::new(),
+            database_url,
+            peers: Vec::new(),
+        };
+        world.api_key = last_line(&world.hub_command(&["api-key", "create", "--name", "tests"]));
+        world
+    }
+
+    /// Runs a `sync-hub` administration command on this world's database.
+    pub fn hub_command(&self, args: &[&str]) -> String {
+        let mut all: Vec<&str> = Vec::new();
+        if let Some(url) = &self.database_url {
+            all.extend(["--database-url", url.as_str()]);
         }
+        all.extend(args);
+        run(&self.bins.hub, self.hub_dir.path(), &all)
+    }
+
+    /// Adds `count` more hub processes (not yet started) on this world's
+    /// PostgreSQL database.
+    pub fn add_peers(&mut self, count: usize) {
+        assert!(
+            count == 0 || self.database_url.is_some(),
+            "peers share a PostgreSQL database"
+        );
+        for _ in 0..count {
+            self.peers.push(Peer {
+                dir: tempfile::tempdir().expect("tempdir"),
+                port: free_port(),
+                served: None,
+            });
+        }
+    }
+
+    /// How many hub processes this world has: the first and its peers.
+    pub fn processes(&self) -> usize {
+        1 + self.peers.len()
+    }
+
+    pub fn process_url(&self, i: usize) -> String {
+        match i {
+            0 => self.hub_url(),
+            _ => format!("http://127.0.0.1:{}", self.peers[i - 1].port),
+        }
+    }
+
+    pub fn process_running(&self, i: usize) -> bool {
+        match i {
+            0 => self.hub.is_some(),
+            _ => self.peers[i - 1].served.is_some(),
+        }
+    }
+
+    /// The hub processes that are running.
+    pub fn running(&self) -> Vec<usize> {
+        (0..self.processes())
+            .filter(|i| self.process_running(*i))
+            .collect()
+    }
+
+    /// Starts hub process `i`; a peer gets the first process's key, which
+    /// exists once the first process has started.
+    pub fn start_process(&mut self, i: usize) {
+        if i == 0 {
+            return self.start_hub();
+        }
+        let key = self.peers[i - 1].dir.path().join("hub.key");
+        if !key.exists() {
+            std::fs::copy(self.hub_dir.path().join("hub.key"), &key).expect("copy the hub key");
+        }
+        let listen = format!("127.0.0.1:{}", self.peers[i - 1].port);
+        let args = self.serve_args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let served = Served::start(
+            &self.bins.hub,
+            self.peers[i - 1].dir.path(),
+            &listen,
+            &args,
+            &[],
+        );
+        self.peers[i - 1].served = Some(served);
+    }
+
+    /// SIGKILLs hub process `i` if it runs.
+    pub fn kill_process(&mut self, i: usize) {
+        let served = match i {
+            0 => self.hub.take(),
+            _ => self.peers[i - 1].served.take(),
+        };
+        if let Some(served) = served {
+            served.kill();
+        }
+    }
+
+    fn serve_args(&self) -> Vec<String> {
+        let mut args = self.hub_args.clone();
+        if let Some(url) = &self.database_url {
+            args.extend(["--database-url".to_owned(), url.clone()]);
+        }
+        args
+    }
+
+    /// Rows of `sql` on the hub's database, SQLite or PostgreSQL; `$1`,
+    /// `$2`... are bound to `params` in both.
+    pub fn hub_rows(&self, sql: &str, params: &[&str]) -> Vec<Vec<Cell>> {
+        let Some(url) = self.database_url.clone() else {
+            let conn = self.hub_db();
+            let mut stmt = conn.prepare(sql).expect("prepare");
+            let width = stmt.column_count();
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(params.iter()), |r| {
+                    (0..width)
+                        .map(|i| {
+                            Ok(match r.get_ref(i)? {
+                                rusqlite::types::ValueRef::Null => Cell::Null,
+                                rusqlite::types::ValueRef::Integer(i) => Cell::Int(i),
+                                rusqlite::types::ValueRef::Text(t) => {
+                                    Cell::Text(String::from_utf8_lossy(t).into_owned())
+                                }
+                                other => panic!("unexpected value {other:?}"),
+                            })
+                        })
+                        .collect()
+                })
+                .expect("query")
+                .collect::<Result<_, _>>()
+                .expect("rows");
+            return rows;
+        };
+        let (sql, params) = (
+            sql.to_owned(),
+            params.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        );
+        // A runtime of its own in a thread of its own: callers may be on a
+        // runtime, where blocking on another one panics.
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let client = e2e::postgres::connect(&url).await.expect("connect");
+                let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+                    .iter()
+                    .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
+                    .collect();
+                let rows = client.query(&sql, &params).await.expect("query");
+                rows.iter()
+                    .map(|row| {
+                        (0..row.len())
+                            .map(|i| {
+                                use tokio_postgres::types::Type;
+                                let ty = row.columns()[i].type_().clone();
+                                if ty == Type::INT8 {
+                                    row.get::<_, Option<i64>>(i).map_or(Cell::Null, Cell::Int)
+                                } else if ty == Type::INT4 {
+                                    row.get::<_, Option<i32>>(i)
+                                        .map_or(Cell::Null, |v| Cell::Int(v.into()))
+                                } else {
+                                    row.get::<_, Option<String>>(i)
+                                        .map_or(Cell::Null, Cell::Text)
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect()
+            })
+        })
+        .join()
+        .expect("query thread")
     }
 
     /// A hub that gives up on requests and takes stores for gone quickly,
     /// so expiry scenarios run in seconds.
     pub fn quick() -> Self {
-        let mut world = Self::new();
+        Self::quick_on(None)
+    }
+
+    /// [`World::quick`] on the PostgreSQL database at `database_url`, or
+    /// on SQLite.
+    pub fn quick_on(database_url: Option<String>) -> Self {
+        let mut world = Self::on(database_url);
         world.hub_args = ["--skew-margin-ms", "1000", "--unreachable-after-ms", "1500"]
             .map(String::from)
             .to_vec();
@@ -73,7 +289,8 @@ impl World {
 
     pub fn start_hub(&mut self) {
         let listen = format!("127.0.0.1:{}", self.port);
-        let args: Vec<&str> = self.hub_args.iter().map(String::as_str).collect();
+        let args = self.serve_args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.hub = Some(Served::start(
             &self.bins.hub,
             self.hub_dir.path(),
@@ -91,20 +308,16 @@ impl World {
 
     /// Adds a location; returns its enrollment token.
     pub fn add_location(&self, id: &str) -> String {
-        last_line(&run(
-            &self.bins.hub,
-            self.hub_dir.path(),
-            &[
-                "location",
-                "add",
-                "--id",
-                id,
-                "--name",
-                id,
-                "--timezone",
-                "Europe/Berlin",
-            ],
-        ))
+        last_line(&self.hub_command(&[
+            "location",
+            "add",
+            "--id",
+            id,
+            "--name",
+            id,
+            "--timezone",
+            "Europe/Berlin",
+        ]))
     }
 
     pub fn hub_db(&self) -> rusqlite::Connection {
@@ -117,14 +330,9 @@ impl World {
 
     /// The hub's head of `location`'s log.
     pub fn hub_head(&self, location: &str) -> u64 {
-        self.hub_db()
-            .query_row(
-                "SELECT head_seq FROM locations WHERE id = ?1",
-                [location],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|s| s as u64)
-            .unwrap_or(0)
+        self.hub_rows("SELECT head_seq FROM locations WHERE id = $1", &[location])
+            .first()
+            .map_or(0, |row| row[0].int() as u64)
     }
 
     pub async fn public(&self, path: &str) -> (u16, Value) {
@@ -366,14 +574,14 @@ impl Store {
 
 /// (seq, hash) of every event of `location`'s log held by the hub.
 pub fn hub_log(world: &World, location: &str) -> Vec<(i64, String)> {
-    let conn = world.hub_db();
-    let mut stmt = conn
-        .prepare("SELECT seq, hash FROM events WHERE origin = ?1 ORDER BY seq")
-        .expect("prepare");
-    stmt.query_map([location], |r| Ok((r.get(0)?, r.get(1)?)))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows")
+    world
+        .hub_rows(
+            "SELECT seq, hash FROM events WHERE origin = $1 ORDER BY seq",
+            &[location],
+        )
+        .iter()
+        .map(|row| (row[0].int(), row[1].text()))
+        .collect()
 }
 
 /// The hub holds exactly the store's log: same events, same order, no gap,
@@ -394,14 +602,11 @@ pub fn assert_hub_mirrors(world: &World, store: &Store) {
         .db()
         .query_row("SELECT count(*) FROM bookings", [], |r| r.get(0))
         .expect("count");
-    let hub_bookings: i64 = world
-        .hub_db()
-        .query_row(
-            "SELECT count(*) FROM view_bookings WHERE owner = ?1",
-            [&store.location],
-            |r| r.get(0),
-        )
-        .expect("count");
+    let hub_bookings = world.hub_rows(
+        "SELECT count(*) FROM view_bookings WHERE owner = $1",
+        &[&store.location],
+    )[0][0]
+        .int();
     assert_eq!(
         hub_bookings, edge_bookings,
         "the hub's view has each booking once"

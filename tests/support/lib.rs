@@ -267,6 +267,9 @@ pub enum Link {
 pub struct Proxy {
     pub port: u16,
     link: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    /// Where requests go: one hub process of several, as a load balancer
+    /// would pick.
+    upstream: std::sync::Arc<std::sync::Mutex<String>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -280,10 +283,12 @@ impl Proxy {
             .expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let link = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(Link::Open as u8));
-        let state = (link.clone(), http(), upstream);
+        let upstream = std::sync::Arc::new(std::sync::Mutex::new(upstream));
+        let state = (link.clone(), http(), upstream.clone());
         let app = axum::Router::new().fallback(move |request: Request| {
             let (link, client, upstream) = state.clone();
             async move {
+                let upstream = upstream.lock().expect("upstream").clone();
                 let mode = link.load(std::sync::atomic::Ordering::SeqCst);
                 let (parts, body) = request.into_parts();
                 let path = parts
@@ -332,7 +337,17 @@ impl Proxy {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { port, link, task }
+        Self {
+            port,
+            link,
+            upstream,
+            task,
+        }
+    }
+
+    /// Sends what comes next to `upstream` instead.
+    pub fn set_upstream(&self, upstream: String) {
+        *self.upstream.lock().expect("upstream") = upstream;
     }
 
     pub fn url(&self) -> String {
