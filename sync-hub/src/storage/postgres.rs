@@ -742,16 +742,49 @@ async fn save(tx: &deadpool_postgres::Transaction<'_>, w: &Working) -> StorageRe
         )
         .await?;
     }
-    for id in &w.dirty_bookings {
-        let Some(Some(row)) = w.bookings.get(id) else {
-            continue;
-        };
+    // One statement for every booking changed: a batch of a store's log
+    // is mostly bookings, and a round trip per row would be most of its
+    // time.
+    let rows: Vec<(&BookingId, &BookingRow)> = w
+        .dirty_bookings
+        .iter()
+        .filter_map(|id| match w.bookings.get(id) {
+            Some(Some(row)) => Some((id, row)),
+            _ => None,
+        })
+        .collect();
+    if !rows.is_empty() {
+        let id: Vec<String> = rows.iter().map(|(id, _)| id.to_string()).collect();
+        let owner: Vec<&str> = rows.iter().map(|(_, r)| r.owner.as_str()).collect();
+        let requested_by: Vec<&str> = rows.iter().map(|(_, r)| r.requested_by.as_str()).collect();
+        let charged_to: Vec<&str> = rows.iter().map(|(_, r)| r.charged_to.as_str()).collect();
+        let charged_state: Vec<&str> = rows.iter().map(|(_, r)| r.charged_state.as_str()).collect();
+        let channel: Vec<&str> = rows.iter().map(|(_, r)| r.channel.as_str()).collect();
+        let state: Vec<&str> = rows.iter().map(|(_, r)| r.state.as_str()).collect();
+        let lines: Vec<String> = rows
+            .iter()
+            .map(|(_, r)| columns::json(&r.lines))
+            .collect::<StorageResult<_>>()?;
+        let customer: Vec<String> = rows
+            .iter()
+            .map(|(_, r)| columns::json(&r.customer))
+            .collect::<StorageResult<_>>()?;
+        let expires: Vec<Option<i64>> = rows.iter().map(|(_, r)| r.expires_at_ms).collect();
+        let reason: Vec<Option<&str>> = rows.iter().map(|(_, r)| r.reason.as_deref()).collect();
+        let decided_by: Vec<Option<&str>> = rows
+            .iter()
+            .map(|(_, r)| r.decided_by.as_ref().map(ParticipantId::as_str))
+            .collect();
+        let created: Vec<i64> = rows.iter().map(|(_, r)| r.created_at_ms).collect();
+        let updated: Vec<i64> = rows.iter().map(|(_, r)| r.updated_at_ms).collect();
         let stmt = tx
             .prepare_cached(
                 "INSERT INTO view_bookings (id, owner, requested_by, charged_to, charged_state, channel, state,
                                             lines, customer, expires_at_ms, reason, decided_by,
                                             created_at_ms, updated_at_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                      $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[],
+                                      $11::text[], $12::text[], $13::bigint[], $14::bigint[])
                  ON CONFLICT (id) DO UPDATE SET charged_state = excluded.charged_state,
                      state = excluded.state, expires_at_ms = excluded.expires_at_ms,
                      reason = excluded.reason, decided_by = excluded.decided_by,
@@ -761,20 +794,20 @@ async fn save(tx: &deadpool_postgres::Transaction<'_>, w: &Working) -> StorageRe
         tx.execute(
             &stmt,
             &[
-                &id.to_string(),
-                &row.owner.as_str(),
-                &row.requested_by.as_str(),
-                &row.charged_to.as_str(),
-                &row.charged_state.as_str(),
-                &row.channel.as_str(),
-                &row.state.as_str(),
-                &columns::json(&row.lines)?,
-                &columns::json(&row.customer)?,
-                &row.expires_at_ms,
-                &row.reason,
-                &row.decided_by.as_ref().map(ParticipantId::as_str),
-                &row.created_at_ms,
-                &row.updated_at_ms,
+                &id,
+                &owner,
+                &requested_by,
+                &charged_to,
+                &charged_state,
+                &channel,
+                &state,
+                &lines,
+                &customer,
+                &expires,
+                &reason,
+                &decided_by,
+                &created,
+                &updated,
             ],
         )
         .await?;
