@@ -84,6 +84,11 @@ async fn a_web_order_through_one_process_is_decided_by_a_store_on_another() {
     store.start(&world);
     store.stock(&world, "shop:mugs", 5).await;
     store.synced(&world, Duration::from_secs(30)).await;
+    // On one machine the store reads the hub's clock as its own: the
+    // offset comes from short exchanges, not a long poll's midpoint.
+    let status = store.status(&world).await;
+    let offset = status["clock_offset_ms"].as_i64().expect("an offset");
+    assert!(offset.abs() <= 50, "one machine, about 0: {status}");
 
     let mut latencies = Vec::new();
     for i in 0..5 {
