@@ -401,6 +401,21 @@ async fn a_cross_site_form_post_is_refused() {
         .await
         .expect("post");
     assert_eq!(login_csrf.status(), StatusCode::FORBIDDEN);
+    // An API client with no credentials at all is told to authenticate,
+    // whatever its Origin says: it carries nothing a browser attached.
+    for origin in [None, Some("http://evil.example")] {
+        let mut bare = http
+            .post(format!("{base}/api/v1/resources"))
+            .header("content-type", "application/json")
+            .body(r#"{"name": "x", "kind": "stock"}"#);
+        if let Some(origin) = origin {
+            bare = bare.header("origin", origin);
+        }
+        let bare = bare.send().await.expect("post");
+        assert_eq!(bare.status(), StatusCode::UNAUTHORIZED, "{origin:?}");
+        let body: serde_json::Value = bare.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "unauthorized", "{body}");
+    }
     // Still signed in: the refused sign-out did nothing.
     let staff = http
         .get(format!("{base}/staff"))
@@ -546,4 +561,76 @@ async fn a_store_can_serve_https_with_its_own_certificate() {
         .await
         .expect("page");
     assert_eq!(page.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn every_pending_hold_is_on_the_staff_page_however_many_bookings_came_after() {
+    let shop = shop();
+    let (http, base) = (client(), shop.served.base.clone());
+    let token = e2e::last_line(&run(
+        &bins().edge,
+        shop.dir.path(),
+        &["token", "create", "--role", "manager"],
+    ));
+    let api = |path: &str| format!("{base}/api/v1{path}");
+    let (status, body) = e2e::post(
+        &http,
+        &api("/resources"),
+        &token,
+        &serde_json::json!({"name": "Cake", "kind": "stock", "id": "cafe-1:cake"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = e2e::post(
+        &http,
+        &api("/pools"),
+        &token,
+        &serde_json::json!({"resource_id": "cafe-1:cake", "capacity": 1000, "id": "cafe-1:cake"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let mut holds = Vec::new();
+    for i in 0..3 {
+        let (status, made) = e2e::post(
+            &http,
+            &api("/bookings"),
+            &token,
+            &serde_json::json!({"lines": [{"pool_id": "cafe-1:cake", "quantity": 1}],
+                                "customer": {"name": format!("held {i}")}, "hold_seconds": 3600}),
+        )
+        .await;
+        assert_eq!(status, 201, "{made}");
+        assert_eq!(made["state"], "held", "{made}");
+        holds.push(made["code"].as_str().expect("code").to_owned());
+    }
+    // More walk-ins after them than the recent list shows.
+    for i in 0..101 {
+        let (status, made) = e2e::post(
+            &http,
+            &api("/bookings"),
+            &token,
+            &serde_json::json!({"lines": [{"pool_id": "cafe-1:cake", "quantity": 1}],
+                                "customer": {"name": format!("walk-in {i}")}}),
+        )
+        .await;
+        assert_eq!(status, 201, "{made}");
+    }
+    let cookie = session_cookie(&sign_in(&http, &base, "2468").await).expect("session");
+    let page = http
+        .get(format!("{base}/staff"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("staff")
+        .text()
+        .await
+        .expect("html");
+    let (pending, _) = page.split_once("Recent bookings").expect("the recent list");
+    assert!(!pending.contains("No holds waiting."), "{pending}");
+    for code in &holds {
+        assert!(
+            pending.contains(code.as_str()),
+            "hold {code} is listed as pending"
+        );
+    }
 }

@@ -442,6 +442,23 @@ pub fn bookings(conn: &Connection, filter: &BookingFilter) -> StoreResult<Vec<Bo
     rows.map(|row| booking_view(row?)).collect()
 }
 
+/// Every booking waiting for something (a request without a decision, a
+/// hold not yet confirmed), soonest to run out first, with no cap: a hold
+/// left off the staff page would run out unseen. Read through the partial
+/// index of pending bookings, so the cost is the number waiting, not the
+/// number ever made.
+pub fn pending_bookings(conn: &Connection) -> StoreResult<Vec<BookingView>> {
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        booking_columns!(),
+        " FROM bookings
+         WHERE state IN ('requested', 'held')
+         ORDER BY expires_at_ms, id"
+    ))?;
+    let rows = stmt.query_map([], booking_from_row)?;
+    rows.map(|row| booking_view(row?)).collect()
+}
+
 /// When this node must next expire something itself: a hold charged to it,
 /// or a request of its own that had no decision by `expires_at` plus the
 /// skew margin. The `state IN (...)` term repeats the partial index's

@@ -55,9 +55,15 @@ where
     }
 }
 
-/// Whether a request may go on: a request that changes something and does
-/// not carry a bearer token (so a browser may have attached our cookie) must
-/// come from a page of ours, as its Origin (or Referer) says.
+/// Whether a request may go on: a request that changes something and
+/// carries our session cookie without a bearer token (so a browser may have
+/// attached the cookie for another site's page) must come from a page of
+/// ours, as its Origin (or Referer) says.
+///
+/// A request to the JSON API with no cookie carries nothing another site
+/// could borrow: it goes on, and gets its 401 from the API if it has no
+/// token either. The pages are held to their origin even without a cookie,
+/// so that no other site can sign a browser in under someone else's name.
 fn same_origin(request: &Request) -> bool {
     let safe = matches!(
         *request.method(),
@@ -65,12 +71,14 @@ fn same_origin(request: &Request) -> bool {
     );
     // Only the JSON API takes bearer tokens; the pages go by the cookie.
     let headers = request.headers();
-    let bearer = request.uri().path().starts_with("/api/")
+    let api = request.uri().path().starts_with("/api/");
+    let bearer = api
         && headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("Bearer "));
-    safe || bearer || from_this_host(headers)
+    let borrowable = !api || super::session::has_cookie(headers);
+    safe || bearer || !borrowable || from_this_host(headers)
 }
 
 fn from_this_host(headers: &HeaderMap) -> bool {

@@ -416,16 +416,23 @@ async fn kiosk_booked(
     Ok(Html(page(&frame, &content)).into_response())
 }
 
-/// The live part of the staff page: pending holds, then recent bookings.
+/// How many of the latest bookings the staff page lists under the pending
+/// ones: enough to glance back over the last hour of a busy counter; the
+/// pending ones are listed in full above, however many.
+const STAFF_RECENT_BOOKINGS: usize = 100;
+
+/// The live part of the staff page: every pending hold, then the most
+/// recent bookings.
 async fn staff_fragment(state: &AppState) -> Result<String, PageError> {
     let filter = BookingFilter {
         state: None,
-        limit: 100,
+        limit: STAFF_RECENT_BOOKINGS,
     };
     let bookings = state
         .store
         .read(move |conn| queries::bookings(conn, &filter))
         .await?;
+    let waiting = state.store.read(queries::pending_bookings).await?;
     let catalog = catalog(state, None, None).await?;
     let names: HashMap<String, String> = catalog
         .pools
@@ -495,11 +502,7 @@ async fn staff_fragment(state: &AppState) -> Result<String, PageError> {
             )
         }
     };
-    let pending: Vec<String> = bookings
-        .iter()
-        .filter(|b| matches!(b.state, BookingState::Held | BookingState::Requested))
-        .map(row)
-        .collect();
+    let pending: Vec<String> = waiting.iter().map(row).collect();
     let recent: Vec<String> = bookings.iter().map(row).collect();
     Ok(format!(
         "<h2>Pending holds</h2>{}<h2>Recent bookings</h2>{}",

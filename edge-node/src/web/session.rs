@@ -130,6 +130,11 @@ fn cookie(headers: &HeaderMap) -> Option<String> {
     cookie_named(headers, COOKIE)
 }
 
+/// Whether the request carries a session cookie, valid or not.
+pub(super) fn has_cookie(headers: &HeaderMap) -> bool {
+    cookie(headers).is_some()
+}
+
 fn cookie_named(headers: &HeaderMap, wanted: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
