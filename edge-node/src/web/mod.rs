@@ -220,7 +220,9 @@ async fn kiosk_page(state: &AppState, session: &Session, notice: Option<String>)
     let me = state.store.node().participant();
     let tz = zone(&state.store.node().timezone);
     let mut stock = String::new();
-    let mut days: Vec<(String, Vec<String>)> = Vec::new();
+    // (start, card) of every slot: pools come ordered by resource, and a
+    // customer reads the days and times in the order they come.
+    let mut slots: Vec<(jiff::Timestamp, String, String)> = Vec::new();
     for pool in catalog.pools.iter().filter(|p| p.owner == me) {
         let Some(resource) = catalog.resources.get(pool.resource_id.as_str()) else {
             continue;
@@ -242,19 +244,24 @@ async fn kiosk_page(state: &AppState, session: &Session, notice: Option<String>)
                 ));
             }
             (ResourceKind::Slot, Some(start), Some(end)) => {
-                let day = local_day(start, &tz);
                 let card = format!(
                     r#"<div class="card"><h3>{}–{} · {}</h3>{left}</div>"#,
                     local_time(start, &tz),
                     local_time(end, &tz),
                     h(&resource.name)
                 );
-                match days.iter_mut().find(|(d, _)| *d == day) {
-                    Some((_, cards)) => cards.push(card),
-                    None => days.push((day, vec![card])),
-                }
+                slots.push((start, resource.name.clone(), card));
             }
             _ => {}
+        }
+    }
+    slots.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let mut days: Vec<(String, Vec<String>)> = Vec::new();
+    for (start, _, card) in slots {
+        let day = local_day(start, &tz);
+        match days.last_mut() {
+            Some((d, cards)) if *d == day => cards.push(card),
+            _ => days.push((day, vec![card])),
         }
     }
     let mut content = String::new();

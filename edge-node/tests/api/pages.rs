@@ -156,3 +156,71 @@ fn the_inline_code_check_finds_what_it_looks_for() {
     assert!(inline_code(r#"<b onclick="x()">"#).is_some());
     assert_eq!(inline_code("<p>Online: done</p>"), None);
 }
+
+#[tokio::test]
+async fn the_kiosk_lists_days_and_times_in_order_whatever_the_resource() {
+    let node = TestNode::start().await;
+    add_user(node.dir.path(), "Bob", Role::Manager, "1357");
+    let tz = jiff::tz::TimeZone::get("Europe/Berlin").expect("zone");
+    let today = jiff::Timestamp::now().to_zoned(tz.clone()).date();
+    let at = |days: i64, hour: i8| {
+        today
+            .checked_add(jiff::Span::new().days(days))
+            .expect("date")
+            .at(hour, 0, 0, 0)
+            .to_zoned(tz.clone())
+            .expect("local time")
+            .timestamp()
+            .to_string()
+    };
+    // Resource ids sort "a" first, but its only slot is the latest.
+    for (id, name, slots) in [
+        ("store-1:a-class", "Aquarell", vec![(2, 14)]),
+        ("store-1:b-class", "Barista", vec![(1, 10), (2, 9)]),
+    ] {
+        let (status, body) = node
+            .post(
+                &node.manager,
+                "/resources",
+                serde_json::json!({"name": name, "kind": "slot", "id": id}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        for (day, hour) in slots {
+            let (status, body) = node
+                .post(
+                    &node.manager,
+                    "/pools",
+                    serde_json::json!({"resource_id": id, "capacity": 4,
+                                       "starts_at": at(day, hour), "ends_at": at(day, hour + 1)}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+        }
+    }
+    let http = form_client();
+    let signed_in = sign_in(&node, &http, "Bob", "1357", None).await;
+    let cookie = set_cookie(&signed_in, "edge_session").expect("a session");
+    let page = http
+        .get(format!("{}/kiosk", node.base))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("kiosk")
+        .text()
+        .await
+        .expect("html");
+    let position = |needle: &str| {
+        page.find(needle)
+            .unwrap_or_else(|| panic!("{needle} on the kiosk page: {page}"))
+    };
+    let order = [
+        position("10:00–11:00 · Barista"),
+        position("09:00–10:00 · Barista"),
+        position("14:00–15:00 · Aquarell"),
+    ];
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "tomorrow's class first, then the day after by time: {order:?}"
+    );
+}
