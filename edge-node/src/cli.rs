@@ -115,9 +115,11 @@ enum UserCommand {
         /// staff or manager.
         #[arg(long, value_parser = parse_role)]
         role: Role,
-        /// 4 to 12 digits.
+        /// 4 to 12 digits. Without it the PIN is read from the first line
+        /// of standard input, so that it stays out of shell history and
+        /// the process list.
         #[arg(long)]
-        pin: String,
+        pin: Option<String>,
     },
     /// Lift NAME's sign-in locks on every device (works while the server
     /// runs).
@@ -227,6 +229,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::User {
             command: UserCommand::Add { name, role, pin },
         } => {
+            let pin = match pin {
+                Some(pin) => pin,
+                None => read_pin()?,
+            };
             let (conn, _node) = store::open_admin(&data_dir)?;
             crate::auth::add_user(&conn, &name, role, &pin, clock.now_ms())?;
             println!("user {} added as {}", name.trim(), role.as_str());
@@ -370,4 +376,22 @@ fn status(data_dir: &Path, json: bool) -> Result<()> {
 
 fn demo() -> Result<()> {
     runtime()?.block_on(crate::demo::run(shutdown_signal()))
+}
+
+/// The PIN from the first line of standard input, asked for on standard
+/// error when a person is typing.
+fn read_pin() -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("PIN (4 to 12 digits): ");
+        let _ = std::io::stderr().flush();
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    let pin = line.trim_end_matches(['\r', '\n']).to_owned();
+    if pin.is_empty() {
+        anyhow::bail!("no PIN given: pass --pin or write it to standard input");
+    }
+    Ok(pin)
 }

@@ -634,3 +634,45 @@ async fn every_pending_hold_is_on_the_staff_page_however_many_bookings_came_afte
         );
     }
 }
+
+#[tokio::test]
+async fn a_pin_read_from_standard_input_signs_the_user_in() {
+    use std::io::Write;
+    let shop = shop();
+    let mut child = Command::new(&bins().edge)
+        .arg("--data-dir")
+        .arg(shop.dir.path())
+        .args(["user", "add", "--name", "Carol", "--role", "staff"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"8642\n")
+        .expect("write the PIN");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{out:?}");
+    let (http, base) = (client(), shop.served.base.clone());
+    let signed_in = e2e::sign_in(&http, &base, "Carol", "8642").await;
+    assert!(
+        session_cookie(&signed_in).is_some(),
+        "the PIN from stdin signs in: {}",
+        signed_in.status()
+    );
+    // Nothing on stdin: refused, with what to do.
+    let said = Command::new(&bins().edge)
+        .arg("--data-dir")
+        .arg(shop.dir.path())
+        .args(["user", "add", "--name", "Dave", "--role", "staff"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run");
+    assert!(!said.status.success());
+    assert!(
+        String::from_utf8_lossy(&said.stderr).contains("--pin"),
+        "{said:?}"
+    );
+}
