@@ -427,6 +427,126 @@ pub fn unlock_user(conn: &Connection, name: &str) -> StoreResult<String> {
     Ok(user.name)
 }
 
+/// A user as `edge-node user list` shows them.
+#[derive(Debug, Clone)]
+pub struct UserSummary {
+    pub name: String,
+    pub role: Role,
+    pub created_at_ms: i64,
+    /// The latest lock in force on any of the user's counters.
+    pub locked_until_ms: Option<i64>,
+}
+
+/// Every user, by name, with any lock in force at `now_ms`.
+pub fn list_users(conn: &Connection, now_ms: i64) -> StoreResult<Vec<UserSummary>> {
+    let rows: Vec<(String, String, i64, Option<i64>)> = conn
+        .prepare_cached(
+            "SELECT u.name, u.role, u.created_at_ms,
+                    (SELECT max(f.locked_until_ms) FROM sign_in_failures f
+                     WHERE f.name = u.name AND f.locked_until_ms > ?1)
+             FROM users u ORDER BY u.name",
+        )?
+        .query_map([now_ms], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    rows.into_iter()
+        .map(|(name, role, created_at_ms, locked_until_ms)| {
+            Ok(UserSummary {
+                role: Role::parse(&role)
+                    .ok_or_else(|| StoreError::Corrupt(format!("user role {role}")))?,
+                name,
+                created_at_ms,
+                locked_until_ms,
+            })
+        })
+        .collect()
+}
+
+/// Removes the user named `name`, their sessions (signed out at once),
+/// their devices and their failure counters. Refuses a name no user has.
+pub fn remove_user(conn: &mut Connection, name: &str) -> StoreResult<String> {
+    let user =
+        user_by_name(conn, name)?.ok_or_else(|| StoreError::not_found("user", name.trim()))?;
+    let tx = conn.transaction()?;
+    tx.execute("DELETE FROM sessions WHERE user_name = ?1", [&user.name])?;
+    tx.execute("DELETE FROM sign_in_devices WHERE user_id = ?1", [user.id])?;
+    tx.execute("DELETE FROM sign_in_failures WHERE name = ?1", [&user.name])?;
+    tx.execute("DELETE FROM users WHERE id = ?1", [user.id])?;
+    tx.commit()?;
+    Ok(user.name)
+}
+
+/// Gives the user named `name` a new PIN. Their sessions end (a PIN is
+/// changed because someone else may know the old one) and their locks are
+/// lifted.
+pub fn set_pin(conn: &mut Connection, name: &str, pin: &str) -> StoreResult<String> {
+    let user =
+        user_by_name(conn, name)?.ok_or_else(|| StoreError::not_found("user", name.trim()))?;
+    check_pin(pin).map_err(StoreError::Invalid)?;
+    let hash = hash_pin(pin)?;
+    let tx = conn.transaction()?;
+    tx.execute(
+        "UPDATE users SET pin_hash = ?1 WHERE id = ?2",
+        rusqlite::params![hash, user.id],
+    )?;
+    tx.execute("DELETE FROM sessions WHERE user_name = ?1", [&user.name])?;
+    tx.execute("DELETE FROM sign_in_failures WHERE name = ?1", [&user.name])?;
+    tx.commit()?;
+    Ok(user.name)
+}
+
+/// How many hex digits of a token's hash name it in `token list` and
+/// `token revoke`: enough that two tokens of one store practically never
+/// share them, and the secret itself is never shown again.
+pub const TOKEN_ID_HEX: usize = 12;
+
+/// A bearer token as `edge-node token list` shows it.
+#[derive(Debug, Clone)]
+pub struct TokenSummary {
+    pub id: String,
+    pub role: Role,
+    pub created_at_ms: i64,
+}
+
+/// Every token, oldest first, named by the start of its hash.
+pub fn list_tokens(conn: &Connection) -> StoreResult<Vec<TokenSummary>> {
+    let rows: Vec<(String, String, i64)> = conn
+        .prepare_cached("SELECT token_hash, role, created_at_ms FROM api_tokens ORDER BY created_at_ms, token_hash")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    rows.into_iter()
+        .map(|(hash, role, created_at_ms)| {
+            Ok(TokenSummary {
+                id: hash.chars().take(TOKEN_ID_HEX).collect(),
+                role: Role::parse(&role)
+                    .ok_or_else(|| StoreError::Corrupt(format!("token role {role}")))?,
+                created_at_ms,
+            })
+        })
+        .collect()
+}
+
+/// Revokes the token whose id (as `token list` shows it) is `id`. A kiosk
+/// session a browser opened with it runs on until its idle timeout or
+/// sign-out: the session is its own credential.
+pub fn revoke_token(conn: &Connection, id: &str) -> StoreResult<()> {
+    let id = id.trim().to_ascii_lowercase();
+    if id.len() != TOKEN_ID_HEX || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(StoreError::Invalid(format!(
+            "a token id is the {TOKEN_ID_HEX} hex digits `edge-node token list` shows"
+        )));
+    }
+    let removed = conn.execute(
+        "DELETE FROM api_tokens WHERE substr(token_hash, 1, ?1) = ?2",
+        rusqlite::params![TOKEN_ID_HEX as i64, id],
+    )?;
+    if removed == 0 {
+        return Err(StoreError::not_found("token", &id));
+    }
+    Ok(())
+}
+
 /// A user locked out on some device, for the manager's page.
 #[derive(Debug, Clone)]
 pub struct LockedUser {

@@ -127,6 +127,21 @@ enum UserCommand {
         #[arg(long)]
         name: String,
     },
+    /// List every user with their role and any lock in force.
+    List,
+    /// Remove NAME: their sessions end at once.
+    Remove {
+        #[arg(long)]
+        name: String,
+    },
+    /// Give NAME a new PIN (from standard input when --pin is not given):
+    /// their sessions end and their locks are lifted.
+    SetPin {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        pin: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,6 +150,15 @@ enum TokenCommand {
     Create {
         #[arg(long, value_parser = parse_role)]
         role: Role,
+    },
+    /// List every token by its id (the start of its hash), role and age.
+    List,
+    /// Revoke the token with ID, as `token list` shows it. A running
+    /// server refuses it within a minute (it trusts a token it checked for
+    /// that long).
+    Revoke {
+        #[arg(long)]
+        id: String,
     },
 }
 
@@ -223,6 +247,68 @@ fn run(cli: Cli) -> Result<()> {
             let (conn, _node) = store::open_admin(&data_dir)?;
             let token = create_token(&conn, role, clock.now_ms())?;
             println!("{token}");
+            Ok(())
+        }
+        Command::Token {
+            command: TokenCommand::List,
+        } => {
+            let (conn, node) = store::open_admin(&data_dir)?;
+            let tz = local_zone(&node.timezone);
+            for t in crate::auth::list_tokens(&conn)? {
+                println!(
+                    "{}  {:<8} created {}",
+                    t.id,
+                    t.role.as_str(),
+                    local(t.created_at_ms, &tz)
+                );
+            }
+            Ok(())
+        }
+        Command::Token {
+            command: TokenCommand::Revoke { id },
+        } => {
+            let (conn, _node) = store::open_admin(&data_dir)?;
+            crate::auth::revoke_token(&conn, &id)?;
+            println!("token {} revoked", id.trim());
+            Ok(())
+        }
+        Command::User {
+            command: UserCommand::List,
+        } => {
+            let (conn, node) = store::open_admin(&data_dir)?;
+            let tz = local_zone(&node.timezone);
+            for u in crate::auth::list_users(&conn, clock.now_ms())? {
+                let lock = u
+                    .locked_until_ms
+                    .map(|at| format!("  locked until {}", local(at, &tz)))
+                    .unwrap_or_default();
+                println!(
+                    "{:<24} {:<8} added {}{lock}",
+                    u.name,
+                    u.role.as_str(),
+                    local(u.created_at_ms, &tz)
+                );
+            }
+            Ok(())
+        }
+        Command::User {
+            command: UserCommand::Remove { name },
+        } => {
+            let (mut conn, _node) = store::open_admin(&data_dir)?;
+            let name = crate::auth::remove_user(&mut conn, &name)?;
+            println!("user {name} removed; their sessions have ended");
+            Ok(())
+        }
+        Command::User {
+            command: UserCommand::SetPin { name, pin },
+        } => {
+            let pin = match pin {
+                Some(pin) => pin,
+                None => read_pin()?,
+            };
+            let (mut conn, _node) = store::open_admin(&data_dir)?;
+            let name = crate::auth::set_pin(&mut conn, &name, &pin)?;
+            println!("user {name} has a new PIN; their sessions have ended");
             Ok(())
         }
         Command::Status { json } => status(&data_dir, json),
@@ -394,4 +480,19 @@ fn read_pin() -> anyhow::Result<String> {
         anyhow::bail!("no PIN given: pass --pin or write it to standard input");
     }
     Ok(pin)
+}
+
+fn local_zone(name: &str) -> jiff::tz::TimeZone {
+    jiff::tz::TimeZone::get(name).unwrap_or(jiff::tz::TimeZone::UTC)
+}
+
+/// A time as the store reads it: its own zone, to the minute.
+fn local(at_ms: i64, tz: &jiff::tz::TimeZone) -> String {
+    jiff::Timestamp::from_millisecond(at_ms)
+        .map(|t| {
+            t.to_zoned(tz.clone())
+                .strftime("%Y-%m-%d %H:%M")
+                .to_string()
+        })
+        .unwrap_or_else(|_| at_ms.to_string())
 }

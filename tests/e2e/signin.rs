@@ -676,3 +676,77 @@ async fn a_pin_read_from_standard_input_signs_the_user_in() {
         "{said:?}"
     );
 }
+
+#[tokio::test]
+async fn users_and_tokens_are_listed_changed_and_removed_from_the_command_line() {
+    let shop = shop();
+    let edge = bins().edge;
+    let dir = shop.dir.path();
+    let (http, base) = (client(), shop.served.base.clone());
+    let listed = run(&edge, dir, &["user", "list"]);
+    assert!(
+        listed.contains("Alice") && listed.contains("staff"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("Bob") && listed.contains("manager"),
+        "{listed}"
+    );
+
+    // A new PIN ends Alice's session and only the new PIN signs her in.
+    let alice = session_cookie(&sign_in(&http, &base, "2468").await).expect("session");
+    run(
+        &edge,
+        dir,
+        &["user", "set-pin", "--name", "Alice", "--pin", "9753"],
+    );
+    let staff = |cookie: String| {
+        let http = http.clone();
+        let url = format!("{base}/staff");
+        async move {
+            http.get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .expect("staff")
+                .status()
+        }
+    };
+    assert_ne!(staff(alice).await, StatusCode::OK, "the old session ended");
+    assert!(session_cookie(&sign_in(&http, &base, "2468").await).is_none());
+    let alice = session_cookie(&sign_in(&http, &base, "9753").await).expect("new PIN");
+    assert_eq!(staff(alice).await, StatusCode::OK);
+
+    // Removing Bob ends his session and his name signs in no more.
+    let bob = session_cookie(&e2e::sign_in(&http, &base, "Bob", "1357").await).expect("session");
+    run(&edge, dir, &["user", "remove", "--name", "Bob"]);
+    assert_ne!(staff(bob).await, StatusCode::OK, "Bob's session ended");
+    assert!(session_cookie(&e2e::sign_in(&http, &base, "Bob", "1357").await).is_none());
+    assert!(!run(&edge, dir, &["user", "list"]).contains("Bob"));
+    let said = run_failing(&edge, dir, &["user", "remove", "--name", "Bob"]);
+    assert!(said.contains("Bob"), "{said}");
+
+    // Tokens: listed by id, never by secret; a revoked one is refused.
+    let kept = last_line(&run(&edge, dir, &["token", "create", "--role", "staff"]));
+    let doomed = last_line(&run(&edge, dir, &["token", "create", "--role", "manager"]));
+    let listed = run(&edge, dir, &["token", "list"]);
+    assert!(
+        !listed.contains(&kept) && !listed.contains(&doomed),
+        "{listed}"
+    );
+    let doomed_id = &token_hash(&doomed)[..12];
+    assert!(listed.contains(doomed_id), "{listed}");
+    run(&edge, dir, &["token", "revoke", "--id", doomed_id]);
+    let (status, _) = e2e::get(&http, &format!("{base}/api/v1/pools"), &doomed).await;
+    assert_eq!(status, 401, "a revoked token is refused");
+    let (status, _) = e2e::get(&http, &format!("{base}/api/v1/pools"), &kept).await;
+    assert_eq!(status, 200, "the other token still works");
+    assert!(!run(&edge, dir, &["token", "list"]).contains(doomed_id));
+    let said = run_failing(&edge, dir, &["token", "revoke", "--id", "xyz"]);
+    assert!(said.contains("token list"), "{said}");
+}
+
+/// The hash a store keeps of a token, whose start is the token's id.
+fn token_hash(token: &str) -> String {
+    edge_node::auth::hash_token(token)
+}
