@@ -129,10 +129,27 @@ async fn bind(preferred: SocketAddr) -> Result<tokio::net::TcpListener> {
     }
 }
 
+/// The people every demo store has, to sign in at its LAN UI by name and
+/// PIN.
+const DEMO_USERS: [(Role, &str); 2] = [(Role::Staff, "Sam"), (Role::Manager, "Maria")];
+
+/// A random 6-digit PIN: even a demo's staff page shows customers' names.
+fn demo_pin() -> Result<String> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 4];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| anyhow::anyhow!("the system random source failed"))?;
+    Ok(format!("{:06}", u32::from_le_bytes(bytes) % 1_000_000))
+}
+
 struct DemoStore {
     location: LocationId,
     url: String,
+    dir: std::path::PathBuf,
     tokens: Vec<(Role, String)>,
+    /// (role, name, PIN) of the people who sign in at the store.
+    users: Vec<(Role, &'static str, String)>,
     pools: Vec<PoolId>,
 }
 
@@ -152,6 +169,14 @@ async fn start_store(
         .into_iter()
         .map(|role| Ok((role, create_token(&conn, role, clock.now_ms())?)))
         .collect::<Result<Vec<_>>>()?;
+    let users = DEMO_USERS
+        .iter()
+        .map(|&(role, name)| {
+            let pin = demo_pin()?;
+            crate::auth::add_user(&conn, name, role, &pin, clock.now_ms())?;
+            Ok((role, name, pin))
+        })
+        .collect::<Result<Vec<_>>>()?;
     drop(conn);
     let store = Store::open(&dir, clock)?;
     let pools = seed(&store, catalog).await?;
@@ -164,7 +189,9 @@ async fn start_store(
     Ok(DemoStore {
         location: enrolled.location,
         url,
+        dir,
         tokens,
+        users,
         pools,
     })
 }
@@ -288,8 +315,12 @@ pub async fn run(shutdown: impl std::future::Future<Output = ()>) -> Result<()> 
             "{:<10} {}   (LAN web UI: {}/)",
             store.location, store.url, store.url
         );
+        println!("  data     {}", store.dir.display());
         for (role, token) in &store.tokens {
             println!("  {:<8} {token}", role.as_str());
+        }
+        for (role, name, pin) in &store.users {
+            println!("  sign in  {name} ({}), PIN {pin}", role.as_str());
         }
     }
     println!();

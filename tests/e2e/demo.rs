@@ -48,9 +48,41 @@ async fn the_demo_runs_a_hub_two_stores_and_a_website_whose_orders_the_stores_co
         .expect("an API key")
         .to_owned();
     let (status, locations) = e2e::get(&e2e::http(), &format!("{hub}/v1/locations"), &key).await;
+    // Each store prints its data directory and its people; the staff
+    // member signs in with the PIN printed.
+    let store = lines
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("demo-berlin")
+                .and_then(|rest| rest.trim().split_whitespace().next())
+        })
+        .expect("the Berlin store's URL")
+        .to_owned();
+    let data = lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("data").map(str::trim))
+        .expect("a store's data directory");
+    assert!(
+        std::path::Path::new(data).join("edge.db").exists(),
+        "{output}"
+    );
+    let (name, pin) = lines
+        .iter()
+        .find_map(|l| {
+            let rest = l.trim().strip_prefix("sign in")?.trim();
+            let (name, rest) = rest.split_once(" (staff), PIN ")?;
+            Some((name.to_owned(), rest.trim().to_owned()))
+        })
+        .unwrap_or_else(|| panic!("a staff member to sign in as: {output}"));
+    let signed_in = e2e::sign_in(&e2e::form_client(), &store, &name, &pin).await;
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(status, 200, "{output}");
+    assert!(
+        e2e::session_cookie(&signed_in).is_some(),
+        "{name} signs in with the printed PIN: {}",
+        signed_in.status()
+    );
     let ids: Vec<&str> = locations["locations"]
         .as_array()
         .expect("locations")
