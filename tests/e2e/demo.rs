@@ -54,7 +54,7 @@ async fn the_demo_runs_a_hub_two_stores_and_a_website_whose_orders_the_stores_co
         .iter()
         .find_map(|l| {
             l.strip_prefix("demo-berlin")
-                .and_then(|rest| rest.trim().split_whitespace().next())
+                .and_then(|rest| rest.split_whitespace().next())
         })
         .expect("the Berlin store's URL")
         .to_owned();
