@@ -10,6 +10,7 @@ use shared::{
 };
 
 use crate::error::{StorageError, StorageResult};
+use crate::notify::{Published, Recipient};
 use crate::working::{BookingRow, DeviceStatus};
 
 pub fn participant(value: &str) -> StorageResult<ParticipantId> {
@@ -108,3 +109,30 @@ pub const LOCATION_COLUMNS: &str = "name, timezone, public_key, epoch, epoch_sta
 
 /// The columns of `view_pools` a pool row is read from, after `id`.
 pub const POOL_COLUMNS: &str = "resource_id, owner, capacity, starts_at_ms, ends_at_ms, used, hub_allotted, hub_used, updated_at_ms";
+
+/// What one row of the hub's own log tells the long polls: the event
+/// itself when it is for everyone (kept in memory for every store to
+/// read), only the recipient's mark when it is for one location, nothing
+/// when it is addressed to no one. `event` builds the event from the row.
+pub fn published(
+    seq: u64,
+    recipient: Option<&str>,
+    event: impl FnOnce() -> StorageResult<shared::Event>,
+) -> StorageResult<Option<Published>> {
+    Ok(match recipient {
+        Some(crate::working::EVERYONE) => Some(Published {
+            seq,
+            to: Recipient::Everyone,
+            event: Some(shared::protocol::InboxEvent {
+                hub_seq: seq,
+                event: event()?,
+            }),
+        }),
+        Some(location) => Some(Published {
+            seq,
+            to: Recipient::Location(self::location(location)?),
+            event: None,
+        }),
+        None => None,
+    })
+}

@@ -37,10 +37,10 @@ use super::{
     Delivery, Device, HubBooking, HubStorage, LocationHealth, PoolsRead, Seen, StorageError,
     StorageResult, Work,
 };
-use crate::notify::{Inboxes, Published, Recipient};
+use crate::notify::Inboxes;
 use crate::working::{
-    BookingRow, EVERYONE, EXPIRED_PER_SWEEP, HoldingRow, IdempotencyRow, LocationRow, PoolRow,
-    ResourceRow, TokenRow, Working,
+    BookingRow, EXPIRED_PER_SWEEP, HoldingRow, IdempotencyRow, LocationRow, PoolRow, ResourceRow,
+    TokenRow, Working,
 };
 
 /// The advisory lock every write transaction of the rules holds: a fixed
@@ -173,25 +173,9 @@ async fn catch_up(inner: &Inner) -> StorageResult<()> {
     for row in &rows {
         let seq = row.try_get::<_, i64>(0)? as u64;
         let recipient: Option<String> = row.try_get(7)?;
-        match recipient.as_deref() {
-            Some(EVERYONE) => {
-                let event = build_event(&ParticipantId::Hub, row)?;
-                out.push(Published {
-                    seq,
-                    to: Recipient::Everyone,
-                    event: Some(InboxEvent {
-                        hub_seq: seq,
-                        event,
-                    }),
-                });
-            }
-            Some(location) => out.push(Published {
-                seq,
-                to: Recipient::Location(columns::location(location)?),
-                event: None,
-            }),
-            None => {}
-        }
+        out.extend(columns::published(seq, recipient.as_deref(), || {
+            build_event(&ParticipantId::Hub, row)
+        })?);
         *published = seq;
     }
     if !out.is_empty() {

@@ -23,7 +23,7 @@ use super::{
     Delivery, Device, HubBooking, HubStorage, LocationHealth, PoolsRead, Seen, StorageError,
     StorageResult, Work,
 };
-use crate::notify::{Inboxes, Published, Recipient};
+use crate::notify::Inboxes;
 use crate::working::{
     BookingRow, EVERYONE, EXPIRED_PER_SWEEP, HoldingRow, IdempotencyRow, LocationRow, NewEvent,
     PoolRow, ResourceRow, TokenRow, Working,
@@ -206,25 +206,9 @@ fn publish_committed(conn: &Connection, inner: &Inner) -> StorageResult<()> {
     for row in rows {
         let (raw, recipient) = row?;
         let seq = raw.0 as u64;
-        match recipient.as_deref() {
-            Some(EVERYONE) => {
-                let event = build_event(&ParticipantId::Hub, raw)?;
-                out.push(Published {
-                    seq,
-                    to: Recipient::Everyone,
-                    event: Some(InboxEvent {
-                        hub_seq: seq,
-                        event,
-                    }),
-                });
-            }
-            Some(location) => out.push(Published {
-                seq,
-                to: Recipient::Location(columns::location(location)?),
-                event: None,
-            }),
-            None => {}
-        }
+        out.extend(columns::published(seq, recipient.as_deref(), || {
+            build_event(&ParticipantId::Hub, raw)
+        })?);
         *published = seq;
     }
     inner.inboxes.publish(out);
