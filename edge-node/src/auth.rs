@@ -621,6 +621,55 @@ pub fn session(conn: &Connection, id_hash: &str) -> StoreResult<Option<SessionRo
     .transpose()
 }
 
+/// Ends one session; how many ended (0 or 1).
+pub fn end_session(conn: &Connection, id_hash: &str) -> StoreResult<usize> {
+    Ok(conn.execute("DELETE FROM sessions WHERE id_hash = ?1", [id_hash])?)
+}
+
+/// Marks a session as used now, restarting its idle timeout.
+pub fn touch_session(conn: &Connection, id_hash: &str, now_ms: i64) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE sessions SET last_seen_at_ms = ?2 WHERE id_hash = ?1",
+        rusqlite::params![id_hash, now_ms],
+    )?;
+    Ok(())
+}
+
+/// A session that begins now.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub id_hash: String,
+    pub role: Role,
+    pub user_name: Option<String>,
+    pub idle_timeout_ms: i64,
+}
+
+/// Starts `session`, ending the one it `replaces` (the browser's previous
+/// cookie); whether one ended.
+pub fn start_session(
+    conn: &Connection,
+    session: &NewSession,
+    replaces: Option<&str>,
+    now_ms: i64,
+) -> StoreResult<bool> {
+    let ended = match replaces {
+        Some(old) => end_session(conn, old)?,
+        None => 0,
+    };
+    conn.execute(
+        "INSERT INTO sessions (id_hash, role, user_name, created_at_ms, last_seen_at_ms, idle_timeout_ms)
+         VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+        rusqlite::params![
+            session.id_hash,
+            session.role.as_str(),
+            session.user_name,
+            now_ms,
+            session.idle_timeout_ms
+        ],
+    )?;
+    Ok(ended > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

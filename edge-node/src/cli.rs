@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::api::sync_status_of;
 use crate::auth::{Role, create_token};
 use crate::store::{self, Clock, Store, SystemClock};
 use anyhow::{Context, Result};
@@ -418,7 +417,11 @@ fn serve(store: Store, listen: SocketAddr, tls: Option<Arc<rustls::ServerConfig>
 
 fn status(data_dir: &Path, json: bool) -> Result<()> {
     let (conn, node) = store::open_admin(data_dir)?;
-    let status = sync_status_of(&conn, node.hub.is_some(), shared::limits::SKEW_MARGIN_MS)?;
+    let status = crate::store::queries::sync_status(
+        &conn,
+        node.hub.is_some(),
+        shared::limits::SKEW_MARGIN_MS,
+    )?;
     if json {
         let mut value = serde_json::to_value(&status)?;
         value["location"] = serde_json::Value::from(node.location.as_str());

@@ -17,8 +17,9 @@ use tower::{Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::api::error::ApiError;
-use crate::api::{self, AppState};
+use crate::api;
+use crate::error::ApiError;
+use crate::state::AppState;
 use crate::store::Store;
 use crate::{sweeper, sync, web};
 

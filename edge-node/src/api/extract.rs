@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 
-use super::error::ApiError;
+use crate::error::ApiError;
 use shared::limits::REQUEST_BODY_MAX_BYTES;
 
 /// The bytes of a JSON request body, bounded by the body limit. A body

@@ -1,6 +1,5 @@
 //! The LAN JSON API under `/api/v1` (listed in README.md).
 
-pub mod error;
 pub mod extract;
 
 use std::collections::HashSet;
@@ -18,128 +17,15 @@ use shared::booking::Action;
 use shared::event::{ResourceKind, canonical_json};
 use shared::limits::{BOOKING_LIST_MAX, IDEMPOTENCY_KEY_MAX_CHARS};
 use shared::protocol::CreateBooking;
-use shared::{BookingId, BookingState, Channel, ParticipantId, PoolId, ResourceId};
-use tokio::sync::watch;
+use shared::{BookingId, BookingState, ParticipantId, PoolId, ResourceId};
 
-use crate::auth::{Role, TokenCache, hash_token, role_of_hash};
+use crate::auth::{Role, hash_token};
+use crate::error::{ApiError, ApiResult};
+use crate::state::{AppState, Principal};
+use crate::store::StoreError;
 use crate::store::ops::{self, NewBooking, NewPool, NewResource};
 use crate::store::queries::{self, BookingFilter, BookingView, PoolFilter, PoolView, ResourceView};
-use crate::store::{Store, StoreError};
-use error::{ApiError, ApiResult};
 use extract::{IdPath, JsonBody, QueryParams, RawBody, parse_bytes};
-
-/// Everything a handler needs; cheap to clone.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    pub store: Store,
-    /// Served over HTTPS: session cookies are marked Secure.
-    pub tls: bool,
-    tokens: Arc<TokenCache>,
-    /// Idempotency keys of requests being processed right now.
-    in_flight: Arc<Mutex<HashSet<String>>>,
-    /// Bumped whenever a session ends by sign-out or replacement, so live
-    /// streams re-check theirs at once rather than at their next tick.
-    sessions_ended: Arc<watch::Sender<u64>>,
-    /// Set when the server stops: live streams end, so they do not hold
-    /// the shutdown for its whole grace.
-    stopping: Arc<watch::Sender<bool>>,
-}
-
-impl AppState {
-    pub fn new(store: Store) -> Self {
-        Self {
-            store,
-            tls: false,
-            tokens: Arc::default(),
-            in_flight: Arc::default(),
-            sessions_ended: Arc::new(watch::Sender::new(0)),
-            stopping: Arc::new(watch::Sender::new(false)),
-        }
-    }
-
-    /// Tells live streams that some session ended.
-    pub fn session_ended(&self) {
-        self.sessions_ended.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    /// Changes whenever a session ends.
-    pub fn sessions_ended(&self) -> watch::Receiver<u64> {
-        self.sessions_ended.subscribe()
-    }
-
-    /// Ends every live stream: the server is stopping.
-    pub fn stop_streams(&self) {
-        self.stopping.send_replace(true);
-    }
-
-    /// Turns true when the server stops.
-    pub fn stopping(&self) -> watch::Receiver<bool> {
-        self.stopping.subscribe()
-    }
-}
-
-/// The authenticated caller.
-#[derive(Debug, Clone, Copy)]
-pub struct Principal {
-    pub role: Role,
-}
-
-impl Principal {
-    pub fn require(&self, role: Role) -> ApiResult<()> {
-        if self.role < role {
-            return Err(ApiError::forbidden(format!(
-                "this needs the {} role; this device is signed in as {}",
-                role.as_str(),
-                self.role.as_str()
-            )));
-        }
-        Ok(())
-    }
-
-    fn channel(&self) -> Channel {
-        match self.role {
-            Role::Kiosk => Channel::Kiosk,
-            Role::Staff | Role::Manager => Channel::Staff,
-        }
-    }
-}
-
-impl FromRequestParts<AppState> for Principal {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Some(header) = parts.headers.get(header::AUTHORIZATION) else {
-            // A signed-in page of the UI calls the API with its session.
-            return match crate::web::Session::from_headers(state, &parts.headers).await {
-                Some(session) => Ok(Self { role: session.role }),
-                None => Err(ApiError::unauthorized(
-                    "missing Authorization: Bearer TOKEN (or a signed-in session)",
-                )),
-            };
-        };
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthorized("the Authorization header must be Bearer TOKEN")
-            })?;
-        let digest = shared::Hash::of(token.as_bytes());
-        if let Some(role) = state.tokens.get(&digest) {
-            return Ok(Self { role });
-        }
-        let lookup = digest.to_hex();
-        let role = state
-            .store
-            .read(move |conn| role_of_hash(conn, &lookup))
-            .await?
-            .ok_or_else(|| ApiError::unauthorized("unknown token"))?;
-        state.tokens.put(digest, role);
-        Ok(Self { role })
-    }
-}
 
 /// The JSON API's routes, under `/api/v1/`. They are written out in full
 /// rather than nested: a nested router rewrites every request's URI to
@@ -593,62 +479,13 @@ async fn fulfil_booking(
     act_on_booking(principal, state, id, Action::Fulfil).await
 }
 
-/// Sync health as staff and the manager see it.
-#[derive(Debug, Clone, Serialize)]
-pub struct SyncStatus {
-    pub enrolled: bool,
-    pub state: String,
-    pub backlog_events: u64,
-    pub last_push_at: Option<jiff::Timestamp>,
-    pub last_pull_at: Option<jiff::Timestamp>,
-    /// This node's clock minus the hub's.
-    pub clock_offset_ms: Option<i64>,
-    /// The offset is beyond half the skew margin.
-    pub clock_alert: bool,
-    /// Inbox events this node could not apply and set aside
-    /// (`GET /api/v1/sync/set-aside` lists them).
-    pub set_aside_events: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// Reads the sync status as the sync client last recorded it. A node that
-/// is not enrolled has no hub to reach: it is `offline`, and every event of
-/// its log waits to be replayed once it enrolls.
-pub fn sync_status_of(
-    conn: &rusqlite::Connection,
-    enrolled: bool,
-    skew_margin_ms: i64,
-) -> crate::store::StoreResult<SyncStatus> {
-    let stats = queries::log_stats(conn)?;
-    let row = queries::sync_row(conn)?;
-    let ts = |ms: Option<i64>| ms.map(queries::ts);
-    Ok(SyncStatus {
-        enrolled,
-        state: if enrolled {
-            row.state
-        } else {
-            "offline".into()
-        },
-        backlog_events: stats.head_seq.saturating_sub(row.acked_seq),
-        last_push_at: ts(row.last_push_at_ms),
-        last_pull_at: ts(row.last_pull_at_ms),
-        clock_offset_ms: row.clock_offset_ms,
-        clock_alert: row
-            .clock_offset_ms
-            .is_some_and(|o| o.abs() > skew_margin_ms / 2),
-        set_aside_events: queries::set_aside_count(conn)?,
-        error: row.error,
-    })
-}
-
 async fn sync_status(principal: Principal, State(state): State<AppState>) -> ApiResult<Response> {
     principal.require(Role::Kiosk)?;
     let enrolled = state.store.node().hub.is_some();
     let margin = state.store.settings().skew_margin_ms;
     let status = state
         .store
-        .read(move |conn| sync_status_of(conn, enrolled, margin))
+        .read(move |conn| queries::sync_status(conn, enrolled, margin))
         .await?;
     Ok(Json(status).into_response())
 }

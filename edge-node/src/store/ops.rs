@@ -777,3 +777,59 @@ pub(super) fn fits(ctx: &WriteCtx<'_>, lines: &[shared::Line]) -> StoreResult<Re
     }
     Ok(Ok(()))
 }
+
+/// What a manager decides about an event a reset set aside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Review {
+    /// Book it again now, against today's availability.
+    Reenter,
+    /// Leave it out for good.
+    Discard,
+}
+
+/// Settles quarantined event `id`: a booking re-entered becomes a new
+/// booking made by staff; either way the event is no longer pending.
+pub fn review_quarantined(ctx: &mut WriteCtx<'_>, id: &str, review: Review) -> StoreResult<()> {
+    let (kind, body): (String, String) = ctx
+        .conn()
+        .query_row(
+            "SELECT kind, body FROM quarantine WHERE id = ?1 AND status = 'pending'",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(|_| StoreError::not_found("quarantined event", id))?;
+    let status = match review {
+        Review::Reenter => {
+            let body: serde_json::Value =
+                serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let Ok(EventBody::BookingCreated {
+                lines, customer, ..
+            }) = EventBody::from_parts(&kind, &body)
+            else {
+                return Err(StoreError::Invalid(
+                    "only bookings can be re-entered".into(),
+                ));
+            };
+            let request = CreateBooking {
+                lines,
+                customer,
+                hold_seconds: None,
+                request_ttl_seconds: None,
+            };
+            create_booking(
+                ctx,
+                NewBooking {
+                    request,
+                    channel: Channel::Staff,
+                },
+            )?;
+            "reentered"
+        }
+        Review::Discard => "discarded",
+    };
+    ctx.conn().execute(
+        "UPDATE quarantine SET status = ?2 WHERE id = ?1",
+        rusqlite::params![id, status],
+    )?;
+    Ok(())
+}

@@ -685,3 +685,51 @@ pub fn set_aside_count(conn: &Connection) -> StoreResult<u64> {
         .query_row([], |r| r.get(0))?;
     Ok(count as u64)
 }
+/// Sync health as staff and the manager see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncStatus {
+    pub enrolled: bool,
+    pub state: String,
+    pub backlog_events: u64,
+    pub last_push_at: Option<jiff::Timestamp>,
+    pub last_pull_at: Option<jiff::Timestamp>,
+    /// This node's clock minus the hub's.
+    pub clock_offset_ms: Option<i64>,
+    /// The offset is beyond half the skew margin.
+    pub clock_alert: bool,
+    /// Inbox events this node could not apply and set aside
+    /// (`GET /api/v1/sync/set-aside` lists them).
+    pub set_aside_events: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Reads the sync status as the sync client last recorded it. A node that
+/// is not enrolled has no hub to reach: it is `offline`, and every event of
+/// its log waits to be replayed once it enrolls.
+pub fn sync_status(
+    conn: &rusqlite::Connection,
+    enrolled: bool,
+    skew_margin_ms: i64,
+) -> StoreResult<SyncStatus> {
+    let stats = log_stats(conn)?;
+    let row = sync_row(conn)?;
+    let ts = |ms: Option<i64>| ms.map(ts);
+    Ok(SyncStatus {
+        enrolled,
+        state: if enrolled {
+            row.state
+        } else {
+            "offline".into()
+        },
+        backlog_events: stats.head_seq.saturating_sub(row.acked_seq),
+        last_push_at: ts(row.last_push_at_ms),
+        last_pull_at: ts(row.last_pull_at_ms),
+        clock_offset_ms: row.clock_offset_ms,
+        clock_alert: row
+            .clock_offset_ms
+            .is_some_and(|o| o.abs() > skew_margin_ms / 2),
+        set_aside_events: set_aside_count(conn)?,
+        error: row.error,
+    })
+}

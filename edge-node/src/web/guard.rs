@@ -77,7 +77,7 @@ fn same_origin(request: &Request) -> bool {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("Bearer "));
-    let borrowable = !api || super::session::has_cookie(headers);
+    let borrowable = !api || crate::state::has_cookie(headers);
     safe || bearer || !borrowable || from_this_host(headers)
 }
 

@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
-use crate::api::SyncStatus;
+use crate::store::queries::SyncStatus;
 
 /// Escapes text for HTML content and attribute values.
 pub fn h(text: &str) -> String {

@@ -8,17 +8,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect};
 use axum::routing::{get, post};
 use jiff::civil::{Date, Time, Weekday};
-use rusqlite::params;
 use shared::event::ResourceKind;
-use shared::protocol::CreateBooking;
 use shared::slots::{SlotRule, generate};
-use shared::{Channel, EventBody, ParticipantId, PoolId, ResourceId};
+use shared::{ParticipantId, PoolId, ResourceId};
 
 use super::html::{Frame, button_form, h, local_day, local_time, page, zone};
-use super::{PageError, PageResult, Session, catalog, field, form, frame_parts};
-use crate::api::AppState;
+use super::{PageError, PageResult, catalog, field, form, frame_parts};
 use crate::auth::{self, Role};
-use crate::store::ops::{self, NewBooking, NewPool, NewResource};
+use crate::state::{AppState, Session};
+use crate::store::ops::{self, NewPool, NewResource};
 use crate::store::{StoreError, queries};
 
 pub fn router() -> Router<AppState> {
@@ -517,54 +515,14 @@ async fn quarantine_action(
     Path((id, action)): Path<(String, String)>,
 ) -> PageResult {
     require_manager(&state, &headers).await?;
-    let status = match action.as_str() {
-        "reenter" => "reentered",
-        "discard" => "discarded",
+    let review = match action.as_str() {
+        "reenter" => ops::Review::Reenter,
+        "discard" => ops::Review::Discard,
         _ => return Err(PageError(StatusCode::NOT_FOUND, "No such action.".into())),
     };
     state
         .store
-        .write(move |ctx| {
-            let (kind, body): (String, String) = ctx
-                .conn()
-                .query_row(
-                    "SELECT kind, body FROM quarantine WHERE id = ?1 AND status = 'pending'",
-                    [&id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .map_err(|_| StoreError::not_found("quarantined event", &id))?;
-            if status == "reentered" {
-                let body: serde_json::Value =
-                    serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                let Ok(EventBody::BookingCreated {
-                    lines, customer, ..
-                }) = EventBody::from_parts(&kind, &body)
-                else {
-                    return Err(StoreError::Invalid(
-                        "only bookings can be re-entered".into(),
-                    ));
-                };
-                // A new booking now, against today's availability.
-                let request = CreateBooking {
-                    lines,
-                    customer,
-                    hold_seconds: None,
-                    request_ttl_seconds: None,
-                };
-                ops::create_booking(
-                    ctx,
-                    NewBooking {
-                        request,
-                        channel: Channel::Staff,
-                    },
-                )?;
-            }
-            ctx.conn().execute(
-                "UPDATE quarantine SET status = ?2 WHERE id = ?1",
-                params![id, status],
-            )?;
-            Ok(())
-        })
+        .write(move |ctx| ops::review_quarantined(ctx, &id, review))
         .await?;
     Ok(back())
 }

@@ -24,14 +24,13 @@ use shared::event::ResourceKind;
 use shared::protocol::CreateBooking;
 use shared::{BookingId, BookingState, Channel, Customer, Line, PoolId};
 
-use crate::api::{AppState, sync_status_of};
 use crate::auth::Role;
+use crate::state::{AppState, Session};
 use crate::store::StoreError;
 use crate::store::ops::{self, NewBooking};
 use crate::store::queries::{self, BookingFilter, PoolFilter, PoolView, ResourceView};
 pub use guard::{Guard, GuardLayer};
 use html::{Frame, banner, button_form, h, local_day, local_time, page, zone};
-pub use session::Session;
 
 const CSS: &str = include_str!("../../assets/app.css");
 const JS: &str = include_str!("../../assets/app.js");
@@ -138,7 +137,7 @@ async fn frame_parts(state: &AppState) -> Result<(String, String), PageError> {
     let margin = state.store.settings().skew_margin_ms;
     let status = state
         .store
-        .read(move |conn| sync_status_of(conn, enrolled, margin))
+        .read(move |conn| queries::sync_status(conn, enrolled, margin))
         .await?;
     let tz = zone(&state.store.node().timezone);
     Ok((

@@ -18,16 +18,13 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use rusqlite::params;
 
 use super::html::{Frame, h, page};
 use super::{PageError, PageResult, field, form};
-use crate::api::AppState;
 use crate::auth::{
     self, KIOSK_IDLE_TIMEOUT_MS, Role, STAFF_IDLE_TIMEOUT_MS, hash_token, role_of_hash,
 };
-
-pub const COOKIE: &str = "edge_session";
+use crate::state::{AppState, COOKIE, cookie, cookie_named};
 
 /// The cookie that tells one browser from another for sign-in throttling.
 pub const DEVICE_COOKIE: &str = "edge_device";
@@ -42,110 +39,6 @@ const DEVICE_ID_CHARS: usize = 43;
 
 /// PIN checks running at once.
 static PIN_CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
-
-/// A session is touched at most this often, to keep writes rare.
-const TOUCH_EVERY_MS: i64 = 60_000;
-
-/// A signed-in browser.
-#[derive(Debug, Clone)]
-pub struct Session {
-    pub role: Role,
-    pub user_name: Option<String>,
-    /// SHA-256 of the cookie's secret: the session's row.
-    id_hash: String,
-}
-
-impl Session {
-    pub fn label(&self) -> String {
-        match &self.user_name {
-            Some(name) => format!("{name} ({})", self.role.as_str()),
-            None => self.role.as_str().to_owned(),
-        }
-    }
-
-    /// The session of the cookie in `headers`, if it is alive.
-    pub async fn from_headers(state: &AppState, headers: &HeaderMap) -> Option<Self> {
-        let secret = cookie(headers)?;
-        let hash = hash_token(&secret);
-        let lookup = hash.clone();
-        let lookup_hash = hash.clone();
-        let row = state
-            .store
-            .read(move |conn| auth::session(conn, &lookup))
-            .await
-            .ok()??;
-        let now = state.store.now_ms();
-        if now - row.last_seen_at_ms > row.idle_timeout_ms {
-            let _ = state
-                .store
-                .write(move |ctx| {
-                    ctx.conn()
-                        .execute("DELETE FROM sessions WHERE id_hash = ?1", [hash])?;
-                    Ok(())
-                })
-                .await;
-            return None;
-        }
-        if now - row.last_seen_at_ms > TOUCH_EVERY_MS {
-            let _ = state
-                .store
-                .write(move |ctx| {
-                    ctx.conn().execute(
-                        "UPDATE sessions SET last_seen_at_ms = ?2 WHERE id_hash = ?1",
-                        params![hash, now],
-                    )?;
-                    Ok(())
-                })
-                .await;
-        }
-        Some(Self {
-            role: row.role,
-            user_name: row.user_name,
-            id_hash: lookup_hash,
-        })
-    }
-
-    /// Whether this session is still signed in and not idle, without
-    /// counting the question as activity (a live stream asks it, and an
-    /// open page must not keep a session alive).
-    pub async fn is_alive(&self, state: &AppState) -> bool {
-        let lookup = self.id_hash.clone();
-        let now = state.store.now_ms();
-        state
-            .store
-            .read(move |conn| auth::session(conn, &lookup))
-            .await
-            .is_ok_and(|row| row.is_some_and(|r| now - r.last_seen_at_ms <= r.idle_timeout_ms))
-    }
-
-    /// The session, if it has at least `role`.
-    pub async fn require(state: &AppState, headers: &HeaderMap, role: Role) -> Option<Self> {
-        Self::from_headers(state, headers)
-            .await
-            .filter(|s| s.role >= role)
-    }
-}
-
-fn cookie(headers: &HeaderMap) -> Option<String> {
-    cookie_named(headers, COOKIE)
-}
-
-/// Whether the request carries a session cookie, valid or not.
-pub(super) fn has_cookie(headers: &HeaderMap) -> bool {
-    cookie(headers).is_some()
-}
-
-fn cookie_named(headers: &HeaderMap, wanted: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == wanted)
-        .map(|(_, value)| value.to_owned())
-        .filter(|v| !v.is_empty())
-}
 
 /// The device id this browser presented, if it is one of ours in shape.
 fn device_id(headers: &HeaderMap) -> Option<String> {
@@ -226,24 +119,17 @@ async fn start(
         STAFF_IDLE_TIMEOUT_MS
     };
     let now = state.store.now_ms();
+    let session = auth::NewSession {
+        id_hash: hash,
+        role,
+        user_name,
+        idle_timeout_ms: idle,
+    };
     let ended = state
         .store
-        .write(move |ctx| {
-            let ended = match replaced {
-                Some(old) => ctx
-                    .conn()
-                    .execute("DELETE FROM sessions WHERE id_hash = ?1", [old])?,
-                None => 0,
-            };
-            ctx.conn().execute(
-                "INSERT INTO sessions (id_hash, role, user_name, created_at_ms, last_seen_at_ms, idle_timeout_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
-                params![hash, role.as_str(), user_name, now, idle],
-            )?;
-            Ok(ended)
-        })
+        .write(move |ctx| auth::start_session(ctx.conn(), &session, replaced.as_deref(), now))
         .await?;
-    if ended > 0 {
+    if ended {
         state.session_ended();
     }
     let mut response = Redirect::to(to).into_response();
@@ -387,11 +273,7 @@ pub async fn signout(State(state): State<AppState>, headers: HeaderMap) -> PageR
         let hash = hash_token(&secret);
         state
             .store
-            .write(move |ctx| {
-                ctx.conn()
-                    .execute("DELETE FROM sessions WHERE id_hash = ?1", [hash])?;
-                Ok(())
-            })
+            .write(move |ctx| auth::end_session(ctx.conn(), &hash))
             .await
             .map_err(PageError::from)?;
         // Its live streams end now, not at their next tick.

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use edge_node::api::AppState;
 use edge_node::auth::Role;
+use edge_node::state::AppState;
 use edge_node::store::{Store, SystemClock};
 use http_body_util::BodyExt;
 use proptest::prelude::*;
