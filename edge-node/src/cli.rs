@@ -78,6 +78,15 @@ enum Command {
             value_parser = clap::value_parser!(u32).range(1..=i64::from(shared::protocol::PROTOCOL))
         )]
         sync_protocol: u32,
+        /// Seconds a kiosk waits untouched before it clears the screen for
+        /// the next customer.
+        #[arg(
+            long,
+            env = "EDGE_NODE_KIOSK_IDLE_SECONDS",
+            default_value_t = store::KIOSK_IDLE_SECONDS,
+            value_parser = clap::value_parser!(i64).range(5..=3600)
+        )]
+        kiosk_idle_seconds: i64,
         /// Serve HTTPS with this PEM certificate chain (with --tls-key).
         #[arg(long, value_name = "FILE", requires = "tls_key")]
         tls_cert: Option<PathBuf>,
@@ -220,6 +229,7 @@ fn run(cli: Cli) -> Result<()> {
             clock_offset_ms,
             skew_margin_ms,
             sync_protocol,
+            kiosk_idle_seconds,
             tls_cert,
             tls_key,
         } => {
@@ -236,6 +246,7 @@ fn run(cli: Cli) -> Result<()> {
                 store::StoreSettings {
                     skew_margin_ms,
                     sync_protocol,
+                    kiosk_idle_seconds,
                 },
             )?;
             serve(store, listen, tls)

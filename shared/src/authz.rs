@@ -29,8 +29,8 @@ use crate::booking::{Action, BookingState, Channel, Customer, Line, has_hidden_c
 use crate::event::{Event, EventBody, ResourceKind};
 use crate::ids::{BookingId, ParticipantId, PoolId, ResourceId};
 use crate::limits::{
-    ALLOTMENT_UNITS_MAX, HOLD_SECONDS_MAX, POOL_CAPACITY_MAX, REASON_MAX_CHARS, REQUEST_TTL_MAX_S,
-    RESOURCE_NAME_MAX_CHARS,
+    ACTOR_NAME_MAX_CHARS, ALLOTMENT_UNITS_MAX, HOLD_SECONDS_MAX, POOL_CAPACITY_MAX,
+    REASON_MAX_CHARS, REQUEST_TTL_MAX_S, RESOURCE_NAME_MAX_CHARS,
 };
 
 /// Why an event is refused. Nothing of a batch holding one is applied.
@@ -134,7 +134,7 @@ pub enum Author {
 }
 
 /// Who may author each kind of event: the table [`check`] enforces.
-pub const AUTHORS: [(&str, Author); 17] = [
+pub const AUTHORS: [(&str, Author); 18] = [
     ("resource_created", Author::NamedOwner),
     ("pool_created", Author::NamedOwner),
     ("pool_adjusted", Author::PoolOwner),
@@ -145,6 +145,7 @@ pub const AUTHORS: [(&str, Author); 17] = [
     ("booking_created", Author::BookingCreator),
     ("booking_confirmed", Author::ChargedOrOwner),
     ("booking_fulfilled", Author::ChargedOrOwner),
+    ("booking_no_show", Author::ChargedOrOwner),
     ("booking_cancelled", Author::Charged),
     ("booking_expired", Author::ChargedOrRequester),
     ("booking_cancel_requested", Author::Requester),
@@ -218,9 +219,10 @@ pub fn check<F: Facts>(event: &Event, body: &EventBody, facts: &F) -> Result<Ver
         | EventBody::AllotmentReturned { .. }
         | EventBody::AllotmentCredited { .. } => units_moved(author, role, body, facts),
         EventBody::BookingCreated { .. } => booking_created(event, body, facts),
-        EventBody::BookingConfirmed { id }
-        | EventBody::BookingFulfilled { id }
-        | EventBody::BookingCancelled { id }
+        EventBody::BookingConfirmed { id, .. }
+        | EventBody::BookingFulfilled { id, .. }
+        | EventBody::BookingNoShow { id, .. }
+        | EventBody::BookingCancelled { id, .. }
         | EventBody::BookingExpired { id, .. }
         | EventBody::BookingCancelRequested { id } => {
             booking_changed(author, role, id, body, facts)
@@ -267,6 +269,17 @@ fn recorded(author: &ParticipantId, role: Author, hub_seq: u64) -> Verdict {
 }
 
 /// Free text an event carries: at most `max` characters.
+/// The staff member a booking change names, if any.
+fn acted_by(body: &EventBody) -> Option<&str> {
+    match body {
+        EventBody::BookingConfirmed { by, .. }
+        | EventBody::BookingCancelled { by, .. }
+        | EventBody::BookingFulfilled { by, .. }
+        | EventBody::BookingNoShow { by, .. } => by.as_deref(),
+        _ => None,
+    }
+}
+
 fn length(what: &str, value: &str, max: usize) -> Verdict {
     if value.chars().count() > max {
         return invalid(format!("{what} is longer than {max} characters"));
@@ -690,6 +703,11 @@ fn booking_changed<F: Facts>(
     {
         return Ok(Err(denied));
     }
+    if let Some(by) = acted_by(body)
+        && let Err(denied) = readable("by", by, ACTOR_NAME_MAX_CHARS)
+    {
+        return Ok(Err(denied));
+    }
     // The charged participant's own word follows from its own state.
     if known.charged_to == *author
         && let Some(state) = known.charged_state
@@ -698,6 +716,7 @@ fn booking_changed<F: Facts>(
         let (allowed, verb) = match body {
             EventBody::BookingConfirmed { .. } => (may(Action::Confirm), "confirmed"),
             EventBody::BookingFulfilled { .. } => (may(Action::Fulfil), "fulfilled"),
+            EventBody::BookingNoShow { .. } => (may(Action::NoShow), "marked a no-show"),
             EventBody::BookingCancelled { .. } => (may(Action::Cancel), "cancelled"),
             EventBody::BookingExpired { .. } => (
                 may(Action::Expire) || may(Action::RequesterGaveUp),

@@ -30,10 +30,13 @@ pub enum BookingState {
     Cancelled,
     Fulfilled,
     Expired,
+    /// A confirmed slot booking whose customer did not come; marked by
+    /// staff once the slot has started.
+    NoShow,
 }
 
 impl BookingState {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Requested,
         Self::Held,
         Self::Confirmed,
@@ -41,6 +44,7 @@ impl BookingState {
         Self::Cancelled,
         Self::Fulfilled,
         Self::Expired,
+        Self::NoShow,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +56,7 @@ impl BookingState {
             Self::Cancelled => "cancelled",
             Self::Fulfilled => "fulfilled",
             Self::Expired => "expired",
+            Self::NoShow => "no_show",
         }
     }
 
@@ -62,13 +67,24 @@ impl BookingState {
     /// Whether a booking in this state consumes units of its pools (the
     /// states invariant I1 counts).
     pub fn consumes_units(self) -> bool {
-        matches!(self, Self::Held | Self::Confirmed | Self::Fulfilled)
+        // A no-show keeps its units: the slot they were for has begun, and
+        // nobody else can use them now.
+        matches!(
+            self,
+            Self::Held | Self::Confirmed | Self::Fulfilled | Self::NoShow
+        )
     }
 
     /// Whether nothing can happen to the booking any more, not even a
     /// requester's expiry.
     pub fn is_final(self) -> bool {
         matches!(self, Self::Cancelled | Self::Fulfilled | Self::Expired)
+    }
+
+    /// Whether the booking is still open: waiting, or booked and not yet
+    /// handed over or past.
+    pub fn is_open(self) -> bool {
+        matches!(self, Self::Requested | Self::Held | Self::Confirmed)
     }
 }
 
@@ -93,6 +109,8 @@ pub enum Action {
     Fulfil,
     /// A pending hold ran out, or a request reached its owner too late.
     Expire,
+    /// Staff mark that the customer of a started slot did not come.
+    NoShow,
     /// The requester had no decision by `expires_at + skew_margin` and told the
     /// customer the booking expired; that verdict wins over any decision
     /// except `fulfilled`.
@@ -100,13 +118,14 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Hold,
         Self::Confirm,
         Self::Reject,
         Self::Cancel,
         Self::Fulfil,
         Self::Expire,
+        Self::NoShow,
         Self::RequesterGaveUp,
     ];
 
@@ -118,6 +137,7 @@ impl Action {
             Self::Cancel => "cancel",
             Self::Fulfil => "fulfil",
             Self::Expire => "expire",
+            Self::NoShow => "mark as a no-show",
             Self::RequesterGaveUp => "expire on the requester's word",
         }
     }
@@ -142,9 +162,10 @@ pub fn transition(from: BookingState, action: Action) -> Result<BookingState, Tr
         (S::Held | S::Confirmed, A::Cancel) => S::Cancelled,
         (S::Confirmed, A::Fulfil) => S::Fulfilled,
         (S::Requested | S::Held, A::Expire) => S::Expired,
+        (S::Confirmed, A::NoShow) => S::NoShow,
         // The requester's word wins over every outcome but a physical one.
         (
-            S::Requested | S::Held | S::Confirmed | S::Rejected | S::Cancelled,
+            S::Requested | S::Held | S::Confirmed | S::Rejected | S::Cancelled | S::NoShow,
             A::RequesterGaveUp,
         ) => S::Expired,
         _ => return Err(TransitionError { from, action }),
@@ -208,11 +229,11 @@ pub fn requester_adopts(local: BookingState, remote: BookingState) -> Option<Boo
     match (local, remote) {
         (l, r) if l == r => None,
         // Goods handed over stay handed over, whatever was said meanwhile.
-        (S::Expired | S::Cancelled, S::Fulfilled) => Some(S::Fulfilled),
+        (S::Expired | S::Cancelled | S::NoShow, S::Fulfilled) => Some(S::Fulfilled),
         // A requester's expiry meeting a cancellation: both mean no booking;
         // the customer was told "expired", so all settle on that.
         (S::Cancelled, S::Expired) => Some(S::Expired),
-        (S::Expired | S::Cancelled | S::Fulfilled, _) => None,
+        (S::Expired | S::Cancelled | S::Fulfilled | S::NoShow, _) => None,
         (_, r) => Some(r),
     }
 }
@@ -416,6 +437,8 @@ mod tests {
         (S::Confirmed, A::RequesterGaveUp, S::Expired),
         (S::Rejected, A::RequesterGaveUp, S::Expired),
         (S::Cancelled, A::RequesterGaveUp, S::Expired),
+        (S::Confirmed, A::NoShow, S::NoShow),
+        (S::NoShow, A::RequesterGaveUp, S::Expired),
     ];
 
     #[test]
@@ -494,6 +517,8 @@ mod tests {
         );
         assert_eq!(requester_adopts(S::Cancelled, S::Expired), Some(S::Expired));
         assert_eq!(requester_adopts(S::Fulfilled, S::Cancelled), None);
+        assert_eq!(requester_adopts(S::Confirmed, S::NoShow), Some(S::NoShow));
+        assert_eq!(requester_adopts(S::Expired, S::NoShow), None);
     }
 
     #[test]
@@ -510,9 +535,12 @@ mod tests {
     }
 
     #[test]
-    fn only_held_confirmed_and_fulfilled_consume_units() {
+    fn only_held_confirmed_fulfilled_and_no_shows_consume_units() {
         let consuming: Vec<_> = S::ALL.into_iter().filter(|s| s.consumes_units()).collect();
-        assert_eq!(consuming, vec![S::Held, S::Confirmed, S::Fulfilled]);
+        assert_eq!(
+            consuming,
+            vec![S::Held, S::Confirmed, S::Fulfilled, S::NoShow]
+        );
     }
 
     #[test]

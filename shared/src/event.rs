@@ -181,14 +181,30 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    // `by` on the changes people make: the name of the signed-in staff
+    // member who made it, for the booking's history. Absent when a device
+    // token or the system acted.
     BookingConfirmed {
         id: BookingId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     BookingCancelled {
         id: BookingId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     BookingFulfilled {
         id: BookingId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
+    /// Staff mark a confirmed slot booking whose slot has started and whose
+    /// customer did not come.
+    BookingNoShow {
+        id: BookingId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     BookingExpired {
         id: BookingId,
@@ -954,9 +970,22 @@ mod tests {
                 hold_seconds: Some(600),
                 reason: Some("tab\tand \\ slash".into()),
             },
-            EventBody::BookingConfirmed { id: booking },
-            EventBody::BookingCancelled { id: booking },
-            EventBody::BookingFulfilled { id: booking },
+            EventBody::BookingConfirmed {
+                id: booking,
+                by: Some("Alice".into()),
+            },
+            EventBody::BookingCancelled {
+                id: booking,
+                by: None,
+            },
+            EventBody::BookingFulfilled {
+                id: booking,
+                by: None,
+            },
+            EventBody::BookingNoShow {
+                id: booking,
+                by: Some("Alice".into()),
+            },
             EventBody::BookingExpired {
                 id: booking,
                 reason: String::new(),

@@ -42,6 +42,10 @@ pub const ID_MAX_CHARS: usize = 128;
 /// Bookings returned by one list call.
 pub const BOOKING_LIST_MAX: usize = 500;
 
+/// Longest staff name an event may carry as who made a change: the longest
+/// name a store accepts for a user.
+pub const ACTOR_NAME_MAX_CHARS: usize = 100;
+
 /// Events in one pushed batch. A batch is one transaction at the hub; 500
 /// keeps each under a few milliseconds while amortising the fsync.
 pub const PUSH_BATCH_EVENTS_MAX: usize = 500;

@@ -157,13 +157,15 @@ pub fn entries<F: Facts>(
                 used(charged_to, lines, 1, &mut out);
             }
         }
-        EventBody::BookingConfirmed { id }
-        | EventBody::BookingFulfilled { id }
-        | EventBody::BookingCancelled { id }
+        EventBody::BookingConfirmed { id, .. }
+        | EventBody::BookingFulfilled { id, .. }
+        | EventBody::BookingNoShow { id, .. }
+        | EventBody::BookingCancelled { id, .. }
         | EventBody::BookingExpired { id, .. } => {
             let next = match body {
                 EventBody::BookingConfirmed { .. } => BookingState::Confirmed,
                 EventBody::BookingFulfilled { .. } => BookingState::Fulfilled,
+                EventBody::BookingNoShow { .. } => BookingState::NoShow,
                 EventBody::BookingCancelled { .. } => BookingState::Cancelled,
                 _ => BookingState::Expired,
             };
@@ -185,9 +187,10 @@ pub fn entries<F: Facts>(
         EventBody::Observed { event, .. } => {
             let word = match event.typed() {
                 Ok(EventBody::BookingCreated { id, state, .. }) => Some((id, state)),
-                Ok(EventBody::BookingConfirmed { id }) => Some((id, BookingState::Confirmed)),
-                Ok(EventBody::BookingCancelled { id }) => Some((id, BookingState::Cancelled)),
-                Ok(EventBody::BookingFulfilled { id }) => Some((id, BookingState::Fulfilled)),
+                Ok(EventBody::BookingConfirmed { id, .. }) => Some((id, BookingState::Confirmed)),
+                Ok(EventBody::BookingCancelled { id, .. }) => Some((id, BookingState::Cancelled)),
+                Ok(EventBody::BookingFulfilled { id, .. }) => Some((id, BookingState::Fulfilled)),
+                Ok(EventBody::BookingNoShow { id, .. }) => Some((id, BookingState::NoShow)),
                 Ok(EventBody::BookingExpired { id, .. }) => Some((id, BookingState::Expired)),
                 _ => None,
             };
@@ -358,6 +361,7 @@ mod tests {
     fn only_the_charged_participant_moves_its_bookings_units() {
         let cancel = EventBody::BookingCancelled {
             id: BookingId::generate(),
+            by: None,
         };
         let by_grantee =
             entries(&p("s3"), &cancel, &One(Some(sale(BookingState::Held)))).expect("entries");
@@ -368,6 +372,7 @@ mod tests {
         }));
         let fulfil = EventBody::BookingFulfilled {
             id: BookingId::generate(),
+            by: None,
         };
         assert_eq!(
             entries(&p("s1"), &fulfil, &One(Some(sale(BookingState::Cancelled)))).expect("entries"),
@@ -408,7 +413,7 @@ mod tests {
                 },
                 Entry::ChargedState {
                     booking: match &fulfil {
-                        EventBody::BookingFulfilled { id } => *id,
+                        EventBody::BookingFulfilled { id, .. } => *id,
                         _ => unreachable!(),
                     },
                     state: BookingState::Fulfilled
@@ -427,6 +432,7 @@ mod tests {
         );
         let confirm = EventBody::BookingConfirmed {
             id: BookingId::generate(),
+            by: None,
         };
         let held_to_confirmed =
             entries(&p("s3"), &confirm, &One(Some(sale(BookingState::Held)))).expect("entries");

@@ -202,7 +202,7 @@ pub fn cancel(w: &mut Working, id: &BookingId, now_ms: i64) -> StorageResult<Pla
         )));
     } else if known.charged_to == ParticipantId::Hub {
         (
-            EventBody::BookingCancelled { id: *id },
+            EventBody::BookingCancelled { id: *id, by: None },
             recipient(&known.owner),
         )
     } else {

@@ -510,14 +510,16 @@ fn apply(w: &mut Working, event: &Event, body: &EventBody) -> StorageResult<Effe
                 effects.relay(&requester, origin, event);
             }
         },
-        EventBody::BookingConfirmed { id }
-        | EventBody::BookingCancelled { id }
-        | EventBody::BookingFulfilled { id }
+        EventBody::BookingConfirmed { id, .. }
+        | EventBody::BookingCancelled { id, .. }
+        | EventBody::BookingFulfilled { id, .. }
+        | EventBody::BookingNoShow { id, .. }
         | EventBody::BookingExpired { id, .. } => {
             let (incoming, reason) = match body {
                 EventBody::BookingConfirmed { .. } => (BookingState::Confirmed, None),
                 EventBody::BookingCancelled { .. } => (BookingState::Cancelled, None),
                 EventBody::BookingFulfilled { .. } => (BookingState::Fulfilled, None),
+                EventBody::BookingNoShow { .. } => (BookingState::NoShow, None),
                 EventBody::BookingExpired { reason, .. } => {
                     (BookingState::Expired, Some(reason.as_str()))
                 }

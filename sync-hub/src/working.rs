@@ -359,9 +359,10 @@ impl Working {
                     self.want_pool(&line.pool_id);
                 }
             }
-            EventBody::BookingConfirmed { id }
-            | EventBody::BookingCancelled { id }
-            | EventBody::BookingFulfilled { id }
+            EventBody::BookingConfirmed { id, .. }
+            | EventBody::BookingCancelled { id, .. }
+            | EventBody::BookingFulfilled { id, .. }
+            | EventBody::BookingNoShow { id, .. }
             | EventBody::BookingExpired { id, .. }
             | EventBody::BookingCancelRequested { id } => {
                 self.want_booking(id);

@@ -24,7 +24,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::{AppState, Principal};
 use crate::store::StoreError;
 use crate::store::ops::{self, NewBooking, NewPool, NewResource};
-use crate::store::queries::{self, BookingFilter, BookingView, PoolFilter, PoolView, ResourceView};
+use crate::store::queries::{
+    self, BookingFilter, BookingView, PoolFilter, PoolView, ResourceView, SEARCH_MAX_CHARS, Search,
+};
 use extract::{IdPath, JsonBody, QueryParams, RawBody, parse_bytes};
 
 /// The JSON API's routes, under `/api/v1/`. They are written out in full
@@ -46,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/bookings/{id}/confirm", post(confirm_booking))
         .route("/api/v1/bookings/{id}/cancel", post(cancel_booking))
         .route("/api/v1/bookings/{id}/fulfil", post(fulfil_booking))
+        .route("/api/v1/bookings/{id}/no-show", post(no_show_booking))
         .route("/api/v1/sync/status", get(sync_status))
         .route("/api/v1/quarantine", get(list_quarantine))
         .route("/api/v1/sync/set-aside", get(list_set_aside))
@@ -65,6 +68,9 @@ struct PoolList {
 #[derive(Debug, Serialize)]
 struct BookingList {
     bookings: Vec<BookingView>,
+    /// Pass as `after` for the next page; absent on the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
 }
 
 fn created<T: Serialize>(body: T) -> Response {
@@ -399,7 +405,11 @@ struct BookingQuery {
     #[serde(default)]
     state: Option<String>,
     #[serde(default)]
+    q: Option<String>,
+    #[serde(default)]
     limit: Option<usize>,
+    #[serde(default)]
+    after: Option<String>,
 }
 
 async fn list_bookings(
@@ -415,15 +425,41 @@ async fn list_bookings(
                 .ok_or_else(|| ApiError::bad_request(format!("unknown booking state {s:?}")))
         })
         .transpose()?;
+    let after = q
+        .after
+        .map(|a| {
+            BookingId::parse(&a)
+                .map_err(|_| ApiError::bad_request("after must be the `next` of a previous page"))
+        })
+        .transpose()?;
+    let search = match q.q.as_deref().map(str::trim) {
+        Some(text) if text.chars().count() > SEARCH_MAX_CHARS => {
+            return Err(ApiError::bad_request(format!(
+                "q is longer than {SEARCH_MAX_CHARS} characters"
+            )));
+        }
+        Some(text) if !text.is_empty() => Some(Search::new(text)),
+        _ => None,
+    };
     let filter = BookingFilter {
         state: booking_state,
-        limit: q.limit.unwrap_or(BOOKING_LIST_MAX).min(BOOKING_LIST_MAX),
+        search,
+        after,
+        limit: match q.limit {
+            Some(0) => return Err(ApiError::bad_request("limit must be at least 1")),
+            Some(n) => n.min(BOOKING_LIST_MAX),
+            None => BOOKING_LIST_MAX,
+        },
     };
-    let bookings = state
+    let page = state
         .store
         .read(move |conn| queries::bookings(conn, &filter))
         .await?;
-    Ok(Json(BookingList { bookings }).into_response())
+    Ok(Json(BookingList {
+        bookings: page.bookings,
+        next: page.next.map(|id| id.to_string()),
+    })
+    .into_response())
 }
 
 async fn get_booking(
@@ -450,7 +486,7 @@ async fn act_on_booking(
     principal.require(Role::Staff)?;
     let view = state
         .store
-        .write(move |ctx| ops::transition(ctx, &id, action))
+        .write(move |ctx| ops::transition(ctx, &id, action, principal.user_name))
         .await?;
     Ok(Json(view).into_response())
 }
@@ -477,6 +513,14 @@ async fn fulfil_booking(
     IdPath(id): IdPath<BookingId>,
 ) -> ApiResult<Response> {
     act_on_booking(principal, state, id, Action::Fulfil).await
+}
+
+async fn no_show_booking(
+    principal: Principal,
+    State(state): State<AppState>,
+    IdPath(id): IdPath<BookingId>,
+) -> ApiResult<Response> {
+    act_on_booking(principal, state, id, Action::NoShow).await
 }
 
 async fn sync_status(principal: Principal, State(state): State<AppState>) -> ApiResult<Response> {

@@ -258,7 +258,7 @@ fn apply_one(ctx: &mut WriteCtx<'_>, hub_seq: u64, event: Event) -> StoreResult<
                 && current.requested_by == from
                 && booking::transition(current.state, Action::Cancel).is_ok()
             {
-                emit(ctx, EventBody::BookingCancelled { id })?;
+                emit(ctx, EventBody::BookingCancelled { id, by: None })?;
             }
         }
         EventBody::AllotmentGranted { pool, to, units } if to == me => {

@@ -69,6 +69,9 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!(
         "../../../migrations/edge-node/0008_learned_catalog.sql"
     )),
+    M::up(include_str!(
+        "../../../migrations/edge-node/0009_no_shows_and_history.sql"
+    )),
 ];
 
 /// A source of wall-clock time. Injectable so tests can run a node whose
@@ -99,13 +102,21 @@ pub struct StoreSettings {
     /// The sync protocol this node says it speaks when it pulls; older
     /// than [`shared::protocol::PROTOCOL`] only to test upgrades.
     pub sync_protocol: u32,
+    /// How long a kiosk waits without a touch before it clears what a
+    /// customer left on screen.
+    pub kiosk_idle_seconds: i64,
 }
+
+/// The kiosk's idle reset by default: long enough to type a name and
+/// phone, short enough that the next customer does not find them.
+pub const KIOSK_IDLE_SECONDS: i64 = 90;
 
 impl Default for StoreSettings {
     fn default() -> Self {
         Self {
             skew_margin_ms: shared::limits::SKEW_MARGIN_MS,
             sync_protocol: shared::protocol::PROTOCOL,
+            kiosk_idle_seconds: KIOSK_IDLE_SECONDS,
         }
     }
 }

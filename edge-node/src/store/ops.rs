@@ -525,11 +525,13 @@ pub fn create_booking_idempotent(
     })
 }
 
-/// Confirm, cancel or fulfil a booking charged to this node.
+/// Confirm, cancel, fulfil or mark as a no-show a booking charged to this
+/// node; `by` names the signed-in staff member, for the booking's history.
 pub fn transition(
     ctx: &mut WriteCtx<'_>,
     id: &BookingId,
     action: Action,
+    by: Option<String>,
 ) -> StoreResult<BookingView> {
     let current = booking_view(ctx, id)?;
     let me = ctx.node().participant();
@@ -537,7 +539,8 @@ pub fn transition(
     // fulfil what the website sold from the hub's allotment too. Cancelling
     // releases units, so it belongs to whoever they are charged to.
     let may = current.charged_to == me
-        || (matches!(action, Action::Fulfil | Action::Confirm) && current.owner == me);
+        || (matches!(action, Action::Fulfil | Action::Confirm | Action::NoShow)
+            && current.owner == me);
     if !may {
         return Err(StoreError::Conflict(format!(
             "booking {id} is charged to {}; only it can {} the booking",
@@ -554,10 +557,15 @@ pub fn transition(
     }
     let next = booking::transition(current.state, action)
         .map_err(|source| StoreError::InvalidTransition { id: *id, source })?;
+    if action == Action::NoShow {
+        require_started(ctx, &current)?;
+    }
+    let id = *id;
     let body = match action {
-        Action::Confirm => EventBody::BookingConfirmed { id: *id },
-        Action::Cancel => EventBody::BookingCancelled { id: *id },
-        Action::Fulfil => EventBody::BookingFulfilled { id: *id },
+        Action::Confirm => EventBody::BookingConfirmed { id, by },
+        Action::Cancel => EventBody::BookingCancelled { id, by },
+        Action::Fulfil => EventBody::BookingFulfilled { id, by },
+        Action::NoShow => EventBody::BookingNoShow { id, by },
         other => {
             return Err(StoreError::Invalid(format!(
                 "{} is not something staff do to a booking",
@@ -570,7 +578,25 @@ pub fn transition(
         ctx.hold_changed();
     }
     emit(ctx, body)?;
-    booking_view(ctx, id)
+    booking_view(ctx, &id)
+}
+
+/// A no-show is a booking for a time that has begun: every line's pool is a
+/// slot whose start has passed.
+fn require_started(ctx: &WriteCtx<'_>, booking: &BookingView) -> StoreResult<()> {
+    let now = ctx.now_ms();
+    for line in &booking.lines {
+        let started = queries::pool_row_of(ctx.conn(), &line.pool_id)?
+            .and_then(|p| p.starts_at_ms)
+            .is_some_and(|start| start <= now);
+        if !started {
+            return Err(StoreError::Conflict(format!(
+                "booking {} is not for a slot that has started; a no-show can be marked once it has",
+                booking.id
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Holds expired in one job at most, so one sweep never stalls the writer.

@@ -77,7 +77,7 @@ fn set_state(
     me: &ParticipantId,
     id: &str,
     next: BookingState,
-    reason: Option<&str>,
+    change: Change<'_>,
     at_ms: i64,
 ) -> StoreResult<()> {
     let (state, charged_to, lines): (String, String, String) = conn
@@ -96,8 +96,44 @@ fn set_state(
     conn.prepare_cached(
         "UPDATE bookings SET state = ?2, reason = coalesce(?3, reason), updated_at_ms = ?4 WHERE id = ?1",
     )?
-    .execute(params![id, next.as_str(), reason, at_ms])?;
+    .execute(params![id, next.as_str(), change.reason, at_ms])?;
+    if current != next {
+        conn.prepare_cached(
+            "INSERT INTO booking_history (booking_id, at_ms, from_state, to_state, by)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            id,
+            at_ms,
+            current.as_str(),
+            next.as_str(),
+            change.by
+        ])?;
+    }
     Ok(())
+}
+
+/// What an event says about a change besides the new state.
+#[derive(Debug, Clone, Copy, Default)]
+struct Change<'a> {
+    reason: Option<&'a str>,
+    by: Option<&'a str>,
+}
+
+impl<'a> Change<'a> {
+    fn by(by: &'a Option<String>) -> Self {
+        Self {
+            reason: None,
+            by: by.as_deref(),
+        }
+    }
+
+    fn reason(reason: &'a str) -> Self {
+        Self {
+            reason: Some(reason),
+            by: None,
+        }
+    }
 }
 
 /// Applies one event of `me`'s own log, written at `at_ms`.
@@ -256,28 +292,36 @@ pub(crate) fn apply_deferring(
                 }
             }
         }
-        EventBody::BookingConfirmed { id } => set_state(
+        EventBody::BookingConfirmed { id, by } => set_state(
             conn,
             me,
             &id.to_string(),
             BookingState::Confirmed,
-            None,
+            Change::by(by),
             at_ms,
         )?,
-        EventBody::BookingCancelled { id } => set_state(
+        EventBody::BookingCancelled { id, by } => set_state(
             conn,
             me,
             &id.to_string(),
             BookingState::Cancelled,
-            None,
+            Change::by(by),
             at_ms,
         )?,
-        EventBody::BookingFulfilled { id } => set_state(
+        EventBody::BookingFulfilled { id, by } => set_state(
             conn,
             me,
             &id.to_string(),
             BookingState::Fulfilled,
-            None,
+            Change::by(by),
+            at_ms,
+        )?,
+        EventBody::BookingNoShow { id, by } => set_state(
+            conn,
+            me,
+            &id.to_string(),
+            BookingState::NoShow,
+            Change::by(by),
             at_ms,
         )?,
         EventBody::BookingExpired { id, reason } => set_state(
@@ -285,7 +329,7 @@ pub(crate) fn apply_deferring(
             me,
             &id.to_string(),
             BookingState::Expired,
-            Some(reason),
+            Change::reason(reason),
             at_ms,
         )?,
         EventBody::Observed { hub_seq, event } => {
@@ -470,7 +514,10 @@ fn take_in(conn: &Connection, me: &ParticipantId, body: &EventBody, at_ms: i64) 
                     me,
                     &key,
                     *state,
-                    reason.as_deref(),
+                    Change {
+                        reason: reason.as_deref(),
+                        by: None,
+                    },
                     *expires_at_ms,
                     at_ms,
                 )?;
@@ -480,30 +527,39 @@ fn take_in(conn: &Connection, me: &ParticipantId, body: &EventBody, at_ms: i64) 
                 apply(conn, me, body, at_ms)?;
             }
         }
-        EventBody::BookingConfirmed { id } => adopt(
+        EventBody::BookingConfirmed { id, by } => adopt(
             conn,
             me,
             &id.to_string(),
             BookingState::Confirmed,
-            None,
+            Change::by(by),
             None,
             at_ms,
         )?,
-        EventBody::BookingCancelled { id } => adopt(
+        EventBody::BookingCancelled { id, by } => adopt(
             conn,
             me,
             &id.to_string(),
             BookingState::Cancelled,
-            None,
+            Change::by(by),
             None,
             at_ms,
         )?,
-        EventBody::BookingFulfilled { id } => adopt(
+        EventBody::BookingFulfilled { id, by } => adopt(
             conn,
             me,
             &id.to_string(),
             BookingState::Fulfilled,
+            Change::by(by),
             None,
+            at_ms,
+        )?,
+        EventBody::BookingNoShow { id, by } => adopt(
+            conn,
+            me,
+            &id.to_string(),
+            BookingState::NoShow,
+            Change::by(by),
             None,
             at_ms,
         )?,
@@ -512,7 +568,7 @@ fn take_in(conn: &Connection, me: &ParticipantId, body: &EventBody, at_ms: i64) 
             me,
             &id.to_string(),
             BookingState::Expired,
-            Some(reason),
+            Change::reason(reason),
             None,
             at_ms,
         )?,
@@ -529,7 +585,7 @@ fn adopt(
     me: &ParticipantId,
     id: &str,
     remote: BookingState,
-    reason: Option<&str>,
+    change: Change<'_>,
     expires_at_ms: Option<i64>,
     at_ms: i64,
 ) -> StoreResult<()> {
@@ -542,7 +598,7 @@ fn adopt(
     let Some(next) = shared::booking::requester_adopts(local, remote) else {
         return Ok(());
     };
-    set_state(conn, me, id, next, reason, at_ms)?;
+    set_state(conn, me, id, next, change, at_ms)?;
     if let Some(at) = expires_at_ms {
         conn.prepare_cached("UPDATE bookings SET expires_at_ms = ?2 WHERE id = ?1")?
             .execute(params![id, at])?;

@@ -287,6 +287,24 @@ pub fn pool(conn: &Connection, id: &PoolId) -> StoreResult<Option<PoolView>> {
         .transpose()
 }
 
+/// The pools `ids` name that exist, each once: what a page needs to show
+/// a list of bookings, whatever their age.
+pub fn pools_named<'a>(
+    conn: &Connection,
+    ids: impl IntoIterator<Item = &'a PoolId>,
+) -> StoreResult<Vec<PoolView>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for id in ids {
+        if seen.insert(id.clone())
+            && let Some(pool) = pool(conn, id)?
+        {
+            out.push(pool);
+        }
+    }
+    Ok(out)
+}
+
 /// Pools, optionally of one resource, optionally only slots overlapping
 /// `[from_ms, to_ms)`; stock pools (no time) always qualify.
 #[derive(Debug, Clone, Default)]
@@ -419,27 +437,144 @@ pub fn booking(conn: &Connection, id: &BookingId) -> StoreResult<Option<BookingV
     .transpose()
 }
 
+/// Longest search text: longer than any name, phone or code.
+pub const SEARCH_MAX_CHARS: usize = 100;
+
+/// What staff typed to find a booking: its code, part of the customer's
+/// name, or some digits of their phone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Search {
+    /// The text as a code would be written (codes are upper case).
+    code: String,
+    /// Lower-cased, for a part of the name.
+    name: String,
+    /// Its digits, when there are enough to mean a phone number.
+    digits: Option<String>,
+}
+
+/// Fewer digits than this match too many phone numbers to be a search.
+const PHONE_DIGITS_MIN: usize = 3;
+
+impl Search {
+    pub fn new(text: &str) -> Self {
+        let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+        Self {
+            code: text.to_uppercase(),
+            name: text.to_lowercase(),
+            digits: (digits.len() >= PHONE_DIGITS_MIN).then_some(digits),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct BookingFilter {
     pub state: Option<BookingState>,
+    pub search: Option<Search>,
+    /// Only bookings older than this one (the previous page's last).
+    pub after: Option<BookingId>,
     pub limit: usize,
 }
 
-/// Bookings, newest first.
-pub fn bookings(conn: &Connection, filter: &BookingFilter) -> StoreResult<Vec<BookingView>> {
+/// One page of bookings, and where the next begins.
+#[derive(Debug, Clone)]
+pub struct BookingPage {
+    pub bookings: Vec<BookingView>,
+    /// The last booking of this page, when more follow.
+    pub next: Option<BookingId>,
+}
+
+/// Bookings, newest first (ids are time-ordered), one page at a time. A
+/// search reads the bookings newest first until the page is full: names
+/// and phones are matched anywhere in the text, which no index serves.
+pub fn bookings(conn: &Connection, filter: &BookingFilter) -> StoreResult<BookingPage> {
     let mut stmt = conn.prepare_cached(concat!(
         "SELECT ",
         booking_columns!(),
         " FROM bookings
          WHERE (?1 IS NULL OR state = ?1)
+           AND (?2 IS NULL OR id < ?2)
+           AND (?3 IS NULL
+                OR code = ?3
+                OR instr(lower(customer_name), ?4) > 0
+                OR (?5 IS NOT NULL AND instr(replace(replace(replace(replace(replace(replace(
+                       coalesce(customer_phone, ''), ' ', ''), '-', ''), '+', ''), '(', ''), ')', ''), '/', ''),
+                     ?5) > 0))
          ORDER BY id DESC
-         LIMIT ?2"
+         LIMIT ?6"
     ))?;
+    let search = filter.search.as_ref();
     let rows = stmt.query_map(
-        rusqlite::params![filter.state.map(|s| s.as_str()), filter.limit as i64],
+        rusqlite::params![
+            filter.state.map(|s| s.as_str()),
+            filter.after.map(|a| a.to_string()),
+            search.map(|s| s.code.as_str()),
+            search.map(|s| s.name.as_str()),
+            search.and_then(|s| s.digits.as_deref()),
+            filter.limit as i64 + 1
+        ],
         booking_from_row,
     )?;
-    rows.map(|row| booking_view(row?)).collect()
+    let mut bookings: Vec<BookingView> = rows
+        .map(|row| booking_view(row?))
+        .collect::<StoreResult<_>>()?;
+    let next = if bookings.len() > filter.limit {
+        bookings.truncate(filter.limit);
+        bookings.last().map(|b| b.id)
+    } else {
+        None
+    };
+    Ok(BookingPage { bookings, next })
+}
+
+/// One step of a booking's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HistoryStep {
+    pub at: Timestamp,
+    pub state: BookingState,
+    /// The staff member who made the change, when one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+/// Every state `booking` has been in, oldest first, from when it was made.
+pub fn booking_history(conn: &Connection, booking: &BookingView) -> StoreResult<Vec<HistoryStep>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT at_ms, from_state, to_state, by FROM booking_history
+         WHERE booking_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([booking.id.to_string()], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, Option<String>>(3)?,
+        ))
+    })?;
+    let state = |s: &str| BookingState::parse(s).ok_or_else(|| corrupt("history state", s));
+    let mut steps = Vec::new();
+    for row in rows {
+        let (at_ms, from, to, by) = row?;
+        if steps.is_empty() {
+            steps.push(HistoryStep {
+                at: booking.created_at,
+                state: state(&from)?,
+                by: None,
+            });
+        }
+        steps.push(HistoryStep {
+            at: ts(at_ms),
+            state: state(&to)?,
+            by,
+        });
+    }
+    if steps.is_empty() {
+        steps.push(HistoryStep {
+            at: booking.created_at,
+            state: booking.state,
+            by: None,
+        });
+    }
+    Ok(steps)
 }
 
 /// Every booking waiting for something (a request without a decision, a
@@ -457,6 +592,57 @@ pub fn pending_bookings(conn: &Connection) -> StoreResult<Vec<BookingView>> {
     ))?;
     let rows = stmt.query_map([], booking_from_row)?;
     rows.map(|row| booking_view(row?)).collect()
+}
+
+/// Every confirmed booking not yet handed over or past, newest first,
+/// read through its partial index.
+pub fn confirmed_bookings(conn: &Connection) -> StoreResult<Vec<BookingView>> {
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        booking_columns!(),
+        " FROM bookings INDEXED BY bookings_confirmed
+         WHERE state = 'confirmed'
+         ORDER BY id DESC"
+    ))?;
+    let rows = stmt.query_map([], booking_from_row)?;
+    rows.map(|row| booking_view(row?)).collect()
+}
+
+/// Who is booked into slot `pool`: every booking with a line on it that
+/// holds or held units there (waiting, confirmed, arrived, no-show), in the
+/// order they were made. Reads the bookings table through (no index knows
+/// a booking's pools); only a roster page asks.
+pub fn roster(conn: &Connection, pool: &PoolId) -> StoreResult<Vec<BookingView>> {
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        booking_columns!(),
+        " FROM bookings
+         WHERE instr(lines, ?1) > 0
+           AND (state = 'requested' OR state = 'held' OR state = 'confirmed'
+                OR state = 'fulfilled' OR state = 'no_show')
+         ORDER BY id"
+    ))?;
+    // Lines are stored as `{"pool_id":"..","quantity":..}`: matching the
+    // whole member keeps pool `a` from matching pool `ab`.
+    let needle = format!("\"pool_id\":{}", serde_json::Value::from(pool.as_str()));
+    let rows = stmt.query_map([needle], booking_from_row)?;
+    let bookings: Vec<BookingView> = rows
+        .map(|row| booking_view(row?))
+        .collect::<StoreResult<_>>()?;
+    Ok(bookings
+        .into_iter()
+        .filter(|b| b.lines.iter().any(|l| l.pool_id == *pool))
+        .collect())
+}
+
+/// The name the hub gave this location, or its id when it has none (a
+/// standalone node, or before the first pull).
+pub fn store_name(conn: &Connection, me: &LocationId) -> StoreResult<String> {
+    let name: Option<String> = conn
+        .prepare_cached("SELECT name FROM known_locations WHERE id = ?1")?
+        .query_row([me.as_str()], |r| r.get(0))
+        .optional()?;
+    Ok(name.unwrap_or_else(|| me.to_string()))
 }
 
 /// When this node must next expire something itself: a hold charged to it,

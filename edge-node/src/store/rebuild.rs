@@ -19,6 +19,7 @@ pub fn replace_history(
 ) -> StoreResult<ChainHead> {
     conn.execute_batch(
         "DELETE FROM bookings;
+         DELETE FROM booking_history;
          DELETE FROM allotments;
          DELETE FROM pools;
          DELETE FROM resources;

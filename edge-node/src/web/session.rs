@@ -14,19 +14,29 @@
 //! costs the same Argon2id check, gets the same answer and locks the same
 //! way as a wrong PIN: no answer tells which names exist.
 
+use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
 
 use super::html::{Frame, h, page};
+use super::i18n::Tr;
 use super::{PageError, PageResult, field, form};
 use crate::auth::{
     self, KIOSK_IDLE_TIMEOUT_MS, Role, STAFF_IDLE_TIMEOUT_MS, hash_token, role_of_hash,
 };
-use crate::state::{AppState, COOKIE, cookie, cookie_named};
+use crate::state::{AppState, COOKIE, Session, cookie, cookie_named};
 
 /// The cookie that tells one browser from another for sign-in throttling.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/signin", get(signin_page).post(signin))
+        .route("/signin/kiosk", post(signin_kiosk))
+        .route("/signout", post(signout))
+}
+
 pub const DEVICE_COOKIE: &str = "edge_device";
 
 /// How long a browser keeps its device cookie: 400 days, the longest that
@@ -140,7 +150,17 @@ async fn start(
     Ok(response)
 }
 
-fn signin_html(state: &AppState, notice: Option<&str>) -> String {
+/// Where the sign-in page came from: the page to return to, and whether
+/// the browser's session had ended (so the page says why it is here).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct SigninQuery {
+    #[serde(default)]
+    next: Option<String>,
+    #[serde(default)]
+    expired: Option<String>,
+}
+
+fn signin_html(state: &AppState, tr: Tr, store: &str, notice: Option<&str>, next: &str) -> String {
     let notice = notice
         .map(|n| format!(r#"<div class="alert bad" role="alert">{}</div>"#, h(n)))
         .unwrap_or_default();
@@ -148,49 +168,94 @@ fn signin_html(state: &AppState, notice: Option<&str>) -> String {
         r#"{notice}
 <div class="grid">
 <form class="card" method="post" action="/signin">
-<h2>Staff sign-in</h2>
-<label for="name">Name</label><input id="name" name="name" autocomplete="username" required maxlength="100">
-<label for="pin">PIN</label><input id="pin" name="pin" type="password" inputmode="numeric" autocomplete="current-password" required maxlength="12">
-<p><button type="submit">Sign in</button></p>
+<h2>{staff}</h2>
+<input type="hidden" name="next" value="{next}">
+<label for="name">{name}</label><input id="name" name="name" autocomplete="username" required maxlength="100">
+<label for="pin">{pin}</label><input id="pin" name="pin" type="password" inputmode="numeric" autocomplete="current-password" required maxlength="12">
+<p><button type="submit">{sign_in}</button></p>
 </form>
 <form class="card" method="post" action="/signin/kiosk">
-<h2>Set up this device as a kiosk</h2>
-<label for="token">Kiosk token</label><input id="token" name="token" type="password" required>
-<p class="muted">From <code>edge-node token create --role kiosk</code>.</p>
-<p><button type="submit" class="secondary">Start kiosk</button></p>
+<h2>{kiosk}</h2>
+<label for="token">{token}</label><input id="token" name="token" type="password" required>
+<p class="muted">{token_hint}</p>
+<p><button type="submit" class="secondary">{start}</button></p>
 </form>
-</div>"#
+</div>"#,
+        staff = h(&tr.t("signin-staff")),
+        next = h(next),
+        name = h(&tr.t("signin-name")),
+        pin = h(&tr.t("signin-pin")),
+        sign_in = h(&tr.t("signin-button")),
+        kiosk = h(&tr.t("signin-kiosk")),
+        token = h(&tr.t("signin-token")),
+        token_hint = h(&tr.t("signin-token-hint")),
+        start = h(&tr.t("signin-kiosk-button")),
     );
-    let store = state.store.node().location.to_string();
+    let _ = state;
     page(
         &Frame {
-            title: "Sign in",
-            store: &store,
+            tr,
+            title: tr.t("signin-title"),
+            store,
             who: None,
             banner: String::new(),
             live: None,
+            nav: Vec::new(),
+            body_attrs: String::new(),
+            path: "/signin",
         },
         &content,
     )
 }
 
-pub async fn signin_page(State(state): State<AppState>) -> Html<String> {
-    Html(signin_html(&state, None))
+/// The page to go to after signing in: `next` when it is a page of ours.
+fn next_page(next: &str, role: Role) -> String {
+    if super::is_local_path(next) && !next.starts_with("/signin") {
+        return next.to_owned();
+    }
+    match role {
+        Role::Manager => "/manager".into(),
+        Role::Staff => "/staff".into(),
+        Role::Kiosk => "/kiosk".into(),
+    }
 }
 
-fn refused(state: &AppState, status: StatusCode, notice: &str) -> Response {
-    (status, Html(signin_html(state, Some(notice)))).into_response()
+pub async fn signin_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<SigninQuery>,
+) -> PageResult {
+    let tr = Tr::of(&headers);
+    let store = super::store_name(&state).await?;
+    let notice = q.expired.is_some().then(|| tr.t("signin-expired"));
+    let next = q.next.unwrap_or_default();
+    Ok(Html(signin_html(&state, tr, &store, notice.as_deref(), &next)).into_response())
 }
 
-/// What a wrong PIN and an unknown name both get.
-const WRONG: &str = "Unknown name or wrong PIN.";
+async fn refused(
+    state: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    notice: &str,
+    next: &str,
+) -> Response {
+    let tr = Tr::of(headers);
+    let store = super::store_name(state).await.unwrap_or_default();
+    (
+        status,
+        Html(signin_html(state, tr, &store, Some(notice), next)),
+    )
+        .into_response()
+}
 
 pub async fn signin(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> PageResult {
+    let tr = Tr::of(&headers);
     let fields = form(&body);
     let (typed, pin) = (
         field(&fields, "name").to_owned(),
         field(&fields, "pin").to_owned(),
     );
+    let next = field(&fields, "next").to_owned();
     let (device, new_cookie) = device_of(&state, &headers)?;
     let device_hash = hash_token(&device);
     // Find the counter and count the attempt first, in one write, so
@@ -213,9 +278,12 @@ pub async fn signin(State(state): State<AppState>, headers: HeaderMap, body: Byt
         return Ok(with_device_cookie(
             refused(
                 &state,
+                &headers,
                 StatusCode::TOO_MANY_REQUESTS,
-                &format!("Too many wrong PINs. Try again in {wait} s, or ask a manager."),
-            ),
+                &tr.a("signin-locked", &[("seconds", wait.into())]),
+                &next,
+            )
+            .await,
             new_cookie,
         ));
     }
@@ -229,7 +297,14 @@ pub async fn signin(State(state): State<AppState>, headers: HeaderMap, body: Byt
     };
     let Some(user) = attempt.user.clone().filter(|_| matches) else {
         return Ok(with_device_cookie(
-            refused(&state, StatusCode::UNAUTHORIZED, WRONG),
+            refused(
+                &state,
+                &headers,
+                StatusCode::UNAUTHORIZED,
+                &tr.t("signin-wrong"),
+                &next,
+            )
+            .await,
             new_cookie,
         ));
     };
@@ -238,12 +313,8 @@ pub async fn signin(State(state): State<AppState>, headers: HeaderMap, body: Byt
         .store
         .write(move |ctx| auth::signed_in(ctx.conn(), &attempt, id, &device_hash, now))
         .await?;
-    let to = if user.role == Role::Manager {
-        "/manager"
-    } else {
-        "/staff"
-    };
-    let response = start(&state, &headers, user.role, Some(user.name), to).await?;
+    let to = next_page(&next, user.role);
+    let response = start(&state, &headers, user.role, Some(user.name), &to).await?;
     Ok(with_device_cookie(response, new_cookie))
 }
 
@@ -259,16 +330,28 @@ pub async fn signin_kiosk(
         .read(move |conn| role_of_hash(conn, &hash))
         .await?;
     if role != Some(Role::Kiosk) {
+        let tr = Tr::of(&headers);
         return Ok(refused(
             &state,
+            &headers,
             StatusCode::UNAUTHORIZED,
-            "That is not a kiosk token.",
-        ));
+            &tr.t("signin-not-kiosk"),
+            "",
+        )
+        .await);
     }
     start(&state, &headers, Role::Kiosk, None, "/kiosk").await
 }
 
 pub async fn signout(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
+    // A kiosk is left only by a staff member signing in on it: a customer
+    // must not be able to end kiosk mode.
+    if Session::require(&state, &headers, Role::Kiosk)
+        .await
+        .is_some_and(|s| s.role == Role::Kiosk)
+    {
+        return Err(PageError::new(StatusCode::FORBIDDEN, "kiosk-no-signout"));
+    }
     if let Some(secret) = cookie(&headers) {
         let hash = hash_token(&secret);
         state

@@ -9,6 +9,7 @@ mod helpers;
 mod holds;
 mod idempotency;
 mod pages;
+mod queue;
 mod sessions;
 mod store;
 mod timeouts;

@@ -71,7 +71,7 @@ async fn every_page_forbids_inline_code_and_nothing_with_customer_data_is_cached
         (
             "/kiosk/booked/not-an-id".to_owned(),
             Some(cookie.clone()),
-            StatusCode::BAD_REQUEST,
+            StatusCode::NOT_FOUND,
         ),
     ];
     for (path, cookie, status) in pages {
@@ -201,26 +201,47 @@ async fn the_kiosk_lists_days_and_times_in_order_whatever_the_resource() {
     let http = form_client();
     let signed_in = sign_in(&node, &http, "Bob", "1357", None).await;
     let cookie = set_cookie(&signed_in, "edge_session").expect("a session");
-    let page = http
-        .get(format!("{}/kiosk", node.base))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .expect("kiosk")
-        .text()
-        .await
-        .expect("html");
-    let position = |needle: &str| {
+    let kiosk = |query: String| {
+        let request = http
+            .get(format!("{}/kiosk{query}", node.base))
+            .header("cookie", cookie.clone());
+        async move {
+            request
+                .send()
+                .await
+                .expect("kiosk")
+                .text()
+                .await
+                .expect("html")
+        }
+    };
+    let first = kiosk(String::new()).await;
+    let position = |page: &str, needle: &str| {
         page.find(needle)
             .unwrap_or_else(|| panic!("{needle} on the kiosk page: {page}"))
     };
+    // The day picker lists tomorrow, then the day after; tomorrow is shown.
+    let (tomorrow, after) = (
+        today.tomorrow().expect("day"),
+        today.checked_add(jiff::Span::new().days(2)).expect("day"),
+    );
+    let picker = [
+        position(&first, &format!("/kiosk?day={tomorrow}")),
+        position(&first, &format!("/kiosk?day={after}")),
+    ];
+    assert!(picker[0] < picker[1], "days in order: {picker:?}");
+    position(&first, "10:00–11:00 · Barista");
+    assert!(
+        !first.contains("09:00–10:00"),
+        "only the chosen day's slots"
+    );
+    let second = kiosk(format!("?day={after}")).await;
     let order = [
-        position("10:00–11:00 · Barista"),
-        position("09:00–10:00 · Barista"),
-        position("14:00–15:00 · Aquarell"),
+        position(&second, "09:00–10:00 · Barista"),
+        position(&second, "14:00–15:00 · Aquarell"),
     ];
     assert!(
         order.windows(2).all(|w| w[0] < w[1]),
-        "tomorrow's class first, then the day after by time: {order:?}"
+        "within a day by time, whatever the resource: {order:?}"
     );
 }

@@ -251,6 +251,7 @@ fn every_kind_has_an_author_rule_and_every_rule_a_kind() {
         "s1",
         EventBody::BookingConfirmed {
             id: booking(CONFIRMED_BY_S1),
+            by: None,
         },
     );
     e.kind = "no_such_kind".into();
@@ -851,6 +852,7 @@ fn each_event_gets_the_verdict_of_the_table() {
             "s1",
             EventBody::BookingConfirmed {
                 id: booking(HELD_BY_S1),
+                by: None,
             },
             Allowed,
         ),
@@ -859,6 +861,7 @@ fn each_event_gets_the_verdict_of_the_table() {
             "s1",
             EventBody::BookingConfirmed {
                 id: booking(CONFIRMED_BY_S1),
+                by: None,
             },
             Invalid,
         ),
@@ -867,6 +870,7 @@ fn each_event_gets_the_verdict_of_the_table() {
             "s1",
             EventBody::BookingFulfilled {
                 id: booking(HELD_BY_S1),
+                by: None,
             },
             Invalid,
         ),
@@ -884,6 +888,7 @@ fn each_event_gets_the_verdict_of_the_table() {
             "s3",
             EventBody::BookingCancelled {
                 id: booking(S3_FULFILLED_SALE),
+                by: None,
             },
             Invalid,
         ),
@@ -901,6 +906,7 @@ fn each_event_gets_the_verdict_of_the_table() {
             "s1",
             EventBody::BookingFulfilled {
                 id: booking(S3_FULFILLED_SALE),
+                by: None,
             },
             Allowed,
         ),
@@ -909,6 +915,7 @@ fn each_event_gets_the_verdict_of_the_table() {
             "s3",
             EventBody::BookingConfirmed {
                 id: booking(CONFIRMED_BY_S1),
+                by: None,
             },
             Forbidden,
         ),
@@ -917,6 +924,7 @@ fn each_event_gets_the_verdict_of_the_table() {
             "s1",
             EventBody::BookingFulfilled {
                 id: booking(S3_CANCELLED_SALE),
+                by: None,
             },
             Allowed,
         ),
@@ -925,6 +933,7 @@ fn each_event_gets_the_verdict_of_the_table() {
             "s3",
             EventBody::BookingFulfilled {
                 id: booking(S3_CANCELLED_SALE),
+                by: None,
             },
             Invalid,
         ),
@@ -942,6 +951,7 @@ fn each_event_gets_the_verdict_of_the_table() {
             "s1",
             EventBody::BookingCancelled {
                 id: booking(CONFIRMED_BY_S1),
+                by: None,
             },
             Allowed,
         ),
@@ -950,6 +960,7 @@ fn each_event_gets_the_verdict_of_the_table() {
             "s1",
             EventBody::BookingCancelled {
                 id: booking(S3_CANCELLED_SALE),
+                by: None,
             },
             Forbidden,
         ),
@@ -999,7 +1010,10 @@ fn each_event_gets_the_verdict_of_the_table() {
         (
             "a change to an unknown booking",
             "s1",
-            EventBody::BookingCancelled { id: new() },
+            EventBody::BookingCancelled {
+                id: new(),
+                by: None,
+            },
             Invalid,
         ),
         // The hub's words and a store's records.
@@ -1030,6 +1044,7 @@ fn each_event_gets_the_verdict_of_the_table() {
                         "s1",
                         EventBody::BookingConfirmed {
                             id: booking(CONFIRMED_BY_S1),
+                            by: None,
                         },
                     )
                     .0,
@@ -1047,6 +1062,7 @@ fn each_event_gets_the_verdict_of_the_table() {
                         "s1",
                         EventBody::BookingConfirmed {
                             id: booking(CONFIRMED_BY_S1),
+                            by: None,
                         },
                     )
                     .0,
@@ -1064,6 +1080,7 @@ fn each_event_gets_the_verdict_of_the_table() {
                         "s1",
                         EventBody::BookingConfirmed {
                             id: booking(CONFIRMED_BY_S1),
+                            by: None,
                         },
                     )
                     .0,
@@ -1138,6 +1155,7 @@ fn consuming_again_needs_the_units() {
         "s1",
         EventBody::BookingConfirmed {
             id: booking(REQUEST_BY_HUB),
+            by: None,
         },
     );
     assert!(matches!(
