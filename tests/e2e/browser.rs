@@ -92,13 +92,18 @@ async fn click(client: &Client, css: &str) {
 }
 
 struct Shop {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     served: Served,
     manager: String,
     kiosk: String,
 }
 
 async fn shop() -> Shop {
+    shop_with(&[]).await
+}
+
+/// [`shop`], served with the extra `serve` flags `args`.
+async fn shop_with(args: &[&str]) -> Shop {
     let bins = bins();
     let dir = tempfile::tempdir().expect("tempdir");
     run(
@@ -136,7 +141,7 @@ async fn shop() -> Shop {
             "user", "add", "--name", "Bob", "--role", "manager", "--pin", "1357",
         ],
     );
-    let served = Served::start(&bins.edge, dir.path(), "127.0.0.1:0", &[], &[]);
+    let served = Served::start(&bins.edge, dir.path(), "127.0.0.1:0", args, &[]);
     let http = e2e::http();
     let api = |path: &str| format!("{}/api/v1{path}", served.base);
     for (path, body) in [
@@ -179,7 +184,7 @@ async fn shop() -> Shop {
         assert_eq!(status, 201, "{body}");
     }
     Shop {
-        _dir: dir,
+        dir,
         served,
         manager,
         kiosk,
@@ -259,7 +264,7 @@ async fn a_kiosk_booking_appears_live_on_the_staff_page_and_is_confirmed_with_on
         .wait()
         .at_most(Duration::from_secs(15))
         .for_element(Locator::XPath(
-            "//tr[contains(., 'Grace Hopper')][.//button[text()='Confirm']]",
+            "//li[contains(., 'Grace Hopper')][.//button[text()='Confirm']]",
         ))
         .await
         .expect("the booking appears live");
@@ -321,4 +326,547 @@ async fn a_kiosk_booking_appears_live_on_the_staff_page_and_is_confirmed_with_on
     for client in [staff, kiosk, manager] {
         let _ = client.close().await;
     }
+}
+
+/// Signs `client` in with a name and PIN at `base` and waits for the page
+/// it lands on.
+async fn sign_in_as(client: &Client, base: &str, name: &str, pin: &str) {
+    client.goto(&format!("{base}/signin")).await.expect("goto");
+    fill(client, "#name", name).await;
+    fill(client, "#pin", pin).await;
+    click(client, "form[action='/signin'] button").await;
+    client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("main"))
+        .await
+        .expect("signed in");
+}
+
+/// Starts the kiosk in `client` with the shop's kiosk token.
+async fn start_kiosk(client: &Client, base: &str, token: &str) {
+    client.goto(&format!("{base}/signin")).await.expect("goto");
+    fill(client, "#token", token).await;
+    click(client, "form[action='/signin/kiosk'] button").await;
+    client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#live"))
+        .await
+        .expect("the kiosk page");
+}
+
+/// Held bookings of the shop's beans, one per customer `Guest i` with
+/// phone `+49 170 000i`; their codes in order.
+async fn hold_many(shop: &Shop, count: usize) -> Vec<String> {
+    let http = e2e::http();
+    let mut codes = Vec::new();
+    for i in 0..count {
+        let (status, body) = post(
+            &http,
+            &format!("{}/api/v1/bookings", shop.served.base),
+            &shop.kiosk,
+            &json!({"lines": [{"pool_id": "cafe-1:beans", "quantity": 1}],
+                    "customer": {"name": format!("Guest {i}"), "phone": format!("+49 170 {i:04}")},
+                    "hold_seconds": 7200}),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        codes.push(body["code"].as_str().expect("code").to_owned());
+    }
+    codes
+}
+
+/// The texts of the bookings listed on the page, by their codes.
+async fn listed_codes(client: &Client, css: &str) -> Vec<String> {
+    let codes = client
+        .execute(
+            &format!(
+                "return [...document.querySelectorAll({})].map(e => e.dataset.code)",
+                json!(css)
+            ),
+            vec![],
+        )
+        .await
+        .expect("script");
+    serde_json::from_value(codes).expect("codes")
+}
+
+async fn search(client: &Client, text: &str) -> Vec<String> {
+    fill(client, "#q", text).await;
+    click(client, "form.search button").await;
+    client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#results"))
+        .await
+        .expect("results");
+    listed_codes(client, "#results li.booking").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_one_of_150_holds_is_on_the_staff_page_and_found_by_code_name_or_phone() {
+    let shop = shop().await;
+    // The beans hold 12: more room for this test.
+    let http = e2e::http();
+    let (status, body) = post(
+        &http,
+        &format!("{}/api/v1/pools/cafe-1:beans/adjust", shop.served.base),
+        &shop.manager,
+        &json!({"delta": 200}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let codes = hold_many(&shop, 150).await;
+    let driver = chromedriver();
+    let profiles = tempfile::tempdir().expect("profiles");
+    let staff = browser(&driver, &profiles.path().join("staff")).await;
+    sign_in_as(&staff, &shop.served.base, "Alice", "2468").await;
+    staff
+        .goto(&format!("{}/staff", shop.served.base))
+        .await
+        .expect("staff");
+    let mut listed = listed_codes(&staff, "#group-holds li.booking").await;
+    let mut expected = codes.clone();
+    listed.sort();
+    expected.sort();
+    assert_eq!(listed, expected, "every hold is listed, none twice");
+
+    // By code (as a customer reads it out, in lower case), name and phone.
+    let found = search(&staff, &codes[77].to_lowercase()).await;
+    assert!(found.contains(&codes[77]), "{found:?}");
+    let row = staff
+        .find(Locator::Css(&format!(
+            "#results li[data-code='{}']",
+            codes[77]
+        )))
+        .await
+        .expect("the row");
+    assert!(row.text().await.expect("text").contains("Guest 77"));
+    let found = search(&staff, "Guest 77").await;
+    assert_eq!(found, vec![codes[77].clone()]);
+    let found = search(&staff, "170 0123").await;
+    assert_eq!(found, vec![codes[123].clone()]);
+    let found = search(&staff, "nobody by this name").await;
+    assert!(found.is_empty());
+    let _ = staff.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_web_order_shows_on_the_staff_page_with_its_signal_phone_and_pickup_time() {
+    use crate::world::{Store, World};
+    let mut world = World::new();
+    world.start_hub();
+    let mut store = Store::enroll(&world, "store-1");
+    store.start(&world);
+    store.stock(&world, "store-1:beans", 10).await;
+    store.synced(&world, Duration::from_secs(30)).await;
+    run(
+        &world.bins.edge,
+        store.path(),
+        &[
+            "user", "add", "--name", "Alice", "--role", "staff", "--pin", "2468",
+        ],
+    );
+    let driver = chromedriver();
+    let profiles = tempfile::tempdir().expect("profiles");
+    let staff = browser(&driver, &profiles.path().join("staff")).await;
+    sign_in_as(&staff, &store.base(), "Alice", "2468").await;
+    staff
+        .find(Locator::Css("#group-web"))
+        .await
+        .expect("the web orders group");
+
+    let (status, booking) = world
+        .order(
+            &json!({"lines": [{"pool_id": "store-1:beans", "quantity": 2}],
+                    "customer": {"name": "Web Customer", "phone": "+49 30 987654", "email": "web@example.com"},
+                    "hold_seconds": 3600, "request_ttl_seconds": 900}),
+            5000,
+        )
+        .await;
+    assert_eq!(status, 201, "{booking}");
+    assert_eq!(booking["state"], "held", "{booking}");
+    let id = booking["id"].as_str().expect("id");
+    let row = staff
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css(&format!(
+            "#group-web li[data-web-order='{id}'].fresh"
+        )))
+        .await
+        .expect("the web order appears live, marked new");
+    let text = row.text().await.expect("text");
+    let expires: jiff::Timestamp = booking["expires_at"]
+        .as_str()
+        .expect("expires_at")
+        .parse()
+        .expect("timestamp");
+    let pickup = expires
+        .to_zoned(jiff::tz::TimeZone::get("Europe/Berlin").expect("tz"))
+        .strftime("%H:%M")
+        .to_string();
+    for needle in [
+        "Web order".to_owned(),
+        "Web Customer".to_owned(),
+        "+49 30 987654".to_owned(),
+        format!("pick up by {pickup}"),
+    ] {
+        assert!(text.contains(&needle), "{needle} in {text}");
+    }
+    let phone = row
+        .find(Locator::Css(".phone a"))
+        .await
+        .expect("phone link")
+        .attr("href")
+        .await
+        .expect("href");
+    assert_eq!(phone.as_deref(), Some("tel:+4930987654"));
+    let notice = staff
+        .find(Locator::Css("#notice"))
+        .await
+        .expect("notice")
+        .text()
+        .await
+        .expect("text");
+    assert!(notice.contains("A new web order arrived"), "{notice}");
+    screenshot(&staff, "staff-web-order").await;
+
+    // The sound can be switched off, and stays off.
+    click(&staff, "#sound-toggle").await;
+    staff.refresh().await.expect("reload");
+    let pressed = staff
+        .find(Locator::Css("#sound-toggle"))
+        .await
+        .expect("toggle")
+        .attr("aria-pressed")
+        .await
+        .expect("attr");
+    assert_eq!(pressed.as_deref(), Some("false"));
+    let _ = staff.close().await;
+}
+
+/// Whether the page scrolls sideways, and the buttons and links meant to
+/// be tapped that are less than 44 px high.
+async fn layout_faults(client: &Client) -> Value {
+    client
+        .execute(
+            r#"const small = [...document.querySelectorAll('button, .button, summary, nav a, .days a, a.lang, .phone a')]
+                 .filter(e => { const r = e.getBoundingClientRect(); return r.width > 0 && r.height > 0 && r.height < 44; })
+                 .map(e => e.outerHTML.slice(0, 100));
+               return {wide: document.documentElement.scrollWidth > window.innerWidth,
+                       scroll: document.documentElement.scrollWidth, inner: window.innerWidth, small};"#,
+            vec![],
+        )
+        .await
+        .expect("script")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_page_fits_a_phone_a_tablet_and_a_desktop_without_sideways_scrolling() {
+    let shop = shop().await;
+    let base = shop.served.base.clone();
+    let codes = hold_many(&shop, 3).await;
+    let http = e2e::http();
+    let (_, list) = get(
+        &http,
+        &format!("{base}/api/v1/bookings?q={}", codes[0]),
+        &shop.manager,
+    )
+    .await;
+    let booking_id = list["bookings"][0]["id"].as_str().expect("id").to_owned();
+    let driver = chromedriver();
+    let profiles = tempfile::tempdir().expect("profiles");
+    let visitor = browser(&driver, &profiles.path().join("visitor")).await;
+    let manager = browser(&driver, &profiles.path().join("manager")).await;
+    sign_in_as(&manager, &base, "Bob", "1357").await;
+    let kiosk = browser(&driver, &profiles.path().join("kiosk")).await;
+    start_kiosk(&kiosk, &base, &shop.kiosk).await;
+    let pages: Vec<(&Client, &str, String)> = vec![
+        (&visitor, "signin", format!("{base}/signin")),
+        (&kiosk, "kiosk", format!("{base}/kiosk")),
+        (
+            &kiosk,
+            "kiosk-confirmation",
+            format!("{base}/kiosk/booked/{booking_id}"),
+        ),
+        (&manager, "staff", format!("{base}/staff")),
+        (&manager, "staff-search", format!("{base}/staff?q=Guest")),
+        (
+            &manager,
+            "booking",
+            format!("{base}/staff/bookings/{booking_id}"),
+        ),
+        (&manager, "rosters", format!("{base}/staff/slots")),
+        (
+            &manager,
+            "roster",
+            format!("{base}/staff/slots/cafe-1:class-10"),
+        ),
+        (&manager, "manager", format!("{base}/manager")),
+    ];
+    let mut faults = Vec::new();
+    for (width, height) in [(390, 844), (820, 1180), (1280, 900)] {
+        for (client, name, url) in &pages {
+            client.set_window_size(width, height).await.expect("size");
+            client.goto(url).await.expect("goto");
+            client
+                .wait()
+                .at_most(Duration::from_secs(10))
+                .for_element(Locator::Css("main"))
+                .await
+                .expect("page");
+            // Open the kiosk's first form too: it is what a customer taps.
+            if *name == "kiosk"
+                && let Ok(summary) = client.find(Locator::Css("details summary")).await
+            {
+                summary.click().await.expect("open");
+            }
+            let found = layout_faults(client).await;
+            if found["wide"] == json!(true) || found["small"] != json!([]) {
+                faults.push(format!("{name} at {width} px: {found}"));
+            }
+            screenshot(client, &format!("{name}-{width}")).await;
+        }
+    }
+    assert!(faults.is_empty(), "{faults:#?}");
+    for client in [visitor, manager, kiosk] {
+        let _ = client.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tap_after_the_session_timed_out_leads_to_sign_in_with_a_message_and_back() {
+    let shop = shop().await;
+    let base = shop.served.base.clone();
+    let codes = hold_many(&shop, 1).await;
+    let driver = chromedriver();
+    let profiles = tempfile::tempdir().expect("profiles");
+    let staff = browser(&driver, &profiles.path().join("staff")).await;
+    sign_in_as(&staff, &base, "Alice", "2468").await;
+    staff.goto(&format!("{base}/staff")).await.expect("staff");
+    let confirm = staff
+        .find(Locator::XPath(&format!(
+            "//li[@data-code='{}']//button[text()='Confirm']",
+            codes[0]
+        )))
+        .await
+        .expect("confirm button");
+    // The session runs out while the page stays open, as after a long
+    // break: its row says it was last used long ago.
+    let conn = rusqlite::Connection::open(shop.dir.path().join("edge.db")).expect("db");
+    conn.busy_timeout(Duration::from_secs(5)).expect("busy");
+    let changed = conn
+        .execute("UPDATE sessions SET last_seen_at_ms = 0", [])
+        .expect("age the session");
+    assert_eq!(changed, 1);
+    // The page may find out by itself first (its live stream ends with the
+    // session, and it reloads): either way it must land on sign-in.
+    let _ = confirm.click().await;
+    staff
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_url(
+            &format!("{base}/signin?expired=1&next=%2Fstaff")
+                .parse()
+                .expect("url"),
+        )
+        .await
+        .expect("sign-in after the tap");
+    let alert = staff
+        .find(Locator::Css(".alert.bad"))
+        .await
+        .expect("a message")
+        .text()
+        .await
+        .expect("text");
+    assert!(alert.contains("Your session has ended"), "{alert}");
+    screenshot(&staff, "signin-expired").await;
+    fill(&staff, "#name", "Alice").await;
+    fill(&staff, "#pin", "2468").await;
+    click(&staff, "form[action='/signin'] button").await;
+    staff
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#group-holds"))
+        .await
+        .expect("back on the staff page");
+    assert_eq!(staff.current_url().await.expect("url").path(), "/staff");
+    // Nothing was confirmed by the tap that found no session.
+    let http = e2e::http();
+    let (_, list) = get(
+        &http,
+        &format!("{base}/api/v1/bookings?q={}", codes[0]),
+        &shop.manager,
+    )
+    .await;
+    assert_eq!(list["bookings"][0]["state"], "held");
+
+    // Cancel asks once before it cancels; "Keep it" keeps it.
+    let cancel = format!("//li[@data-code='{}']//button[text()='Cancel']", codes[0]);
+    click_xpath(&staff, &cancel).await;
+    click_xpath(&staff, "//div[@class='ask']//button[text()='Keep it']").await;
+    let (_, list) = get(
+        &http,
+        &format!("{base}/api/v1/bookings?q={}", codes[0]),
+        &shop.manager,
+    )
+    .await;
+    assert_eq!(list["bookings"][0]["state"], "held");
+    click_xpath(&staff, &cancel).await;
+    click_xpath(
+        &staff,
+        "//div[@class='ask']//button[text()='Yes, cancel it']",
+    )
+    .await;
+    eventually(Duration::from_secs(10), "the cancellation", || async {
+        let (_, list) = get(
+            &http,
+            &format!("{base}/api/v1/bookings?q={}", codes[0]),
+            &shop.manager,
+        )
+        .await;
+        (list["bookings"][0]["state"] == "cancelled").then_some(())
+    })
+    .await;
+    let _ = staff.close().await;
+}
+
+async fn click_xpath(client: &Client, xpath: &str) {
+    client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath(xpath))
+        .await
+        .unwrap_or_else(|e| panic!("{xpath}: {e}"))
+        .click()
+        .await
+        .expect("click");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_kiosk_has_no_sign_out_lists_days_in_order_and_clears_itself_when_left_idle() {
+    let shop = shop_with(&["--kiosk-idle-seconds", "5"]).await;
+    let base = shop.served.base.clone();
+    let driver = chromedriver();
+    let profiles = tempfile::tempdir().expect("profiles");
+    let kiosk = browser(&driver, &profiles.path().join("kiosk")).await;
+    start_kiosk(&kiosk, &base, &shop.kiosk).await;
+    assert!(
+        kiosk
+            .find(Locator::Css("form[action='/signout']"))
+            .await
+            .is_err(),
+        "no sign-out on a kiosk"
+    );
+    assert!(
+        kiosk.find(Locator::Css("#banner")).await.is_err(),
+        "no sync state for customers"
+    );
+    // A customer cannot end kiosk mode behind the page's back either.
+    let status = kiosk
+        .execute(
+            "return fetch('/signout', {method: 'POST'}).then(r => r.status)",
+            vec![],
+        )
+        .await
+        .expect("script");
+    assert_eq!(status, json!(403));
+    let days: Vec<String> = serde_json::from_value(
+        kiosk
+            .execute(
+                "return [...document.querySelectorAll('.days a')].map(a => a.href.split('day=')[1])",
+                vec![],
+            )
+            .await
+            .expect("script"),
+    )
+    .expect("days");
+    let mut sorted = days.clone();
+    sorted.sort();
+    assert!(!days.is_empty());
+    assert_eq!(days, sorted, "days in order");
+
+    // A customer starts typing and walks away.
+    click(&kiosk, "details summary").await;
+    fill(&kiosk, "input[name='name']", "Half Typed").await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let left = kiosk
+        .execute(
+            "return {open: document.querySelectorAll('details[open]').length,
+                     typed: [...document.querySelectorAll('input[name=name]')].map(i => i.value).join('')}",
+            vec![],
+        )
+        .await
+        .expect("script");
+    assert_eq!(
+        left,
+        json!({"open": 0, "typed": ""}),
+        "the next customer finds a clean kiosk"
+    );
+
+    // Staff leave kiosk mode with their PIN.
+    click(&kiosk, ".leave a").await;
+    fill(&kiosk, "#name", "Alice").await;
+    fill(&kiosk, "#pin", "2468").await;
+    click(&kiosk, "form[action='/signin'] button").await;
+    kiosk
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#group-holds"))
+        .await
+        .expect("the staff page on the former kiosk");
+    let _ = kiosk.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn german_is_served_for_accept_language_de_and_the_switch_changes_it() {
+    let shop = shop().await;
+    let base = shop.served.base.clone();
+    let http = e2e::http();
+    let german = http
+        .get(format!("{base}/signin"))
+        .header("accept-language", "de-DE,de;q=0.9,en;q=0.5")
+        .send()
+        .await
+        .expect("signin")
+        .text()
+        .await
+        .expect("html");
+    assert!(german.contains(r#"<html lang="de">"#), "{german}");
+    assert!(german.contains("Anmeldung für Personal"), "{german}");
+    let english = http
+        .get(format!("{base}/signin"))
+        .header("accept-language", "fr, en;q=0.5")
+        .send()
+        .await
+        .expect("signin")
+        .text()
+        .await
+        .expect("html");
+    assert!(english.contains("Staff sign-in"), "{english}");
+
+    // In the browser: the switch, remembered across pages.
+    let driver = chromedriver();
+    let profiles = tempfile::tempdir().expect("profiles");
+    let staff = browser(&driver, &profiles.path().join("staff")).await;
+    sign_in_as(&staff, &base, "Alice", "2468").await;
+    staff.goto(&format!("{base}/staff")).await.expect("staff");
+    click(&staff, "a.lang[lang='de']").await;
+    staff
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath("//h1[contains(., 'Warteschlange')]"))
+        .await
+        .expect("the queue in German");
+    let holds = staff
+        .find(Locator::Css("#group-holds h2"))
+        .await
+        .expect("group")
+        .text()
+        .await
+        .expect("text");
+    assert!(holds.contains("Reservierungen laufen ab"), "{holds}");
+    screenshot(&staff, "staff-de").await;
+    let _ = staff.close().await;
 }

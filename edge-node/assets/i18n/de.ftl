@@ -46,6 +46,7 @@ date-long = { $weekday }, { $day }. { $month }
 date-short = { $weekday } { $day }.
 duration-minutes = { $n } Min.
 duration-seconds = { $n } s
+pickup-by-time = abholen bis { $time }
 until-time = bis { $time }
 
 ## Buchungszustände und Kanäle, wie das Personal sie nennt
@@ -148,7 +149,7 @@ group-pickups-empty = Nichts auszuhändigen.
 group-classes = Kommende Kurse und Tische
 group-classes-empty = Niemand für einen Termin gebucht.
 queue-show-all = Alle { $count } zeigen
-web-order-new = Neue Web-Bestellung
+web-order-new = Web-Bestellung
 web-order-arrived = Eine neue Web-Bestellung ist eingegangen.
 waiting-for = Wartet auf die Entscheidung von { $who }
 sound-on = Ton an

@@ -46,6 +46,7 @@ date-long = { $weekday } { $day } { $month }
 date-short = { $weekday } { $day }
 duration-minutes = { $n } min
 duration-seconds = { $n } s
+pickup-by-time = pick up by { $time }
 until-time = until { $time }
 
 ## Booking states and channels, as staff say them
@@ -148,7 +149,7 @@ group-pickups-empty = Nothing to hand over.
 group-classes = Upcoming classes and tables
 group-classes-empty = Nobody booked into a slot.
 queue-show-all = Show all { $count }
-web-order-new = New web order
+web-order-new = Web order
 web-order-arrived = A new web order arrived.
 waiting-for = Waiting for { $who } to decide
 sound-on = Sound on

@@ -451,8 +451,13 @@ fn event_stream(
     session: Session,
     tr: Tr,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
+    // A clone remembers what the store's own receiver saw (nothing since
+    // the start): marked seen, so a new page is not refreshed at once for
+    // changes it already shows.
+    let mut head = state.store.head_seq();
+    head.borrow_and_update();
     let live = Live {
-        head: state.store.head_seq(),
+        head,
         ticker: tokio::time::interval(STATUS_EVERY),
         sessions_ended: state.sessions_ended(),
         stopping: state.stopping(),

@@ -292,14 +292,18 @@ fn actions(booking: &BookingView, names: &Names, tr: Tr, back: &str) -> String {
 /// A line saying what a booking waits for, or until when it holds.
 fn standing(booking: &BookingView, names: &Names, ctx: &Ctx) -> String {
     let tr = ctx.tr;
+    // Stock on hold is picked up by a time; anything else holds until one.
+    let id = if names.starts(booking).is_none() && booking.state == BookingState::Held {
+        "pickup-by-time"
+    } else {
+        "until-time"
+    };
     let until = booking.expires_at.map(|at| {
+        let time = local_time(at, &ctx.tz);
         format!(
-            r#" <span class="muted" data-expires="{}">{}</span>"#,
+            r#" <span class="until">{}</span> <span class="muted" data-expires="{}"></span>"#,
+            h(&tr.a(id, &[("time", Arg::Text(&time))])),
             at.as_millisecond(),
-            h(&tr.a(
-                "until-time",
-                &[("time", Arg::Text(&local_time(at, &ctx.tz)))]
-            ))
         )
     });
     match booking.state {
@@ -334,8 +338,7 @@ fn row(booking: &BookingView, names: &Names, ctx: &Ctx, back: &str) -> String {
         .as_deref()
         .map(|p| format!(r#"<span class="phone">{}</span>"#, phone_link(p)))
         .unwrap_or_default();
-    let web_waiting = booking.channel == Channel::Web
-        && matches!(booking.state, BookingState::Requested | BookingState::Held);
+    let web_waiting = booking.channel == Channel::Web && booking.state.is_open();
     let (web_attr, web_badge) = if web_waiting {
         (
             format!(r#" data-web-order="{}""#, booking.id),

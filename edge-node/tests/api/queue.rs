@@ -260,3 +260,71 @@ async fn a_bookings_page_names_who_confirmed_it_and_its_history() {
         .expect("confirmed event");
     assert_eq!(by, "Alice");
 }
+
+#[tokio::test]
+async fn a_manager_form_that_fails_keeps_what_was_typed_and_says_why_beside_the_field() {
+    let node = TestNode::start().await;
+    add_user(node.dir.path(), "Bob", Role::Manager, "1357");
+    let beans = node.stock_pool("beans", 24).await;
+    let http = form_client();
+    let signed_in = sign_in(&node, &http, "Bob", "1357", None).await;
+    let cookie = set_cookie(&signed_in, "edge_session").expect("session");
+    let post = |path: String, body: &'static str| {
+        let request = http
+            .post(format!("{}{path}", node.base))
+            .header("origin", &node.base)
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        async move {
+            let response = request.send().await.expect("post");
+            (response.status(), response.text().await.expect("html"))
+        }
+    };
+
+    let (status, page) = post(format!("/manager/pools/{beans}/adjust"), "delta=-500").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        page.contains(r#"value="-500""#),
+        "what was typed stays: {page}"
+    );
+    assert!(
+        page.contains("Stock can go down to 0 and up to 1000000000; there are 24 now."),
+        "{page}"
+    );
+    assert!(page.contains(r#"aria-invalid="true""#));
+    assert!(!page.contains("0..="), "no developer text: {page}");
+    assert_eq!(node.pool(&beans).await["capacity"], 24, "nothing changed");
+
+    let (status, page) = post(
+        "/manager/slots".into(),
+        "resource_id=store-1%3Abeans&weekday=mon&times=07%3A00%2C+25%3A00&minutes=45&capacity=6&from=2026-12-07&until=2026-12-20",
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("“25:00” is not a time like 07:00."), "{page}");
+    for kept in [
+        r#"value="07:00, 25:00""#,
+        r#"value="45""#,
+        r#"value="6""#,
+        r#"value="2026-12-20""#,
+    ] {
+        assert!(page.contains(kept), "{kept} kept in {page}");
+    }
+
+    // The same in German for a German browser.
+    let german = http
+        .post(format!("{}/manager/resources", node.base))
+        .header("origin", &node.base)
+        .header("cookie", &cookie)
+        .header("accept-language", "de")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("name=&kind=stock")
+        .send()
+        .await
+        .expect("post")
+        .text()
+        .await
+        .expect("html");
+    assert!(german.contains("Bitte einen Namen eingeben."), "{german}");
+}
