@@ -395,6 +395,13 @@ async fn listed_codes(client: &Client, css: &str) -> Vec<String> {
 async fn search(client: &Client, text: &str) -> Vec<String> {
     fill(client, "#q", text).await;
     click(client, "form.search button").await;
+    // The page of this search, not the one before it.
+    eventually(Duration::from_secs(10), "the search's page", || async {
+        let url = client.current_url().await.ok()?;
+        let q = url.query_pairs().find(|(k, _)| k == "q")?.1.into_owned();
+        (q == text).then_some(())
+    })
+    .await;
     client
         .wait()
         .at_most(Duration::from_secs(10))

@@ -866,6 +866,42 @@ fn each_event_gets_the_verdict_of_the_table() {
             Invalid,
         ),
         (
+            "marking one's own confirmed booking a no-show, named",
+            "s1",
+            EventBody::BookingNoShow {
+                id: booking(CONFIRMED_BY_S1),
+                by: Some("Alice".into()),
+            },
+            Allowed,
+        ),
+        (
+            "marking a hold a no-show",
+            "s1",
+            EventBody::BookingNoShow {
+                id: booking(HELD_BY_S1),
+                by: None,
+            },
+            Invalid,
+        ),
+        (
+            "a staff name longer than any store accepts",
+            "s1",
+            EventBody::BookingConfirmed {
+                id: booking(HELD_BY_S1),
+                by: Some("x".repeat(101)),
+            },
+            Invalid,
+        ),
+        (
+            "a staff name with text-direction characters",
+            "s1",
+            EventBody::BookingConfirmed {
+                id: booking(HELD_BY_S1),
+                by: Some("Ali\u{202E}ce".into()),
+            },
+            Invalid,
+        ),
+        (
             "fulfilling a hold",
             "s1",
             EventBody::BookingFulfilled {
