@@ -465,3 +465,58 @@ async fn a_manager_gives_units_to_another_location_and_takes_them_back() {
     assert_eq!(form("allot", "units=1&to=store-9").await, 400);
     assert_eq!(owner.available(&world, "store-1:beans").await, 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bookings_page_says_whether_it_is_only_on_this_pc_or_at_the_hub() {
+    let mut world = World::new();
+    world.start_hub();
+    let mut store = Store::enroll(&world, "store-1");
+    store.start(&world);
+    store.stock(&world, "store-1:beans", 10).await;
+    store.synced(&world, Duration::from_secs(30)).await;
+    e2e::run(
+        &world.bins.edge,
+        store.path(),
+        &[
+            "user", "add", "--name", "Alice", "--role", "staff", "--pin", "2468",
+        ],
+    );
+    let http = e2e::form_client();
+    let cookie = e2e::session_cookie(&e2e::sign_in(&http, &store.base(), "Alice", "2468").await)
+        .expect("session");
+    let detail = |id: String| {
+        let request = http
+            .get(format!("{}/staff/bookings/{id}", store.base()))
+            .header("cookie", &cookie);
+        async move {
+            request
+                .send()
+                .await
+                .expect("detail")
+                .text()
+                .await
+                .expect("html")
+        }
+    };
+
+    // With the hub down, a walk-in is on this PC alone, and says so.
+    world.kill_hub();
+    let (status, made) = store
+        .api_post(
+            &world,
+            "/bookings",
+            &json!({"lines": [{"pool_id": "store-1:beans", "quantity": 1}],
+                    "customer": {"name": "Offline Walk-in"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let id = made["id"].as_str().expect("id").to_owned();
+    let page = detail(id.clone()).await;
+    assert!(page.contains("Only on this PC so far"), "{page}");
+
+    world.start_hub();
+    store.synced(&world, Duration::from_secs(30)).await;
+    let page = detail(id).await;
+    assert!(page.contains("The hub has it."), "{page}");
+    assert!(!page.contains("Only on this PC so far"), "{page}");
+}

@@ -561,8 +561,15 @@ async fn layout_faults(client: &Client) -> Value {
             r#"const small = [...document.querySelectorAll('button, .button, summary, nav a, .days a, a.lang, .phone a')]
                  .filter(e => { const r = e.getBoundingClientRect(); return r.width > 0 && r.height > 0 && r.height < 44; })
                  .map(e => e.outerHTML.slice(0, 100));
+               // WCAG 1.4.11: an input's border against what it sits on, 3:1.
+               const lum = c => { const [r, g, b] = c.match(/[\d.]+/g).slice(0, 3).map(v => { v = v / 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); }); return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+               const behind = e => { for (let p = e.parentElement; p; p = p.parentElement) { const c = getComputedStyle(p).backgroundColor; if (!c.endsWith(', 0)') && c !== 'transparent') return c; } return 'rgb(255, 255, 255)'; };
+               const faint = [...document.querySelectorAll('input:not([type=hidden]):not([type=checkbox]), select')]
+                 .filter(e => e.getBoundingClientRect().height > 0)
+                 .map(e => { const a = lum(getComputedStyle(e).borderTopColor), b = lum(behind(e)); return [e.id, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)]; })
+                 .filter(([, ratio]) => ratio < 3);
                return {wide: document.documentElement.scrollWidth > window.innerWidth,
-                       scroll: document.documentElement.scrollWidth, inner: window.innerWidth, small};"#,
+                       scroll: document.documentElement.scrollWidth, inner: window.innerWidth, small, faint};"#,
             vec![],
         )
         .await
@@ -630,7 +637,10 @@ async fn every_page_fits_a_phone_a_tablet_and_a_desktop_without_sideways_scrolli
                 summary.click().await.expect("open");
             }
             let found = layout_faults(client).await;
-            if found["wide"] == json!(true) || found["small"] != json!([]) {
+            if found["wide"] == json!(true)
+                || found["small"] != json!([])
+                || found["faint"] != json!([])
+            {
                 faults.push(format!("{name} at {width} px: {found}"));
             }
             screenshot(client, &format!("{name}-{width}")).await;
@@ -646,11 +656,44 @@ async fn every_page_fits_a_phone_a_tablet_and_a_desktop_without_sideways_scrolli
 async fn a_tap_after_the_session_timed_out_leads_to_sign_in_with_a_message_and_back() {
     let shop = shop().await;
     let base = shop.served.base.clone();
-    let codes = hold_many(&shop, 1).await;
+    let codes = hold_many(&shop, 2).await;
     let driver = chromedriver();
     let profiles = tempfile::tempdir().expect("profiles");
     let staff = browser(&driver, &profiles.path().join("staff")).await;
     sign_in_as(&staff, &base, "Alice", "2468").await;
+    // A booking cancelled elsewhere since the page was drawn: the tap
+    // says so beside the button instead of doing nothing.
+    let http = e2e::http();
+    let (_, list) = get(
+        &http,
+        &format!("{base}/api/v1/bookings?q={}", codes[1]),
+        &shop.manager,
+    )
+    .await;
+    let other = list["bookings"][0]["id"].as_str().expect("id").to_owned();
+    staff
+        .goto(&format!("{base}/staff/bookings/{other}"))
+        .await
+        .expect("detail");
+    let (status, body) = post(
+        &http,
+        &format!("{base}/api/v1/bookings/{other}/cancel"),
+        &shop.manager,
+        &json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    click_xpath(&staff, "//button[text()='Confirm']").await;
+    let said = staff
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(".form-error"))
+        .await
+        .expect("the refusal, beside the button")
+        .text()
+        .await
+        .expect("text");
+    assert!(said.contains("This booking is Cancelled now"), "{said}");
     staff.goto(&format!("{base}/staff")).await.expect("staff");
     let confirm = staff
         .find(Locator::XPath(&format!(
@@ -700,7 +743,6 @@ async fn a_tap_after_the_session_timed_out_leads_to_sign_in_with_a_message_and_b
         .expect("back on the staff page");
     assert_eq!(staff.current_url().await.expect("url").path(), "/staff");
     // Nothing was confirmed by the tap that found no session.
-    let http = e2e::http();
     let (_, list) = get(
         &http,
         &format!("{base}/api/v1/bookings?q={}", codes[0]),

@@ -187,6 +187,9 @@ detail-pickup-by = Abholen bis
 detail-confirmed-by = Bestätigt von
 detail-requested-by = Angefragt von
 detail-reason = Hinweis
+detail-sync = Sync
+detail-sync-local = Bisher nur auf diesem PC: die letzte Änderung erreicht den Hub, sobald die Verbindung es erlaubt.
+detail-sync-hub = Der Hub hat sie.
 detail-history = Verlauf
 
 ## Teilnehmerlisten

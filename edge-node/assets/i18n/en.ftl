@@ -187,6 +187,9 @@ detail-pickup-by = Pick up by
 detail-confirmed-by = Confirmed by
 detail-requested-by = Requested by
 detail-reason = Note
+detail-sync = Sync
+detail-sync-local = Only on this PC so far: its latest change reaches the hub when the connection allows.
+detail-sync-hub = The hub has it.
 detail-history = History
 
 ## Rosters

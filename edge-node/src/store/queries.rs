@@ -635,6 +635,19 @@ pub fn roster(conn: &Connection, pool: &PoolId) -> StoreResult<Vec<BookingView>>
         .collect())
 }
 
+/// Whether a change to `booking` made here has not reached the hub yet:
+/// one of the events past the acknowledged head names it. Reads only the
+/// backlog, which is empty when the node is in sync.
+pub fn booking_unsynced(conn: &Connection, booking: &BookingId) -> StoreResult<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM events
+                             WHERE seq > (SELECT acked_seq FROM sync_state WHERE id = 1)
+                               AND body ->> 'id' = ?1)",
+        )?
+        .query_row([booking.to_string()], |r| r.get(0))?)
+}
+
 /// The name the hub gave this location, or its id when it has none (a
 /// standalone node, or before the first pull).
 pub fn store_name(conn: &Connection, me: &LocationId) -> StoreResult<String> {

@@ -579,17 +579,22 @@ async fn detail(
     };
     let tr = ctx.tr;
     let id = BookingId::parse(&id).map_err(|_| PageError::not_found())?;
-    let (booking, history) = state
+    let (booking, history, unsynced) = state
         .store
         .read(move |conn| {
             let Some(booking) = queries::booking(conn, &id)? else {
                 return Ok(None);
             };
             let history = queries::booking_history(conn, &booking)?;
-            Ok(Some((booking, history)))
+            let unsynced = queries::booking_unsynced(conn, &id)?;
+            Ok(Some((booking, history, unsynced)))
         })
         .await?
         .ok_or_else(PageError::not_found)?;
+    // Where the booking stands in the fleet, which only sync can say: its
+    // latest change may be on this PC alone, or it may wait for another
+    // store's decision.
+    let enrolled = state.store.node().hub.is_some();
     let names = Names::load(&state, &[&booking]).await?;
     let confirmed_by = history
         .iter()
@@ -644,6 +649,14 @@ async fn detail(
     }
     if let Some(reason) = &booking.reason {
         facts.push((tr.t("detail-reason"), h(reason)));
+    }
+    if enrolled {
+        let sync = if unsynced {
+            tr.t("detail-sync-local")
+        } else {
+            tr.t("detail-sync-hub")
+        };
+        facts.push((tr.t("detail-sync"), h(&sync)));
     }
     let facts: String = facts
         .into_iter()

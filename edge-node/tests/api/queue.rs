@@ -328,3 +328,80 @@ async fn a_manager_form_that_fails_keeps_what_was_typed_and_says_why_beside_the_
         .expect("html");
     assert!(german.contains("Bitte einen Namen eingeben."), "{german}");
 }
+
+#[tokio::test]
+async fn a_slots_roster_lists_who_is_booked_and_offers_no_show_once_it_started() {
+    let node = TestNode::start().await;
+    add_user(node.dir.path(), "Alice", Role::Staff, "2468");
+    let class = slot(&node, 3_600_000).await;
+    let mut body = booking(&class, 2);
+    body["customer"]["name"] = json!("Rosa Roster");
+    let (status, made) = node.post(&node.staff, "/bookings", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let id = made["id"].as_str().expect("id").to_owned();
+    // Someone else's stock booking is on no roster.
+    let beans = node.stock_pool("beans", 5).await;
+    node.post(&node.staff, "/bookings", booking(&beans, 1))
+        .await;
+
+    let http = form_client();
+    let session = || async {
+        let signed_in = sign_in(&node, &http, "Alice", "2468", None).await;
+        set_cookie(&signed_in, "edge_session").expect("session")
+    };
+    let mut cookie = session().await;
+    let page = |path: String, cookie: String| {
+        let request = http
+            .get(format!("{}{path}", node.base))
+            .header("cookie", cookie);
+        async move {
+            request
+                .send()
+                .await
+                .expect("page")
+                .text()
+                .await
+                .expect("html")
+        }
+    };
+    let slots = page("/staff/slots".into(), cookie.clone()).await;
+    assert!(
+        slots.contains(&format!(r#"href="/staff/slots/{class}""#)),
+        "{slots}"
+    );
+    assert!(slots.contains("2 of 8 booked"), "{slots}");
+
+    let roster = page(format!("/staff/slots/{class}"), cookie.clone()).await;
+    assert!(roster.contains("Rosa Roster"), "{roster}");
+    assert!(
+        !roster.contains("Ada Lovelace"),
+        "only this slot's bookings: {roster}"
+    );
+    assert!(roster.contains("2 of 8 places taken"), "{roster}");
+    assert!(
+        !roster.contains("Did not come</button>"),
+        "not before it starts"
+    );
+
+    node.clock.advance_ms(2 * 3_600_000);
+    // Two hours on, Alice's session has long timed out: she signs in again.
+    cookie = session().await;
+    let roster = page(format!("/staff/slots/{class}"), cookie.clone()).await;
+    assert!(roster.contains("Did not come</button>"), "{roster}");
+    let marked = http
+        .post(format!("{}/staff/bookings/{id}/no-show", node.base))
+        .header("origin", &node.base)
+        .header("cookie", &cookie)
+        .header("x-requested-with", "fetch")
+        .send()
+        .await
+        .expect("no-show");
+    assert_eq!(marked.status(), StatusCode::OK);
+    let roster = page(format!("/staff/slots/{class}"), cookie.clone()).await;
+    assert!(
+        roster.contains(r#"class="state no_show">Did not come"#),
+        "{roster}"
+    );
+    // Still counted: the places were held for them.
+    assert!(roster.contains("2 of 8 places taken"), "{roster}");
+}
