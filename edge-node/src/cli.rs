@@ -104,6 +104,13 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Write a consistent copy of this store's database to FILE while the
+    /// server runs. A data directory holding the copy as its `edge.db`
+    /// (with this store's `device.key`) serves the same state.
+    Backup {
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+    },
     /// Show sync state, backlog and clock offset.
     Status {
         #[arg(long)]
@@ -322,6 +329,16 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Status { json } => status(&data_dir, json),
+        Command::Backup { to } => {
+            let done = store::backup::backup(&data_dir, &to)?;
+            println!(
+                "backed up {} bookings and the log up to event {} to {}",
+                done.bookings,
+                done.head_seq,
+                done.path.display()
+            );
+            Ok(())
+        }
         Command::User {
             command: UserCommand::Add { name, role, pin },
         } => {

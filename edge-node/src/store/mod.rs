@@ -5,6 +5,7 @@
 //! Handlers never touch SQL: they call the operations in [`ops`] through
 //! [`Store::write`] and the queries in [`queries`] through [`Store::read`].
 
+pub mod backup;
 pub mod error;
 pub mod facts;
 mod inbox;

@@ -2,6 +2,7 @@
 //! 127.0.0.1 ports, and the real binary killed with SIGKILL.
 
 mod auth;
+mod backup;
 mod bad_input;
 mod bookings;
 mod crash;
