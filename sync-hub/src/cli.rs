@@ -44,6 +44,13 @@ enum Command {
         #[arg(long, default_value_t = shared::limits::SKEW_MARGIN_MS, value_name = "MS")]
         skew_margin_ms: i64,
     },
+    /// Write a consistent copy of the hub's SQLite database to FILE while
+    /// the hub runs. A data directory holding the copy as its `hub.db`,
+    /// with this hub's `hub.key`, serves the same state.
+    Backup {
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+    },
     /// Manage locations.
     Location {
         #[command(subcommand)]
@@ -164,6 +171,26 @@ fn run(cli: Cli) -> Result<()> {
                 crate::run(state, listener, shutdown_signal()).await?;
                 Ok(())
             })
+        }
+        Command::Backup { to } => {
+            anyhow::ensure!(
+                database_url.is_none(),
+                "this hub keeps its state in PostgreSQL: back it up with pg_dump or \
+                 pg_basebackup (README, \"The hub on PostgreSQL\"), and keep hub.key with it"
+            );
+            let source = data_dir.join(crate::storage::sqlite::DB_FILE);
+            anyhow::ensure!(
+                source.exists(),
+                "{} holds no hub database: pass the --data-dir the hub serves from",
+                data_dir.display()
+            );
+            crate::backup::copy(&source, &to)?;
+            println!(
+                "backed up the hub's database to {}; keep {} with it",
+                to.display(),
+                data_dir.join(keys::HUB_KEY_FILE).display()
+            );
+            Ok(())
         }
         Command::Location {
             command: LocationCommand::Add { id, name, timezone },

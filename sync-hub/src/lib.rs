@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod background;
+pub mod backup;
 pub mod cli;
 pub mod enrollment;
 pub mod error;

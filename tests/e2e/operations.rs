@@ -1,0 +1,114 @@
+//! Running the hub for real: a backup taken while stores push restores to
+//! a hub that serves the same fleet.
+
+use std::time::Duration;
+
+use e2e::{Served, get};
+
+use crate::world::{Store, World};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hub_backup_taken_while_a_store_pushes_serves_the_same_fleet() {
+    let mut world = World::new();
+    world.start_hub();
+    let mut store = Store::enroll(&world, "store-1");
+    store.start(&world);
+    store.stock(&world, "store-1:beans", 100_000).await;
+    let before = store.book_many(&world, "store-1:beans", 200, 4).await;
+    store.synced(&world, Duration::from_secs(30)).await;
+    let head_before = world.hub_head("store-1");
+
+    // The store goes on booking (and pushing) while the backup runs.
+    let booking = {
+        let (world_http, base, token) = (world.http.clone(), store.base(), store.token.clone());
+        tokio::spawn(async move {
+            for i in 0..300 {
+                let body = serde_json::json!({"lines": [{"pool_id": "store-1:beans", "quantity": 1}],
+                                              "customer": {"name": format!("during {i}")}});
+                let (status, made) = e2e::post(
+                    &world_http,
+                    &format!("{base}/api/v1/bookings"),
+                    &token,
+                    &body,
+                )
+                .await;
+                assert_eq!(status, 201, "{made}");
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let copy_dir = tempfile::tempdir().expect("tempdir");
+    let said = world.hub_command(&[
+        "backup",
+        "--to",
+        copy_dir.path().join("hub.db").to_str().expect("path"),
+    ]);
+    assert!(said.contains("keep"), "{said}");
+    booking.await.expect("bookings during the backup");
+    store.synced(&world, Duration::from_secs(30)).await;
+
+    // A hub started on the copy (with the hub's key) serves the fleet as
+    // it was at the copy: the store's log up to then, its bookings, the
+    // same API key.
+    std::fs::copy(
+        world.hub_dir.path().join("hub.key"),
+        copy_dir.path().join("hub.key"),
+    )
+    .expect("the key goes with the backup");
+    let restored = Served::start(&world.bins.hub, copy_dir.path(), "127.0.0.1:0", &[], &[]);
+    let (status, locations) = get(
+        &world.http,
+        &format!("{}/v1/locations", restored.base),
+        &world.api_key,
+    )
+    .await;
+    assert_eq!(status, 200, "{locations}");
+    let copied: Vec<(String, u64)> = {
+        let conn = rusqlite::Connection::open(copy_dir.path().join("hub.db")).expect("copy");
+        let mut stmt = conn
+            .prepare("SELECT id, head_seq FROM locations")
+            .expect("prepare");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .expect("query")
+            .map(|r| r.expect("row"))
+            .collect()
+    };
+    let head_copied = copied
+        .iter()
+        .find(|(id, _)| id == "store-1")
+        .map(|(_, h)| *h)
+        .expect("store-1 in the copy");
+    assert!(
+        head_copied >= head_before,
+        "everything synced before is in the copy"
+    );
+    assert!(
+        head_copied <= world.hub_head("store-1"),
+        "and nothing the hub did not have"
+    );
+    for id in before.iter().step_by(40) {
+        let (status, booking) = get(
+            &world.http,
+            &format!("{}/v1/bookings/{id}", restored.base),
+            &world.api_key,
+        )
+        .await;
+        assert_eq!(status, 200, "{booking}");
+        assert_eq!(booking["state"], "confirmed");
+    }
+    // The copy's log of the store is the hub's, event for event.
+    let events = |path: &std::path::Path| -> Vec<String> {
+        let conn = rusqlite::Connection::open(path).expect("db");
+        let mut stmt = conn
+            .prepare("SELECT hash FROM events WHERE origin = 'store-1' AND seq <= ?1 ORDER BY seq")
+            .expect("prepare");
+        stmt.query_map([head_copied as i64], |r| r.get(0))
+            .expect("query")
+            .map(|h| h.expect("hash"))
+            .collect()
+    };
+    let copy_log = events(&copy_dir.path().join("hub.db"));
+    assert_eq!(copy_log.len() as u64, head_copied, "no gap in the copy");
+    assert_eq!(copy_log, events(&world.hub_dir.path().join("hub.db")));
+    restored.kill();
+}
