@@ -36,6 +36,7 @@ pub fn app(
 + Send
 + Sync
 + 'static {
+    let store = state.store.clone();
     let routes = Router::new()
         .merge(api::router(state.clone()))
         .merge(web::router(state))
@@ -43,6 +44,7 @@ pub fn app(
             "/healthz",
             get(|| async { axum::Json(json!({ "status": "ok" })) }),
         )
+        .route("/readyz", get(move || readyz(store.clone())))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -58,6 +60,29 @@ pub fn app(
         .layer(DefaultBodyLimit::max(REQUEST_BODY_MAX_BYTES))
         .layer(web::GuardLayer)
         .service(routes)
+}
+
+/// Ready to serve: the database answers and holds this binary's schema.
+/// Without credentials; the reason goes to the log, not to whoever asks.
+async fn readyz(store: Store) -> Response {
+    let ready = store
+        .read(|conn| {
+            let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            Ok(version == crate::store::SCHEMA_VERSION as i64)
+        })
+        .await;
+    match ready {
+        Ok(true) => axum::Json(json!({ "status": "ready" })).into_response(),
+        other => {
+            tracing::warn!(?other, "not ready");
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "the database is not reachable or not migrated",
+            )
+            .into_response()
+        }
+    }
 }
 
 fn panic_response(_panic: Box<dyn std::any::Any + Send>) -> Response {

@@ -112,3 +112,45 @@ async fn a_hub_backup_taken_while_a_store_pushes_serves_the_same_fleet() {
     assert_eq!(copy_log, events(&world.hub_dir.path().join("hub.db")));
     restored.kill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readyz_answers_without_credentials_and_turns_503_when_the_schema_is_not_this_binarys() {
+    let mut world = World::new();
+    world.start_hub();
+    let mut store = Store::enroll(&world, "store-1");
+    store.start(&world);
+    let http = e2e::http();
+    let status = |url: String| {
+        let http = http.clone();
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .expect("readyz")
+                .status()
+                .as_u16()
+        }
+    };
+    let hub = format!("{}/readyz", world.hub_url());
+    let edge = format!("{}/readyz", store.base());
+    assert_eq!(status(hub.clone()).await, 200);
+    assert_eq!(status(edge.clone()).await, 200);
+
+    // Someone downgrades the schema under the running servers.
+    for path in [
+        world.hub_dir.path().join("hub.db"),
+        store.path().join("edge.db"),
+    ] {
+        let conn = rusqlite::Connection::open(&path).expect("db");
+        conn.busy_timeout(Duration::from_secs(5)).expect("busy");
+        conn.pragma_update(None, "user_version", 1)
+            .expect("downgrade");
+    }
+    assert_eq!(status(hub).await, 503);
+    let answer = http.get(&edge).send().await.expect("readyz");
+    assert_eq!(answer.status().as_u16(), 503);
+    let body: serde_json::Value = answer.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "not_ready");
+    // The process itself still answers.
+    assert_eq!(status(format!("{}/healthz", store.base())).await, 200);
+}

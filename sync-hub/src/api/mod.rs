@@ -100,6 +100,7 @@ pub fn router(state: AppState) -> Router {
             "/healthz",
             get(|| async { axum::Json(json!({ "status": "ok" })) }),
         )
+        .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -117,4 +118,22 @@ pub fn router(state: AppState) -> Router {
             ApiError::internal().into_response()
         }))
         .layer(TraceLayer::new_for_http())
+}
+
+/// Ready to serve: the database answers and holds this binary's schema.
+/// Without credentials, for load balancers and orchestrators; the reason
+/// goes to the log, not to whoever asks.
+async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    match state.storage.ready().await {
+        Ok(()) => axum::Json(json!({ "status": "ready" })).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "the database is not reachable or not migrated",
+            )
+            .into_response()
+        }
+    }
 }

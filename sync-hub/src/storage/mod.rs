@@ -148,6 +148,9 @@ pub trait HubStorage: Send + Sync + std::fmt::Debug + 'static {
         now_ms: i64,
     ) -> StorageResult<()>;
     async fn add_api_key(&self, name: &str, key_hash: &str, now_ms: i64) -> StorageResult<()>;
+    /// Whether the database answers and holds the schema this binary
+    /// migrates to (`GET /readyz`): an error says what is wrong.
+    async fn ready(&self) -> StorageResult<()>;
     /// A committed read.
     async fn api_key_exists(&self, key_hash: &str) -> StorageResult<bool>;
     async fn add_webhook(&self, url: &str, secret: &str, now_ms: i64) -> StorageResult<i64>;

@@ -989,6 +989,21 @@ impl HubStorage for PostgresStorage {
         Ok(())
     }
 
+    async fn ready(&self) -> StorageResult<()> {
+        let client = self.inner.pool.get().await?;
+        let version: i64 = client
+            .query_one("SELECT coalesce(max(version), 0) FROM schema_version", &[])
+            .await?
+            .get(0);
+        if version != pg_schema::SCHEMA_VERSION {
+            return Err(StorageError::backend(format!(
+                "the database has schema version {version}, this binary {}",
+                pg_schema::SCHEMA_VERSION
+            )));
+        }
+        Ok(())
+    }
+
     async fn api_key_exists(&self, key_hash: &str) -> StorageResult<bool> {
         let client = self.inner.pool.get().await?;
         let stmt = client

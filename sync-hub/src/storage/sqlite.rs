@@ -1024,6 +1024,19 @@ impl HubStorage for SqliteStorage {
         .await
     }
 
+    async fn ready(&self) -> StorageResult<()> {
+        self.read(|conn| {
+            let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if version != SCHEMA_VERSION as i64 {
+                return Err(StorageError::backend(format!(
+                    "the database has schema version {version}, this binary {SCHEMA_VERSION}"
+                )));
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn api_key_exists(&self, key_hash: &str) -> StorageResult<bool> {
         let key_hash = key_hash.to_owned();
         self.read(move |conn| {
