@@ -93,3 +93,77 @@ where
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mistyped_hub_address_is_named_with_its_fix_and_changes_nothing() {
+    let mut world = World::new();
+    world.start_hub();
+    let token = world.add_location("store-1");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store_dir = dir.path().join("store");
+    let port = world.port;
+
+    // No scheme: refused before anything is made.
+    let said = e2e::run_failing(
+        &world.bins.edge,
+        &store_dir,
+        &[
+            "enroll",
+            "--hub",
+            &format!("127.0.0.1:{port}"),
+            "--token",
+            &token,
+        ],
+    );
+    assert!(said.contains(&format!("http://127.0.0.1:{port}")), "{said}");
+    assert!(
+        !store_dir.exists(),
+        "no data directory for a refused address"
+    );
+
+    // A port nothing listens on.
+    let closed = e2e::free_port();
+    let said = e2e::run_failing(
+        &world.bins.edge,
+        &store_dir,
+        &[
+            "enroll",
+            "--hub",
+            &format!("http://127.0.0.1:{closed}"),
+            "--token",
+            &token,
+        ],
+    );
+    assert!(said.contains("nothing answers"), "{said}");
+    assert!(said.contains("port"), "{said}");
+
+    // A store's own address instead of the hub's.
+    let other = tempfile::tempdir().expect("tempdir");
+    e2e::run(
+        &world.bins.edge,
+        other.path(),
+        &[
+            "init",
+            "--location",
+            "elsewhere",
+            "--timezone",
+            "Europe/Berlin",
+        ],
+    );
+    let served = e2e::Served::start(&world.bins.edge, other.path(), "127.0.0.1:0", &[], &[]);
+    let said = e2e::run_failing(
+        &world.bins.edge,
+        &store_dir,
+        &["enroll", "--hub", &served.base, "--token", &token],
+    );
+    assert!(said.contains("not as a hub"), "{said}");
+
+    // The token was not spent by any of that.
+    e2e::run(
+        &world.bins.edge,
+        &store_dir,
+        &["enroll", "--hub", &world.hub_url(), "--token", &token],
+    );
+    served.kill();
+    world.kill_hub();
+}

@@ -33,6 +33,54 @@ pub enum SyncError {
 
 pub type SyncResult<T> = Result<T, SyncError>;
 
+/// Whether `url` can be a hub's address, or what to write instead.
+pub fn check_hub_url(url: &str) -> Result<(), String> {
+    let with_scheme = |u: &str| format!("http://{}", u.trim_start_matches('/'));
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return Err(format!(
+            "{url:?} is not a URL: give the hub's address with http:// or https:// in front, like {}",
+            with_scheme(url)
+        ));
+    };
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(format!(
+            "{url:?} is not a hub address: it needs http:// or https:// and a host, like {}",
+            with_scheme(url)
+        ));
+    }
+    Ok(())
+}
+
+/// A failed enrollment in words that name the likely mistake and its fix.
+pub fn explain_enrollment(url: &str, error: &HubError) -> String {
+    match error {
+        HubError::Down(_) => format!(
+            "nothing answers at {url}: is `sync-hub serve` running there, and on that port? \
+             (it prints `listening on http://ADDR` when it starts)"
+        ),
+        HubError::Unreachable(why) => format!(
+            "no answer from {url} ({why}): check the address, and that this PC can reach the hub \
+             (firewall, VPN, proxy)"
+        ),
+        // A store's LAN server answers a hub's path like this: the address
+        // is a store's, not the hub's.
+        HubError::Refused { status, code, .. }
+            if (*status == 403 && code == "cross_site_request")
+                || (*status == 404 && code == "not_found") =>
+        {
+            format!(
+                "{url} answered, but not as a hub (it may be a store's own address): give the \
+                 address `sync-hub serve` printed"
+            )
+        }
+        HubError::Refused { status: 401, .. } => format!(
+            "the hub at {url} refused the token: an enrollment token works once and for 24 hours. \
+             Make a new one on the hub with `sync-hub location add --id ID --name NAME --timezone TZ`"
+        ),
+        other => format!("enrolling at {url} failed: {other}"),
+    }
+}
+
 pub fn load_device_key(data_dir: &Path) -> SyncResult<SigningKey> {
     let path = data_dir.join(DEVICE_KEY_FILE);
     let bytes = std::fs::read(&path).map_err(|e| {
@@ -127,6 +175,7 @@ pub async fn enroll(
     restore: bool,
     clock: Arc<dyn Clock>,
 ) -> SyncResult<Enrollment> {
+    check_hub_url(hub_url).map_err(SyncError::Setup)?;
     store::create_private_dir(data_dir)?;
     let _lock = store::lock_data_dir(data_dir)?;
     let existing = if data_dir.join(store::DB_FILE).exists() {
@@ -150,7 +199,9 @@ pub async fn enroll(
         head_seq: existing.as_ref().map_or(0, |(_, head)| *head),
         restore,
     };
-    let enrolled = client::enroll(hub_url, &request).await?;
+    let enrolled = client::enroll(hub_url, &request)
+        .await
+        .map_err(|e| SyncError::Setup(explain_enrollment(hub_url, &e)))?;
     if existing.is_none() {
         store::init(
             data_dir,
@@ -283,4 +334,42 @@ pub async fn reset(data_dir: &Path, clock: Arc<dyn Clock>) -> SyncResult<Reset> 
         hub_events: log.len(),
         quarantined,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hub_address_without_a_scheme_is_refused_with_the_fix() {
+        let said = check_hub_url("127.0.0.1:7710").expect_err("no scheme");
+        assert!(said.contains("http://127.0.0.1:7710"), "{said}");
+        let said = check_hub_url("hub.example").expect_err("no scheme");
+        assert!(said.contains("http://hub.example"), "{said}");
+        assert!(check_hub_url("ftp://hub.example").is_err());
+        assert!(check_hub_url("http://127.0.0.1:7710").is_ok());
+        assert!(check_hub_url("https://hub.example/").is_ok());
+    }
+
+    #[test]
+    fn each_failure_names_its_likely_mistake() {
+        let url = "http://127.0.0.1:9";
+        assert!(
+            explain_enrollment(url, &HubError::Down("refused".into())).contains("on that port")
+        );
+        let store = HubError::Refused {
+            status: 403,
+            code: "cross_site_request".into(),
+            message: String::new(),
+            expected_seq: None,
+        };
+        assert!(explain_enrollment(url, &store).contains("store's own address"));
+        let token = HubError::Refused {
+            status: 401,
+            code: "unauthorized".into(),
+            message: String::new(),
+            expected_seq: None,
+        };
+        assert!(explain_enrollment(url, &token).contains("sync-hub location add"));
+    }
 }
