@@ -44,6 +44,10 @@ enum Command {
         #[arg(long, default_value_t = shared::limits::SKEW_MARGIN_MS, value_name = "MS")]
         skew_margin_ms: i64,
     },
+    /// Make a hub in the data directory (or on --database-url): its
+    /// database and its signing key, so that locations and API keys can be
+    /// added before it first serves. `serve` does the same when needed.
+    Init,
     /// Write a consistent copy of the hub's SQLite database to FILE while
     /// the hub runs. A data directory holding the copy as its `hub.db`,
     /// with this hub's `hub.key`, serves the same state.
@@ -171,6 +175,21 @@ fn run(cli: Cli) -> Result<()> {
                 crate::run(state, listener, shutdown_signal()).await?;
                 Ok(())
             })
+        }
+        Command::Init => {
+            runtime.block_on(crate::open_server(
+                &data_dir,
+                database_url,
+                HubSettings::default(),
+            ))?;
+            match database_url {
+                Some(_) => println!(
+                    "hub ready on its PostgreSQL database; its key is in {}",
+                    data_dir.join(keys::HUB_KEY_FILE).display()
+                ),
+                None => println!("hub ready in {}", data_dir.display()),
+            }
+            Ok(())
         }
         Command::Backup { to } => {
             anyhow::ensure!(

@@ -67,7 +67,19 @@ pub async fn open_storage(
                 .await
                 .map_err(database_error)?,
         ),
-        None => Arc::new(storage::sqlite::SqliteStorage::open(data_dir)?),
+        None => {
+            // An administration command never makes a hub: a mistyped or
+            // missing --data-dir would otherwise start a second, empty one
+            // whose tokens the real hub refuses.
+            if !data_dir.join(storage::sqlite::DB_FILE).exists() {
+                anyhow::bail!(
+                    "{} holds no hub: pass the --data-dir (or SYNC_HUB_DATA_DIR) that `sync-hub serve` \
+                     uses, or make a hub there first with `sync-hub init`",
+                    data_dir.display()
+                );
+            }
+            Arc::new(storage::sqlite::SqliteStorage::open(data_dir)?)
+        }
     })
 }
 

@@ -257,6 +257,7 @@ fn main() {
 
     let root = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
     let (hub_dir, edge_dir) = (root.path().join("hub"), root.path().join("edge"));
+    cli(HUB, &hub_dir, &["init"]);
     let key = cli(HUB, &hub_dir, &["api-key", "create", "--name", "bench"]);
     let token = add_location(HUB, &hub_dir, "bench", "Bench");
     let hub = serve_quietly(HUB, &hub_dir, "127.0.0.1:0");

@@ -209,6 +209,7 @@ fn run(backend: &Backend, events: u64) -> Figures {
             .collect();
         cli(HUB, hub_dir, &all)
     };
+    admin(&["init"]);
     admin(&["api-key", "create", "--name", "bench"]);
     let tokens: Vec<String> = (0..STORES)
         .map(|i| {

@@ -41,6 +41,7 @@ fn main() {
         .local_addr()
         .expect("addr")
         .port();
+    cli(HUB, &hub_dir, &["init"]);
     let api_key = cli(HUB, &hub_dir, &["api-key", "create", "--name", "bench"]);
     let token = add_location(HUB, &hub_dir, "bench", "Bench");
     let hub = serve_quietly(HUB, &hub_dir, &format!("127.0.0.1:{port}"));

@@ -154,3 +154,36 @@ async fn readyz_answers_without_credentials_and_turns_503_when_the_schema_is_not
     // The process itself still answers.
     assert_eq!(status(format!("{}/healthz", store.base())).await, 200);
 }
+
+#[test]
+fn admin_commands_on_a_directory_without_a_hub_say_which_directory_and_make_none() {
+    let bins = crate::world::bins();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("typo");
+    for args in [
+        &[
+            "location",
+            "add",
+            "--id",
+            "berlin",
+            "--name",
+            "Berlin",
+            "--timezone",
+            "Europe/Berlin",
+        ][..],
+        &["api-key", "create", "--name", "website"][..],
+        &["backup", "--to", "/tmp/never-written.db"][..],
+    ] {
+        let said = e2e::run_failing(&bins.hub, &missing, args);
+        assert!(said.contains("--data-dir"), "{args:?}: {said}");
+        assert!(!missing.exists(), "{args:?} made {}", missing.display());
+    }
+    // `init` makes one, and then the same command works.
+    e2e::run(&bins.hub, &missing, &["init"]);
+    assert!(missing.join("hub.db").exists());
+    e2e::run(
+        &bins.hub,
+        &missing,
+        &["api-key", "create", "--name", "website"],
+    );
+}

@@ -99,6 +99,7 @@ impl World {
             database_url,
             peers: Vec::new(),
         };
+        world.hub_command(&["init"]);
         world.api_key = last_line(&world.hub_command(&["api-key", "create", "--name", "tests"]));
         world
     }
