@@ -117,11 +117,7 @@ impl TokenCache {
 pub const PIN_DIGITS_MIN: usize = 4;
 pub const PIN_DIGITS_MAX: usize = 12;
 
-/// Failed sign-ins allowed on one counter before it locks.
-pub const FAILED_ATTEMPTS_FREE: i64 = 5;
-/// First lockout; each further failure doubles it, up to the maximum.
-pub const LOCKOUT_BASE_MS: i64 = 30_000;
-pub const LOCKOUT_MAX_MS: i64 = 3_600_000;
+pub use shared::signin::{FAILED_ATTEMPTS_FREE, LOCKOUT_BASE_MS, LOCKOUT_MAX_MS, lockout_ms};
 
 /// Failures are forgotten this long after the last one (unless a lock is
 /// still in force): far longer than the longest lock, so the doubling
@@ -146,7 +142,7 @@ pub const SIGN_IN_DEVICES_PER_USER_MAX: i64 = 20;
 pub const USER_NAME_MAX_CHARS: usize = 100;
 
 /// Staff and managers are signed out after this long without a request.
-pub const STAFF_IDLE_TIMEOUT_MS: i64 = 30 * 60 * 1000;
+pub const STAFF_IDLE_TIMEOUT_MS: i64 = shared::signin::SESSION_IDLE_TIMEOUT_MS;
 /// A kiosk stays signed in: it is a fixture, not a person.
 pub const KIOSK_IDLE_TIMEOUT_MS: i64 = 30 * 24 * 3600 * 1000;
 
@@ -249,16 +245,6 @@ pub fn user_by_name(conn: &Connection, name: &str) -> StoreResult<Option<UserRow
         })
     })
     .transpose()
-}
-
-/// How long a counter is locked after `failed` consecutive failures.
-pub fn lockout_ms(failed: i64) -> Option<i64> {
-    (failed >= FAILED_ATTEMPTS_FREE).then(|| {
-        let doublings = (failed - FAILED_ATTEMPTS_FREE).min(20) as u32;
-        LOCKOUT_BASE_MS
-            .saturating_mul(1 << doublings)
-            .min(LOCKOUT_MAX_MS)
-    })
 }
 
 /// The Argon2id hash checked when a name matches no user, so that an

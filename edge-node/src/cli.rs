@@ -7,9 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::auth::{Role, create_token};
+use crate::config::Config;
 use crate::store::{self, Clock, Store, SystemClock};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use ops_kit::config::Flags;
+use ops_kit::log::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -18,10 +21,19 @@ use clap::{Parser, Subcommand};
     about = "The booking node of one location"
 )]
 struct Cli {
+    /// Read settings from this TOML file (write one with `default-config`).
+    /// Environment variables (`EDGE_NODE__KEY`) and flags override it.
+    #[arg(long, global = true, env = "EDGE_NODE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
     /// Where this node keeps its database (default: $STATE_DIRECTORY under
-    /// systemd, else the platform data directory).
+    /// systemd, else the platform data directory). Setting `data_dir`.
     #[arg(long, global = true, env = "EDGE_NODE_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
+
+    /// Log lines as `text` or `json`. Setting `[log] format`.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
 
     #[command(subcommand)]
     command: Command,
@@ -52,10 +64,11 @@ enum Command {
     /// hub's copy of the log, quarantine our divergent events for review,
     /// and continue under a new epoch. The server must be stopped.
     Reset,
-    /// Serve the LAN API.
+    /// Serve the LAN API. Each flag overrides the setting of its name.
     Serve {
-        #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR")]
-        listen: SocketAddr,
+        /// Address of the LAN UI and API (default 0.0.0.0:8080).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
         /// Shift this node's clock (testing clock skew).
         #[arg(
             long,
@@ -67,8 +80,8 @@ enum Command {
         /// How long past a request's expiry to wait for the owner's decision
         /// before giving up; an offset to the hub beyond half of it is an
         /// alert.
-        #[arg(long, env = "EDGE_NODE_SKEW_MARGIN_MS", default_value_t = shared::limits::SKEW_MARGIN_MS)]
-        skew_margin_ms: i64,
+        #[arg(long, value_name = "MS")]
+        skew_margin_ms: Option<i64>,
         /// Claim an older sync protocol (testing upgrades).
         #[arg(
             long,
@@ -80,20 +93,22 @@ enum Command {
         sync_protocol: u32,
         /// Seconds a kiosk waits untouched before it clears the screen for
         /// the next customer.
-        #[arg(
-            long,
-            env = "EDGE_NODE_KIOSK_IDLE_SECONDS",
-            default_value_t = store::KIOSK_IDLE_SECONDS,
-            value_parser = clap::value_parser!(i64).range(5..=3600)
-        )]
-        kiosk_idle_seconds: i64,
+        #[arg(long, value_name = "SECONDS")]
+        kiosk_idle_seconds: Option<i64>,
         /// Serve HTTPS with this PEM certificate chain (with --tls-key).
-        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        #[arg(long, value_name = "FILE")]
         tls_cert: Option<PathBuf>,
         /// The PEM private key of --tls-cert.
-        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        #[arg(long, value_name = "FILE")]
         tls_key: Option<PathBuf>,
+        /// Serve Prometheus metrics at http://ADDR/metrics. Setting
+        /// `[metrics] listen`.
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<SocketAddr>,
     },
+    /// Print a complete, commented configuration file with the defaults
+    /// (and --data-dir, when given).
+    DefaultConfig,
     /// Manage LAN API tokens.
     Token {
         #[command(subcommand)]
@@ -118,6 +133,7 @@ enum Command {
     },
     /// Run a hub and two stores with sample catalogs in temporary
     /// directories, and a simulated website placing orders.
+    #[cfg(feature = "demo")]
     Demo,
 }
 
@@ -190,12 +206,19 @@ fn default_data_dir() -> Result<PathBuf> {
         .context("cannot find a data directory for this user; pass --data-dir")
 }
 
-/// Parses the command line, runs the command, and reports errors on stderr
-/// with a non-zero exit code.
+/// Parses the command line, reads the settings, runs the command, and
+/// reports errors on stderr with a non-zero exit code.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_tracing();
-    match run(cli) {
+    if let Command::DefaultConfig = cli.command {
+        print!("{}", crate::config::render(cli.data_dir.as_deref()));
+        return std::process::ExitCode::SUCCESS;
+    }
+    let result = crate::config::load(cli.config.as_deref(), &flags(&cli)).and_then(|config| {
+        ops_kit::log::init(&config.log);
+        run(cli, config)
+    });
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -204,17 +227,33 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+/// The flags given, as the settings they override.
+fn flags(cli: &Cli) -> Flags {
+    let flags = Flags::default()
+        .set("data_dir", cli.data_dir.as_ref())
+        .set("log.format", cli.log_format);
+    match &cli.command {
+        Command::Serve {
+            listen,
+            skew_margin_ms,
+            kiosk_idle_seconds,
+            tls_cert,
+            tls_key,
+            metrics_listen,
+            ..
+        } => flags
+            .set("listen", *listen)
+            .set("skew_margin_ms", *skew_margin_ms)
+            .set("kiosk_idle_seconds", *kiosk_idle_seconds)
+            .set("tls_cert", tls_cert.as_ref())
+            .set("tls_key", tls_key.as_ref())
+            .set("metrics.listen", *metrics_listen),
+        _ => flags,
+    }
 }
 
-fn run(cli: Cli) -> Result<()> {
-    let data_dir = match cli.data_dir {
+fn run(cli: Cli, config: Config) -> Result<()> {
+    let data_dir = match config.data_dir.clone() {
         Some(dir) => dir,
         None => default_data_dir()?,
     };
@@ -232,16 +271,12 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Serve {
-            listen,
             clock_offset_ms,
-            skew_margin_ms,
             sync_protocol,
-            kiosk_idle_seconds,
-            tls_cert,
-            tls_key,
+            ..
         } => {
-            let tls = match (tls_cert, tls_key) {
-                (Some(cert), Some(key)) => Some(crate::server::tls_config(&cert, &key)?),
+            let tls = match (&config.tls_cert, &config.tls_key) {
+                (Some(cert), Some(key)) => Some(crate::server::tls_config(cert, key)?),
                 _ => None,
             };
             let clock = SystemClock {
@@ -251,12 +286,16 @@ fn run(cli: Cli) -> Result<()> {
                 &data_dir,
                 Arc::new(clock),
                 store::StoreSettings {
-                    skew_margin_ms,
+                    skew_margin_ms: config.skew_margin_ms,
                     sync_protocol,
-                    kiosk_idle_seconds,
+                    kiosk_idle_seconds: config.kiosk_idle_seconds,
                 },
             )?;
-            serve(store, listen, tls)
+            serve(store, &config, tls)
+        }
+        Command::DefaultConfig => {
+            print!("{}", crate::config::render(Some(&data_dir)));
+            Ok(())
         }
         Command::Token {
             command: TokenCommand::Create { role },
@@ -394,6 +433,7 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        #[cfg(feature = "demo")]
         Command::Demo => demo(),
     }
 }
@@ -426,19 +466,54 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-/// Binds `listen` (or, for the demo, any free port when it is taken),
-/// announces the address and serves until a shutdown signal.
-fn serve(store: Store, listen: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>) -> Result<()> {
+/// Binds the configured address, announces it, tells systemd it is ready,
+/// and serves until a shutdown signal; the metrics listener and the
+/// watchdog run beside it.
+fn serve(store: Store, config: &Config, tls: Option<Arc<rustls::ServerConfig>>) -> Result<()> {
+    let listen = config.listen;
+    let metrics_listen = config.metrics.listen;
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
+            .with_context(|| format!("cannot listen on {listen} (setting `listen`)"))?;
         let addr = listener.local_addr()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         println!("listening on {scheme}://{addr}");
+        let metrics = match metrics_listen {
+            Some(at) => {
+                let store = store.clone();
+                Some(
+                    ops_kit::metrics::serve(
+                        at,
+                        move || crate::metrics::refresh(store.clone()),
+                        std::future::pending(),
+                    )
+                    .await?,
+                )
+            }
+            None => None,
+        };
         std::io::stdout().flush()?;
         tracing::info!(node.location = %store.node().location, %addr, "serving");
-        crate::server::run_with(store, listener, tls, shutdown_signal()).await?;
+        ops_kit::notify::ready();
+        let watched = store.clone();
+        let watchdog = tokio::spawn(async move {
+            ops_kit::notify::watchdog(move || {
+                let store = watched.clone();
+                async move { crate::server::is_ready(&store).await }
+            })
+            .await;
+        });
+        let served = crate::server::run_with(store, listener, tls, async {
+            shutdown_signal().await;
+            ops_kit::notify::stopping();
+        })
+        .await;
+        watchdog.abort();
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
+        served?;
         Ok(())
     })
 }
@@ -491,22 +566,15 @@ fn status(data_dir: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "demo")]
 fn demo() -> Result<()> {
     runtime()?.block_on(crate::demo::run(shutdown_signal()))
 }
 
-/// The PIN from the first line of standard input, asked for on standard
-/// error when a person is typing.
+/// The PIN from the first line of standard input, asked for (without
+/// echo) when a person is typing.
 fn read_pin() -> anyhow::Result<String> {
-    use std::io::{BufRead, IsTerminal, Write};
-    let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        eprint!("PIN (4 to 12 digits): ");
-        let _ = std::io::stderr().flush();
-    }
-    let mut line = String::new();
-    stdin.lock().read_line(&mut line)?;
-    let pin = line.trim_end_matches(['\r', '\n']).to_owned();
+    let pin = ops_kit::prompt::secret_line("PIN (4 to 12 digits): ")?;
     if pin.is_empty() {
         anyhow::bail!("no PIN given: pass --pin or write it to standard input");
     }

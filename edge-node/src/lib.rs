@@ -7,8 +7,11 @@
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
+pub mod metrics;
 pub mod server;
 pub mod state;
 pub mod store;

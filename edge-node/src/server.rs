@@ -15,7 +15,6 @@ use shared::limits::REQUEST_BODY_MAX_BYTES;
 use tokio::net::TcpListener;
 use tower::{Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::api;
 use crate::error::ApiError;
@@ -44,7 +43,9 @@ pub fn app(
             "/healthz",
             get(|| async { axum::Json(json!({ "status": "ok" })) }),
         )
-        .route("/readyz", get(move || readyz(store.clone())))
+        .route("/readyz", get(move || readyz(store.clone())));
+    // Counted per route (the pattern, not the path), inside the routing.
+    let routes = ops_kit::http::route_metrics(routes, crate::metrics::REQUESTS)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -55,7 +56,9 @@ pub fn app(
         });
     ServiceBuilder::new()
         .map_response(IntoResponse::into_response)
-        .layer(TraceLayer::new_for_http())
+        .layer(ops_kit::http::request_id_layers().0)
+        .layer(ops_kit::http::request_id_layers().1)
+        .layer(ops_kit::http::trace_layer())
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(DefaultBodyLimit::max(REQUEST_BODY_MAX_BYTES))
         .layer(web::GuardLayer)
@@ -65,6 +68,21 @@ pub fn app(
 /// Ready to serve: the database answers and holds this binary's schema.
 /// Without credentials; the reason goes to the log, not to whoever asks.
 async fn readyz(store: Store) -> Response {
+    if is_ready(&store).await {
+        axum::Json(json!({ "status": "ready" })).into_response()
+    } else {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the database is not reachable or not migrated",
+        )
+        .into_response()
+    }
+}
+
+/// Whether the database answers with this binary's schema: `/readyz`, and
+/// what the systemd watchdog is fed by.
+pub async fn is_ready(store: &Store) -> bool {
     let ready = store
         .read(|conn| {
             let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -72,15 +90,10 @@ async fn readyz(store: Store) -> Response {
         })
         .await;
     match ready {
-        Ok(true) => axum::Json(json!({ "status": "ready" })).into_response(),
+        Ok(true) => true,
         other => {
             tracing::warn!(?other, "not ready");
-            ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "not_ready",
-                "the database is not reachable or not migrated",
-            )
-            .into_response()
+            false
         }
     }
 }
@@ -93,8 +106,8 @@ fn panic_response(_panic: Box<dyn std::any::Any + Send>) -> Response {
 /// Serves the node on `listener` until `shutdown` resolves, with the hold
 /// sweeper and, when the node is enrolled, the sync client running beside it.
 /// Slow or silent clients are closed after
-/// [`sync_hub::serve::HEADER_READ_TIMEOUT`]; once asked to stop, requests in
-/// flight get [`sync_hub::serve::SHUTDOWN_GRACE`] to finish.
+/// [`ops_kit::serve::HEADER_READ_TIMEOUT`]; once asked to stop, requests in
+/// flight get [`ops_kit::serve::SHUTDOWN_GRACE`] to finish.
 pub async fn run(
     store: Store,
     listener: TcpListener,
@@ -140,7 +153,7 @@ pub async fn run_with(
     };
     // The hub's server: the same header-read timeout, idle limit and
     // bounded graceful shutdown.
-    let served = sync_hub::serve::serve(listener, app, tls, shutdown).await;
+    let served = ops_kit::serve::serve(listener, app, tls, shutdown).await;
     let _ = sweeper.await;
     if let Some(sync) = sync {
         let _ = sync.await;

@@ -10,10 +10,12 @@ pub mod authz;
 pub mod availability;
 pub mod booking;
 pub mod event;
+pub mod html;
 pub mod ids;
 pub mod json;
 pub mod limits;
 pub mod protocol;
+pub mod signin;
 pub mod signing;
 pub mod slots;
 

@@ -6,7 +6,9 @@ use std::time::Duration;
 use ring::hmac;
 use tokio::sync::watch;
 
+use crate::alerts;
 use crate::api::AppState;
+use crate::fleet::Snapshot;
 
 /// How often the hub looks for requests and holds to expire: well within
 /// the skew margin, and cheap (one indexed query).
@@ -106,6 +108,11 @@ pub async fn deliver_webhooks(state: AppState, mut stop: watch::Receiver<bool>) 
                 Ok(response) => Err(format!("answered {}", response.status())),
                 Err(e) => Err(e.to_string()),
             };
+            metrics::counter!(
+                crate::metrics::WEBHOOK_DELIVERIES,
+                "outcome" => if outcome.is_ok() { "delivered" } else { "failed" }
+            )
+            .increment(1);
             let recorded = match outcome {
                 Ok(()) => {
                     state
@@ -127,5 +134,43 @@ pub async fn deliver_webhooks(state: AppState, mut stop: watch::Receiver<bool>) 
                 tracing::error!(error = %e, "cannot record a webhook delivery");
             }
         }
+    }
+}
+
+/// Looks at the fleet every [`alerts::CHECK_EVERY_MS`]: raises and clears
+/// alerts (their webhooks queued in the same transaction) and publishes the
+/// read for the dashboard.
+pub async fn watch_fleet(state: AppState, mut stop: watch::Receiver<bool>) {
+    // A store is not called silent for the time this hub itself was down:
+    // silence counts from the later of its last word and our start.
+    let watching_since = state.now_ms();
+    while pause(&mut stop, Duration::from_millis(alerts::CHECK_EVERY_MS)).await {
+        let now = state.now_ms();
+        let mut read = match state.storage.fleet(now).await {
+            Ok(read) => read,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the fleet");
+                continue;
+            }
+        };
+        let current = alerts::evaluate(&read, &state.settings, watching_since, now);
+        match state.storage.record_alerts(current, now).await {
+            Ok(changes) => {
+                for alert in &changes.raised {
+                    tracing::warn!(alert = %alert.key, "alert raised: {}", alert.message);
+                }
+                for alert in &changes.cleared {
+                    tracing::info!(alert = %alert.key, "alert cleared: {}", alert.message);
+                }
+                read.open_alerts
+                    .retain(|open| !changes.cleared.iter().any(|c| c.key == open.key));
+                read.open_alerts
+                    .extend(changes.raised.iter().map(|a| a.opened(now)));
+            }
+            Err(e) => tracing::error!(error = %e, "cannot record alerts"),
+        }
+        state
+            .fleet
+            .send_replace(Some(std::sync::Arc::new(Snapshot { read, at_ms: now })));
     }
 }

@@ -9,7 +9,10 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use shared::LocationId;
 
+use crate::config::Config;
 use crate::{HubSettings, keys};
+use ops_kit::config::{Flags, Secret};
+use ops_kit::log::LogFormat;
 
 /// How long an enrollment token stays usable.
 const ENROLLMENT_TOKEN_TTL_MS: i64 = 24 * 3600 * 1000;
@@ -17,33 +20,59 @@ const ENROLLMENT_TOKEN_TTL_MS: i64 = 24 * 3600 * 1000;
 #[derive(Debug, Parser)]
 #[command(name = "sync-hub", version, about = "The central sync hub")]
 struct Cli {
+    /// Read settings from this TOML file (write one with `default-config`).
+    /// Environment variables (`SYNC_HUB__KEY`) and flags override it.
+    #[arg(long, global = true, env = "SYNC_HUB_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Where the hub keeps its database and key (default: $STATE_DIRECTORY
-    /// under systemd, else the platform data directory).
+    /// under systemd, else the platform data directory). Setting `data_dir`.
     #[arg(long, global = true, env = "SYNC_HUB_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Keep the hub's state in this PostgreSQL database instead of SQLite in
     /// the data directory (which then holds only the hub key), e.g.
     /// postgres://hub@db.example/hub. Every process serving one fleet uses
-    /// the same URL and the same hub key.
-    #[arg(long, global = true, env = "SYNC_HUB_DATABASE_URL", value_name = "URL")]
+    /// the same URL and the same hub key. Setting `database_url`.
+    #[arg(
+        long,
+        global = true,
+        env = "SYNC_HUB_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     database_url: Option<String>,
+    /// Log lines as `text` or `json`. Setting `[log] format`.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the sync protocol and the public API.
+    /// Serve the sync protocol, the public API and the fleet dashboard.
+    /// Each flag overrides the setting of its name.
     Serve {
-        #[arg(long, default_value = "127.0.0.1:7700", value_name = "ADDR")]
-        listen: SocketAddr,
+        /// Address to serve on (default 127.0.0.1:7700).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
         /// A store not heard from for this long is unreachable.
-        #[arg(long, default_value_t = 5000, value_name = "MS")]
-        unreachable_after_ms: i64,
+        #[arg(long, value_name = "MS")]
+        unreachable_after_ms: Option<i64>,
         /// Clock skew margin; an offset beyond half of it is an alert.
-        #[arg(long, default_value_t = shared::limits::SKEW_MARGIN_MS, value_name = "MS")]
-        skew_margin_ms: i64,
+        #[arg(long, value_name = "MS")]
+        skew_margin_ms: Option<i64>,
+        /// Longest a store's pull is held open; shorter than
+        /// --unreachable-after-ms.
+        #[arg(long, value_name = "MS")]
+        long_poll_max_ms: Option<u64>,
+        /// Serve Prometheus metrics at http://ADDR/metrics. Setting
+        /// `[metrics] listen`.
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<SocketAddr>,
     },
+    /// Print a complete, commented configuration file with the defaults
+    /// (and --data-dir, when given).
+    DefaultConfig,
     /// Make a hub in the data directory (or on --database-url): its
     /// database and its signing key, so that locations and API keys can be
     /// added before it first serves. `serve` does the same when needed.
@@ -65,10 +94,27 @@ enum Command {
         #[command(subcommand)]
         command: ApiKeyCommand,
     },
-    /// Manage webhooks: every booking state change is POSTed to each URL.
+    /// Manage the operators who sign in to the fleet dashboard at the hub's
+    /// `/`.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage webhooks: every booking state change and every alert is
+    /// POSTed to each URL.
     Webhook {
         #[command(subcommand)]
         command: WebhookCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add an operator; the password (at least 12 characters) is read from
+    /// the first line of standard input.
+    Add {
+        #[arg(long)]
+        name: String,
     },
 }
 
@@ -115,15 +161,19 @@ fn default_data_dir() -> Result<PathBuf> {
         .context("cannot find a data directory for this user; pass --data-dir")
 }
 
+/// Parses the command line, reads the settings, runs the command, and
+/// reports errors on stderr with a non-zero exit code.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    match run(cli) {
+    if let Command::DefaultConfig = cli.command {
+        print!("{}", crate::config::render(cli.data_dir.as_deref()));
+        return std::process::ExitCode::SUCCESS;
+    }
+    let result = crate::config::load(cli.config.as_deref(), &flags(&cli)).and_then(|config| {
+        ops_kit::log::init(&config.log);
+        run(cli, config)
+    });
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -132,12 +182,35 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
+/// The flags given, as the settings they override.
+fn flags(cli: &Cli) -> Flags {
+    let flags = Flags::default()
+        .set("data_dir", cli.data_dir.as_ref())
+        .set("database_url", cli.database_url.as_ref())
+        .set("log.format", cli.log_format);
+    match &cli.command {
+        Command::Serve {
+            listen,
+            unreachable_after_ms,
+            skew_margin_ms,
+            long_poll_max_ms,
+            metrics_listen,
+        } => flags
+            .set("listen", *listen)
+            .set("unreachable_after_ms", *unreachable_after_ms)
+            .set("skew_margin_ms", *skew_margin_ms)
+            .set("long_poll_max_ms", *long_poll_max_ms)
+            .set("metrics.listen", *metrics_listen),
+        _ => flags,
+    }
+}
+
 fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
-fn run(cli: Cli) -> Result<()> {
-    let data_dir = match cli.data_dir {
+fn run(cli: Cli, config: Config) -> Result<()> {
+    let data_dir = match config.data_dir.clone() {
         Some(dir) => dir,
         None => default_data_dir()?,
     };
@@ -145,36 +218,68 @@ fn run(cli: Cli) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let database_url = cli.database_url.as_deref();
+    let database_url = config.database_url.as_ref().map(Secret::expose);
     match cli.command {
-        Command::Serve {
-            listen,
-            unreachable_after_ms,
-            skew_margin_ms,
-        } => {
-            let settings = HubSettings {
-                unreachable_after_ms,
-                skew_margin_ms,
-                ..HubSettings::default()
-            };
-            let state = runtime.block_on(crate::open_server(&data_dir, database_url, settings))?;
-            let files = crate::serve::raise_open_file_limit();
+        Command::Serve { .. } => {
+            let listen = config.listen;
+            let state = runtime.block_on(crate::open_server(
+                &data_dir,
+                database_url,
+                config.hub_settings(),
+            ))?;
+            let files = ops_kit::serve::raise_open_file_limit();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
-                    .with_context(|| format!("cannot listen on {listen}"))?;
+                    .with_context(|| format!("cannot listen on {listen} (setting `listen`)"))?;
                 println!("listening on http://{}", listener.local_addr()?);
                 match files {
                     Ok(limit) => println!(
                         "open files: up to {limit}, room for about {} connected stores",
-                        crate::serve::stores_for_open_files(limit)
+                        ops_kit::serve::stores_for_open_files(limit)
                     ),
                     Err(e) => eprintln!("could not raise the open file limit: {e}"),
                 }
+                let metrics = match config.metrics.listen {
+                    Some(at) => {
+                        let state = state.clone();
+                        Some(
+                            ops_kit::metrics::serve(
+                                at,
+                                move || crate::metrics::refresh(state.clone()),
+                                std::future::pending(),
+                            )
+                            .await?,
+                        )
+                    }
+                    None => None,
+                };
                 std::io::stdout().flush()?;
-                crate::run(state, listener, shutdown_signal()).await?;
+                ops_kit::notify::ready();
+                let storage = state.storage.clone();
+                let watchdog = tokio::spawn(async move {
+                    ops_kit::notify::watchdog(move || {
+                        let storage = storage.clone();
+                        async move { storage.ready().await.is_ok() }
+                    })
+                    .await;
+                });
+                let served = crate::run(state, listener, async {
+                    shutdown_signal().await;
+                    ops_kit::notify::stopping();
+                })
+                .await;
+                watchdog.abort();
+                if let Some(metrics) = metrics {
+                    metrics.abort();
+                }
+                served?;
                 Ok(())
             })
+        }
+        Command::DefaultConfig => {
+            print!("{}", crate::config::render(Some(&data_dir)));
+            Ok(())
         }
         Command::Init => {
             runtime.block_on(crate::open_server(
@@ -203,7 +308,7 @@ fn run(cli: Cli) -> Result<()> {
                 "{} holds no hub database: pass the --data-dir the hub serves from",
                 data_dir.display()
             );
-            crate::backup::copy(&source, &to)?;
+            ops_kit::backup::copy(&source, &to)?;
             println!(
                 "backed up the hub's database to {}; keep {} with it",
                 to.display(),
@@ -236,6 +341,17 @@ fn run(cli: Cli) -> Result<()> {
             ))?;
             println!("location {id} added; enrollment token (one use, valid 24 h):");
             println!("{token}");
+            Ok(())
+        }
+        Command::User {
+            command: UserCommand::Add { name },
+        } => {
+            let name = crate::dashboard::check_name(&name).map_err(anyhow::Error::msg)?;
+            let storage = runtime.block_on(crate::open_storage(&data_dir, database_url))?;
+            let password = ops_kit::prompt::secret_line("Password (at least 12 characters): ")?;
+            let hash = crate::dashboard::hash_password(&password)?;
+            runtime.block_on(storage.add_operator(&name, &hash, now_ms()))?;
+            println!("operator {name} added: sign in at the hub's / with this name and password");
             Ok(())
         }
         Command::Webhook {

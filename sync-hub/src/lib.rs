@@ -5,18 +5,21 @@
 //!
 //! [`router`] and [`run`] are what the binary and the tests start.
 
+pub mod alerts;
 pub mod api;
 pub mod background;
-pub mod backup;
 pub mod cli;
+pub mod config;
+pub mod dashboard;
 pub mod enrollment;
 pub mod error;
+pub mod fleet;
 pub mod keys;
 pub mod ledger;
+pub mod metrics;
 pub mod notify;
 pub mod plan;
 pub mod routing;
-pub mod serve;
 pub mod service;
 pub mod storage;
 pub mod view;
@@ -103,11 +106,13 @@ fn state(
         key: Arc::new(key),
         settings,
         in_flight: Arc::default(),
+        fleet: tokio::sync::watch::channel(None).0,
     }
 }
 
 /// Serves the hub on `listener` until `shutdown` resolves, with the expiry
-/// sweeper and the webhook dispatcher running beside it.
+/// sweeper, the webhook dispatcher and the fleet watch (alerts, the
+/// dashboard's live view) running beside it.
 pub async fn run(
     state: AppState,
     listener: TcpListener,
@@ -115,13 +120,15 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let sweeper = tokio::spawn(background::sweep(state.clone(), stop_rx.clone()));
-    let webhooks = tokio::spawn(background::deliver_webhooks(state.clone(), stop_rx));
-    let served = serve::serve(listener, router(state), None, async move {
+    let webhooks = tokio::spawn(background::deliver_webhooks(state.clone(), stop_rx.clone()));
+    let fleet = tokio::spawn(background::watch_fleet(state.clone(), stop_rx));
+    let served = ops_kit::serve::serve(listener, router(state), None, async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     })
     .await;
     let _ = sweeper.await;
     let _ = webhooks.await;
+    let _ = fleet.await;
     served
 }

@@ -248,7 +248,7 @@ fn main() {
         .map(|s| s.trim().parse().expect("BENCH_FLEET: numbers"))
         .collect();
     let window = Duration::from_secs(env_or("BENCH_WINDOW_SECONDS", 30));
-    let files = sync_hub::serve::raise_open_file_limit().expect("open file limit");
+    let files = ops_kit::serve::raise_open_file_limit().expect("open file limit");
     let largest = steps.iter().copied().max().unwrap_or(0);
     assert!(
         files > largest + 256,

@@ -162,7 +162,7 @@ async fn a_request_whose_owner_stays_away_ends_expired_at_the_hub_the_requester_
     let mut requester = Store::enroll(&world, "store-2");
     requester
         .env
-        .push(("EDGE_NODE_SKEW_MARGIN_MS".into(), "1000".into()));
+        .push(("EDGE_NODE__SKEW_MARGIN_MS".into(), "1000".into()));
     owner.start(&world);
     requester.start(&world);
     owner.stock(&world, "store-1:beans", 10).await;

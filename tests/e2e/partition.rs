@@ -314,7 +314,7 @@ async fn run_schedule(
         let mut store = Store::enroll_via(&world, &format!("store-{i}"), &proxy.url());
         store
             .env
-            .push(("EDGE_NODE_SKEW_MARGIN_MS".into(), MARGIN_MS.to_string()));
+            .push(("EDGE_NODE__SKEW_MARGIN_MS".into(), MARGIN_MS.to_string()));
         store.start(&world);
         sites.push(Site {
             store,

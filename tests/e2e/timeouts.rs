@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use sync_hub::serve::{HEADER_READ_TIMEOUT, SHUTDOWN_GRACE};
+use ops_kit::serve::{HEADER_READ_TIMEOUT, SHUTDOWN_GRACE};
 
 use crate::world::World;
 

@@ -278,9 +278,16 @@ impl World {
     /// on SQLite.
     pub fn quick_on(database_url: Option<String>) -> Self {
         let mut world = Self::on(database_url);
-        world.hub_args = ["--skew-margin-ms", "1000", "--unreachable-after-ms", "1500"]
-            .map(String::from)
-            .to_vec();
+        world.hub_args = [
+            "--skew-margin-ms",
+            "1000",
+            "--unreachable-after-ms",
+            "1500",
+            "--long-poll-max-ms",
+            "1000",
+        ]
+        .map(String::from)
+        .to_vec();
         world
     }
 

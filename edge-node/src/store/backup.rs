@@ -1,5 +1,5 @@
 //! A consistent copy of the store's database while the server runs (see
-//! `sync_hub::backup`): every committed booking up to one moment and none
+//! `ops_kit::backup`): every committed booking up to one moment and none
 //! half-written. A data directory holding the copy as its database, with
 //! the store's `device.key`, serves that state.
 
@@ -24,8 +24,8 @@ pub fn backup(data_dir: &Path, to: &Path) -> StoreResult<BackupSummary> {
     if !source.exists() {
         return Err(StoreError::NotInitialized(data_dir.display().to_string()));
     }
-    sync_hub::backup::copy(&source, to).map_err(|e| match e {
-        sync_hub::backup::BackupError::Target(why) => StoreError::Invalid(why),
+    ops_kit::backup::copy(&source, to).map_err(|e| match e {
+        ops_kit::backup::BackupError::Target(why) => StoreError::Invalid(why),
         other => StoreError::Setup(other.to_string()),
     })?;
     let copy = rusqlite::Connection::open_with_flags(to, OpenFlags::SQLITE_OPEN_READ_ONLY)?;

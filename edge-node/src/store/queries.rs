@@ -932,3 +932,24 @@ pub fn sync_status(
         error: row.error,
     })
 }
+
+/// How many bookings `owner` holds in each state and channel, for the
+/// metrics (`(state, channel, count)`).
+pub fn booking_counts(conn: &Connection, owner: &str) -> StoreResult<Vec<(String, String, u64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT state, channel, count(*) FROM bookings WHERE owner = ?1 GROUP BY state, channel",
+    )?;
+    let rows = stmt.query_map([owner], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    let mut counts = Vec::new();
+    for row in rows {
+        let (state, channel, n) = row?;
+        counts.push((state, channel, u64::try_from(n).unwrap_or(0)));
+    }
+    Ok(counts)
+}

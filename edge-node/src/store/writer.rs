@@ -443,7 +443,11 @@ impl Writer {
             defer_pools: false,
             poisoned: false,
         };
+        let started = std::time::Instant::now();
         let result = run_in_transaction(&mut ctx, batch);
+        metrics::histogram!(crate::metrics::COMMIT_DURATION)
+            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!(crate::metrics::COMMIT_BATCH).record(batch.len() as f64);
         let holds_changed = ctx.holds_changed;
         let new_head = ctx.head;
         match &result {

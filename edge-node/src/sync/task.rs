@@ -189,6 +189,10 @@ impl Sync {
             error.code(),
             Some("fork" | "fenced" | "quarantined" | "forbidden" | "invalid_event")
         );
+        if let (true, Some(code)) = (refused, error.code()) {
+            metrics::counter!(crate::metrics::SYNC_REFUSALS, "code" => code.to_owned())
+                .increment(1);
+        }
         let wait = if refused {
             REFUSED_RETRY
         } else if matches!(error, HubError::Down(_)) {
@@ -252,9 +256,13 @@ impl Sync {
     /// Sends a prepared batch; the hub's answer.
     async fn send(&self, batch: Prepared) -> Result<Exchange<PushResponse>, HubError> {
         let path = format!("/v1/sync/push?backlog={}", batch.backlog);
-        self.client
+        let started = std::time::Instant::now();
+        let answer = self
+            .client
             .call::<PushResponse>(Method::POST, &path, Some(batch.body), REQUEST_TIMEOUT)
-            .await
+            .await;
+        metrics::histogram!(crate::metrics::PUSH_DURATION).record(started.elapsed().as_secs_f64());
+        answer
     }
 
     /// Pushes the events after `acked` (one bounded batch); the answer and
@@ -424,6 +432,7 @@ impl Sync {
                 }
             };
             let last_sent = batch.last_sent;
+            let batch_after = batch.after;
             if last_sent < local {
                 let this = self.clone();
                 next = Some(tokio::spawn(async move {
@@ -458,6 +467,8 @@ impl Sync {
                 Ok(exchange) => {
                     backoff.reset();
                     let acked = exchange.value.acked.seq;
+                    metrics::counter!(crate::metrics::PUSHED_EVENTS)
+                        .increment(acked.saturating_sub(batch_after));
                     heard = Some(acked);
                     let offset = exchange.clock_offset_ms;
                     let update = self.health_update(|h| {
@@ -521,13 +532,17 @@ impl Sync {
                 "/v1/sync/pull?after={cursor}&wait_ms={LONG_POLL_MAX_MS}&backlog={backlog}&protocol={protocol}"
             );
             let timeout = REQUEST_TIMEOUT + Duration::from_millis(LONG_POLL_MAX_MS);
+            let started = std::time::Instant::now();
             let exchange = tokio::select! {
                 result = self.client.call::<PullResponse>(Method::GET, &path, None, timeout) => result,
                 _ = self.stop.wait_for(|stop| *stop) => return,
             };
+            metrics::histogram!(crate::metrics::PULL_DURATION)
+                .record(started.elapsed().as_secs_f64());
             match exchange {
                 Ok(exchange) => {
                     let events = exchange.value.events;
+                    metrics::counter!(crate::metrics::PULLED_EVENTS).increment(events.len() as u64);
                     let upgrade = exchange.value.upgrade_to_protocol;
                     let offset = exchange.clock_offset_ms;
                     let applied = if events.is_empty() {

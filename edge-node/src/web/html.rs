@@ -9,22 +9,7 @@ use crate::store::queries::SyncStatus;
 
 /// Escapes text for HTML content and attribute values.
 pub fn h(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            // Control and text-direction characters (a name a store took
-            // in before they were refused, say) would make text read
-            // otherwise than it is stored: shown as the replacement mark.
-            c if shared::booking::is_hidden(c) => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
+    shared::html::escape(text)
 }
 
 /// What a page needs to know about where it is shown.

@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use edge_node::auth::{Role, STAFF_IDLE_TIMEOUT_MS};
+use ops_kit::serve::HEADER_READ_TIMEOUT;
 use reqwest::StatusCode;
-use sync_hub::serve::HEADER_READ_TIMEOUT;
 
 use crate::helpers::{TestNode, add_user, form_client, set_cookie, sign_in};
 

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use sync_hub::serve::{HEADER_READ_TIMEOUT, SHUTDOWN_GRACE};
+use ops_kit::serve::{HEADER_READ_TIMEOUT, SHUTDOWN_GRACE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

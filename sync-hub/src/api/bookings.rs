@@ -206,6 +206,7 @@ pub async fn create(
         })?),
         None => None,
     };
+    let started = std::time::Instant::now();
     let placed = state
         .storage
         .place_web_order(
@@ -226,6 +227,18 @@ pub async fn create(
     } else {
         placed.booking
     };
+    if !placed.replayed {
+        let outcome = match booking.state {
+            BookingState::Requested => "waiting",
+            BookingState::Rejected | BookingState::Expired => "rejected",
+            _ => "decided",
+        };
+        metrics::counter!(crate::metrics::WEB_ORDERS, "outcome" => outcome).increment(1);
+        if outcome != "waiting" {
+            metrics::histogram!(crate::metrics::WEB_ORDER_DECISION)
+                .record(started.elapsed().as_secs_f64());
+        }
+    }
     Ok(answer(&booking, placed.replayed))
 }
 

@@ -17,14 +17,13 @@ use serde_json::json;
 use shared::limits::SYNC_BODY_MAX_BYTES;
 use shared::signing::SigningKey;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::notify::Inboxes;
 use crate::storage::HubStorage;
 use error::ApiError;
 
-/// Settings the handlers need.
-#[derive(Debug, Clone, Copy)]
+/// Settings the handlers and background tasks need.
+#[derive(Debug, Clone)]
 pub struct HubSettings {
     /// A location not heard from for this long is unreachable.
     pub unreachable_after_ms: i64,
@@ -32,6 +31,8 @@ pub struct HubSettings {
     pub skew_margin_ms: i64,
     /// Longest a pull is held open.
     pub long_poll_max_ms: u64,
+    /// When the fleet's state raises an alert.
+    pub alerts: crate::alerts::AlertSettings,
 }
 
 impl Default for HubSettings {
@@ -40,6 +41,7 @@ impl Default for HubSettings {
             unreachable_after_ms: 5_000,
             skew_margin_ms: shared::limits::SKEW_MARGIN_MS,
             long_poll_max_ms: shared::limits::LONG_POLL_MAX_MS,
+            alerts: crate::alerts::AlertSettings::default(),
         }
     }
 }
@@ -55,6 +57,9 @@ pub struct AppState {
     /// their owner's decision.
     pub decisions: tokio::sync::broadcast::Sender<shared::BookingId>,
     pub in_flight: Arc<bookings::InFlight>,
+    /// The fleet as last read by the fleet watch, for the dashboard: every
+    /// open dashboard is served from this one read, not a read of its own.
+    pub fleet: tokio::sync::watch::Sender<Option<Arc<crate::fleet::Snapshot>>>,
 }
 
 impl AppState {
@@ -80,7 +85,7 @@ async fn stamp_hub_time(mut response: Response) -> Response {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/v1/sync/enroll", post(sync::enroll))
         .route("/v1/sync/head", get(sync::head))
         .route("/v1/sync/push", post(sync::push))
@@ -101,6 +106,9 @@ pub fn router(state: AppState) -> Router {
             get(|| async { axum::Json(json!({ "status": "ok" })) }),
         )
         .route("/readyz", get(readyz))
+        .merge(crate::dashboard::router());
+    // Counted per route (the pattern, not the path), inside the routing.
+    ops_kit::http::route_metrics(routes, crate::metrics::REQUESTS)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -117,7 +125,9 @@ pub fn router(state: AppState) -> Router {
             tracing::error!("a request handler panicked");
             ApiError::internal().into_response()
         }))
-        .layer(TraceLayer::new_for_http())
+        .layer(ops_kit::http::trace_layer())
+        .layer(ops_kit::http::request_id_layers().1)
+        .layer(ops_kit::http::request_id_layers().0)
 }
 
 /// Ready to serve: the database answers and holds this binary's schema.

@@ -308,10 +308,25 @@ pub async fn push(State(state): State<AppState>, request: Request) -> Response {
             ));
         }
         verify_head(&signed.device, &batch)?;
+        let started = std::time::Instant::now();
+        let events = batch.events.len() as u64;
         let pushed = state
             .storage
             .push(&location, batch.events, &batch.head_signature, backlog, state.now_ms())
-            .await?;
+            .await;
+        metrics::histogram!(crate::metrics::PUSH_DURATION).record(started.elapsed().as_secs_f64());
+        let pushed = match pushed {
+            Ok(pushed) => {
+                metrics::counter!(crate::metrics::PUSHED_EVENTS).increment(events.min(pushed.applied as u64));
+                pushed
+            }
+            Err(e) => {
+                if let StorageError::Refused(refusal) = &e {
+                    metrics::counter!(crate::metrics::PUSH_REFUSALS, "code" => refusal.code()).increment(1);
+                }
+                return Err(e.into());
+            }
+        };
         tracing::debug!(%location, applied = pushed.applied, head = pushed.acked.seq, "push applied");
         Ok(signed_ok(&state, &signed.nonce, &PushResponse { acked: pushed.acked }))
     })
@@ -348,6 +363,13 @@ struct PullQuery {
 }
 
 pub async fn pull(State(state): State<AppState>, request: Request) -> Response {
+    let started = std::time::Instant::now();
+    let answer = pull_signed(state, request).await;
+    metrics::histogram!(crate::metrics::PULL_DURATION).record(started.elapsed().as_secs_f64());
+    answer
+}
+
+async fn pull_signed(state: AppState, request: Request) -> Response {
     let query = request.uri().query().unwrap_or_default().to_owned();
     signed(state, request, |state, signed| async move {
         let q: PullQuery = parse_query(&query)?;

@@ -21,6 +21,7 @@ use shared::{BookingId, Event, LocationId, ParticipantId, PoolId};
 
 pub use crate::enrollment::Enrolled;
 pub use crate::error::{StorageError, StorageResult};
+pub use crate::fleet::{Alert, FleetRead, LocationHealth, OpenAlert};
 pub use crate::routing::{Placed, WebOrder};
 pub use crate::view::Pushed;
 pub use crate::working::{DeviceStatus, HubBooking, PoolRow, Working};
@@ -99,21 +100,6 @@ pub struct PoolsRead {
     /// The owner's clock at the newest event of its log the hub holds.
     pub last_event_at_ms: Option<i64>,
     pub pools: Vec<(PoolId, PoolRow)>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct LocationHealth {
-    pub id: LocationId,
-    pub name: String,
-    pub timezone: String,
-    pub status: DeviceStatus,
-    pub epoch: u32,
-    pub head_seq: u64,
-    pub last_seen_at: Option<jiff::Timestamp>,
-    pub backlog_events: Option<u64>,
-    pub clock_offset_ms: Option<i64>,
-    /// Inbox events the location could not apply and set aside.
-    pub set_aside_events: u64,
 }
 
 #[async_trait]
@@ -213,4 +199,42 @@ pub trait HubStorage: Send + Sync + std::fmt::Debug + 'static {
     async fn pools(&self, location: &LocationId) -> StorageResult<PoolsRead>;
     async fn booking(&self, id: &BookingId) -> StorageResult<Option<HubBooking>>;
     async fn locations(&self) -> StorageResult<Vec<LocationHealth>>;
+
+    // Operations: the fleet as one read, alerts, operators.
+    /// Everything the dashboard, the alerts and the metrics read, as of now.
+    async fn fleet(&self, now_ms: i64) -> StorageResult<FleetRead>;
+    /// Bookings by (state, channel), for the metrics.
+    async fn booking_counts(&self) -> StorageResult<Vec<(String, String, u64)>>;
+    /// Makes the open alerts `current` (the conditions true now) in one
+    /// transaction: raises what is new and clears what healed, as
+    /// [`crate::alerts::diff`] says, and queues each change's webhook.
+    /// Several processes may call it at once; each change happens once.
+    async fn record_alerts(
+        &self,
+        current: Vec<Alert>,
+        now_ms: i64,
+    ) -> StorageResult<crate::alerts::Changes>;
+    async fn add_operator(&self, name: &str, password_hash: &str, now_ms: i64)
+    -> StorageResult<()>;
+    async fn operator(&self, name: &str) -> StorageResult<Option<crate::fleet::Operator>>;
+    /// Records a failed sign-in; locks the account until `lock_until_ms`
+    /// when `lock` is set.
+    async fn operator_failed(&self, name: &str, lock_until_ms: Option<i64>) -> StorageResult<()>;
+    /// A good sign-in: clears the failures and starts a session.
+    async fn start_operator_session(
+        &self,
+        name: &str,
+        token_hash: &str,
+        csrf: &str,
+        now_ms: i64,
+    ) -> StorageResult<()>;
+    /// The session of `token_hash` if it was used within `idle_ms`; marks
+    /// it used now.
+    async fn operator_session(
+        &self,
+        token_hash: &str,
+        idle_ms: i64,
+        now_ms: i64,
+    ) -> StorageResult<Option<crate::fleet::OperatorSession>>;
+    async fn end_operator_session(&self, token_hash: &str) -> StorageResult<()>;
 }

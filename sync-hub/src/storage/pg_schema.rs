@@ -16,9 +16,10 @@ use tokio_postgres::{Client, NoTls};
 /// migration's version is its place in this list, from 1. Append-only: a
 /// database records what it has applied, so an edited migration would
 /// never run again where it already ran.
-const MIGRATIONS: &[&str] = &[include_str!(
-    "../../../migrations/sync-hub/postgres/0001_initial.sql"
-)];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/sync-hub/postgres/0001_initial.sql"),
+    include_str!("../../../migrations/sync-hub/postgres/0002_operations.sql"),
+];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -37,11 +37,40 @@ use super::{
     Delivery, Device, HubBooking, HubStorage, LocationHealth, PoolsRead, Seen, StorageError,
     StorageResult, Work,
 };
+use crate::fleet::{
+    Alert, FailingWebhook, FleetRead, OpenAlert, Operator, OperatorSession, OverbookedPool,
+};
 use crate::notify::Inboxes;
 use crate::working::{
     BookingRow, EXPIRED_PER_SWEEP, HoldingRow, IdempotencyRow, LocationRow, PoolRow, ResourceRow,
     TokenRow, Working,
 };
+
+/// The advisory lock alert recording holds, apart from [`WRITE_LOCK`] so
+/// that a look at the fleet never waits behind sync traffic.
+const ALERT_LOCK: i64 = WRITE_LOCK + 1;
+
+/// The alerts raised and not cleared, oldest first.
+async fn pg_open_alerts(client: &impl GenericClient) -> StorageResult<Vec<OpenAlert>> {
+    client
+        .query(
+            "SELECT key, kind, subject, message, raised_at_ms FROM alerts
+             WHERE cleared_at_ms IS NULL ORDER BY raised_at_ms, id",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(OpenAlert {
+                key: r.try_get(0)?,
+                kind: r.try_get(1)?,
+                subject: r.try_get(2)?,
+                message: r.try_get(3)?,
+                raised_at_ms: r.try_get(4)?,
+            })
+        })
+        .collect()
+}
 
 /// The advisory lock every write transaction of the rules holds: a fixed
 /// key spelling `hubwrite` in ASCII, distinct from the migration lock.
@@ -1322,5 +1351,270 @@ impl HubStorage for PostgresStorage {
                 })
             })
             .collect()
+    }
+
+    async fn fleet(&self, _now_ms: i64) -> StorageResult<FleetRead> {
+        let locations = self.locations().await?;
+        let client = self.inner.pool.get().await?;
+        let waiting_requests = client
+            .query(
+                "SELECT owner, count(*) FROM view_bookings WHERE state = 'requested'
+                 GROUP BY owner ORDER BY owner",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get::<_, String>(0)?, r.try_get::<_, i64>(1)? as u64)))
+            .collect::<StorageResult<Vec<_>>>()?;
+        let overbooked_pools = client
+            .query(
+                "SELECT id, owner, capacity, used FROM view_pools WHERE used > capacity
+                 ORDER BY id LIMIT $1",
+                &[&(crate::alerts::LISTED_MAX as i64)],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(OverbookedPool {
+                    id: r.try_get(0)?,
+                    owner: r.try_get(1)?,
+                    capacity: r.try_get(2)?,
+                    used: r.try_get(3)?,
+                })
+            })
+            .collect::<StorageResult<Vec<_>>>()?;
+        let failing_webhooks = client
+            .query(
+                "SELECT w.id, w.url, max(d.attempts), count(*),
+                        (SELECT e.last_error FROM webhook_deliveries e
+                          WHERE e.webhook_id = w.id AND e.delivered_at_ms IS NULL
+                          ORDER BY e.attempts DESC, e.id LIMIT 1)
+                 FROM webhooks w JOIN webhook_deliveries d ON d.webhook_id = w.id
+                 WHERE d.delivered_at_ms IS NULL
+                 GROUP BY w.id, w.url HAVING max(d.attempts) > 0 ORDER BY w.id",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(FailingWebhook {
+                    id: r.try_get(0)?,
+                    url: r.try_get(1)?,
+                    attempts: u32::try_from(r.try_get::<_, i32>(2)?).unwrap_or(0),
+                    pending: r.try_get::<_, i64>(3)? as u64,
+                    last_error: r.try_get(4)?,
+                })
+            })
+            .collect::<StorageResult<Vec<_>>>()?;
+        let open_alerts = pg_open_alerts(&client).await?;
+        Ok(FleetRead {
+            locations,
+            waiting_requests,
+            overbooked_pools,
+            failing_webhooks,
+            open_alerts,
+        })
+    }
+
+    async fn booking_counts(&self) -> StorageResult<Vec<(String, String, u64)>> {
+        let client = self.inner.pool.get().await?;
+        client
+            .query(
+                "SELECT state, channel, count(*) FROM view_bookings GROUP BY state, channel",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get::<_, i64>(2)? as u64)))
+            .collect()
+    }
+
+    async fn record_alerts(
+        &self,
+        current: Vec<Alert>,
+        now_ms: i64,
+    ) -> StorageResult<crate::alerts::Changes> {
+        let mut client = self.inner.pool.get().await?;
+        let tx = client.transaction().await?;
+        // One recorder at a time across processes: each change is made
+        // (and its webhook queued) by exactly one of them.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ALERT_LOCK])
+            .await?;
+        let open = pg_open_alerts(&tx).await?;
+        let changes = crate::alerts::diff(&open, &current);
+        if changes == crate::alerts::Changes::default() {
+            return Ok(changes);
+        }
+        let hooks: Vec<i64> = tx
+            .query("SELECT id FROM webhooks ORDER BY id", &[])
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+        let mut queued: Vec<(OpenAlert, bool)> = Vec::new();
+        for alert in &changes.raised {
+            tx.execute(
+                "INSERT INTO alerts (key, kind, subject, message, raised_at_ms) VALUES ($1, $2, $3, $4, $5)",
+                &[&alert.key, &alert.kind, &alert.subject, &alert.message, &now_ms],
+            )
+            .await?;
+            queued.push((alert.opened(now_ms), true));
+        }
+        for alert in &changes.cleared {
+            tx.execute(
+                "UPDATE alerts SET cleared_at_ms = $2 WHERE key = $1 AND cleared_at_ms IS NULL",
+                &[&alert.key, &now_ms],
+            )
+            .await?;
+            queued.push((alert.clone(), false));
+        }
+        for (alert, raised) in &queued {
+            for hook in &hooks {
+                let event_id = uuid::Uuid::now_v7().to_string();
+                let payload = crate::alerts::payload(&event_id, *raised, alert, now_ms).to_string();
+                tx.execute(
+                    "INSERT INTO webhook_deliveries (webhook_id, event_id, booking_id, payload, next_attempt_at_ms)
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[hook, &event_id, &format!("alert:{}", alert.key), &payload, &now_ms],
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(changes)
+    }
+
+    async fn add_operator(
+        &self,
+        name: &str,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> StorageResult<()> {
+        let client = self.inner.pool.get().await?;
+        let added = client
+            .execute(
+                "INSERT INTO operators (name, password_hash, created_at_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO NOTHING",
+                &[&name, &password_hash, &now_ms],
+            )
+            .await?;
+        if added == 0 {
+            return Err(StorageError::Conflict(format!(
+                "an operator named {name:?} exists already"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn operator(&self, name: &str) -> StorageResult<Option<Operator>> {
+        let client = self.inner.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT name, password_hash, failed_attempts, locked_until_ms FROM operators WHERE name = $1",
+                &[&name],
+            )
+            .await?;
+        row.map(|r| {
+            Ok(Operator {
+                name: r.try_get(0)?,
+                password_hash: r.try_get(1)?,
+                failed_attempts: u32::try_from(r.try_get::<_, i32>(2)?).unwrap_or(0),
+                locked_until_ms: r.try_get(3)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn operator_failed(&self, name: &str, lock_until_ms: Option<i64>) -> StorageResult<()> {
+        let client = self.inner.pool.get().await?;
+        client
+            .execute(
+                "UPDATE operators SET failed_attempts = failed_attempts + 1,
+                        locked_until_ms = coalesce($2, locked_until_ms)
+                 WHERE name = $1",
+                &[&name, &lock_until_ms],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn start_operator_session(
+        &self,
+        name: &str,
+        token_hash: &str,
+        csrf: &str,
+        now_ms: i64,
+    ) -> StorageResult<()> {
+        let mut client = self.inner.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "UPDATE operators SET failed_attempts = 0, locked_until_ms = NULL WHERE name = $1",
+            &[&name],
+        )
+        .await?;
+        tx.execute(
+            "DELETE FROM operator_sessions WHERE last_seen_ms < $1",
+            &[&(now_ms - 24 * 3600 * 1000)],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO operator_sessions (token_hash, operator, csrf, created_at_ms, last_seen_ms)
+             VALUES ($1, $2, $3, $4, $4)",
+            &[&token_hash, &name, &csrf, &now_ms],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn operator_session(
+        &self,
+        token_hash: &str,
+        idle_ms: i64,
+        now_ms: i64,
+    ) -> StorageResult<Option<OperatorSession>> {
+        let client = self.inner.pool.get().await?;
+        let Some(row) = client
+            .query_opt(
+                "SELECT operator, csrf, last_seen_ms FROM operator_sessions WHERE token_hash = $1",
+                &[&token_hash],
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let last_seen: i64 = row.try_get(2)?;
+        if now_ms - last_seen > idle_ms {
+            client
+                .execute(
+                    "DELETE FROM operator_sessions WHERE token_hash = $1",
+                    &[&token_hash],
+                )
+                .await?;
+            return Ok(None);
+        }
+        if now_ms - last_seen > crate::alerts::SESSION_TOUCH_EVERY_MS {
+            client
+                .execute(
+                    "UPDATE operator_sessions SET last_seen_ms = $2 WHERE token_hash = $1",
+                    &[&token_hash, &now_ms],
+                )
+                .await?;
+        }
+        Ok(Some(OperatorSession {
+            operator: row.try_get(0)?,
+            csrf: row.try_get(1)?,
+        }))
+    }
+
+    async fn end_operator_session(&self, token_hash: &str) -> StorageResult<()> {
+        let client = self.inner.pool.get().await?;
+        client
+            .execute(
+                "DELETE FROM operator_sessions WHERE token_hash = $1",
+                &[&token_hash],
+            )
+            .await?;
+        Ok(())
     }
 }

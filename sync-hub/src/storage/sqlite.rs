@@ -23,6 +23,9 @@ use super::{
     Delivery, Device, HubBooking, HubStorage, LocationHealth, PoolsRead, Seen, StorageError,
     StorageResult, Work,
 };
+use crate::fleet::{
+    Alert, FailingWebhook, FleetRead, OpenAlert, Operator, OperatorSession, OverbookedPool,
+};
 use crate::notify::Inboxes;
 use crate::working::{
     BookingRow, EVERYONE, EXPIRED_PER_SWEEP, HoldingRow, IdempotencyRow, LocationRow, NewEvent,
@@ -42,7 +45,29 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!(
         "../../../migrations/sync-hub/sqlite/0004_everyone.sql"
     )),
+    M::up(include_str!(
+        "../../../migrations/sync-hub/sqlite/0005_operations.sql"
+    )),
 ];
+
+/// The alerts raised and not cleared, oldest first.
+fn open_alerts(conn: &Connection) -> StorageResult<Vec<OpenAlert>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT key, kind, subject, message, raised_at_ms FROM alerts
+             WHERE cleared_at_ms IS NULL ORDER BY raised_at_ms, id",
+        )?
+        .query_map([], |r| {
+            Ok(OpenAlert {
+                key: r.get(0)?,
+                kind: r.get(1)?,
+                subject: r.get(2)?,
+                message: r.get(3)?,
+                raised_at_ms: r.get(4)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?)
+}
 
 /// One recipient's inbox after a seq: a range of the inbox index (and the
 /// index alone: `INDEXED BY` makes a plan without it an error, and a test
@@ -1330,6 +1355,261 @@ impl HubStorage for SqliteStorage {
                 })
             })
             .collect()
+        })
+        .await
+    }
+
+    async fn fleet(&self, _now_ms: i64) -> StorageResult<FleetRead> {
+        let locations = self.locations().await?;
+        let mut fleet = self
+            .read(|conn| {
+                let waiting_requests = conn
+                    .prepare_cached(
+                        "SELECT owner, count(*) FROM view_bookings WHERE state = 'requested'
+                         GROUP BY owner ORDER BY owner",
+                    )?
+                    .query_map([], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                let overbooked_pools = conn
+                    .prepare_cached(&format!(
+                        "SELECT id, owner, capacity, used FROM view_pools WHERE used > capacity
+                         ORDER BY id LIMIT {}",
+                        crate::alerts::LISTED_MAX
+                    ))?
+                    .query_map([], |r| {
+                        Ok(OverbookedPool {
+                            id: r.get(0)?,
+                            owner: r.get(1)?,
+                            capacity: r.get(2)?,
+                            used: r.get(3)?,
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                let failing_webhooks = conn
+                    .prepare_cached(
+                        "SELECT w.id, w.url, max(d.attempts), count(*),
+                                (SELECT e.last_error FROM webhook_deliveries e
+                                  WHERE e.webhook_id = w.id AND e.delivered_at_ms IS NULL
+                                  ORDER BY e.attempts DESC, e.id LIMIT 1)
+                         FROM webhooks w JOIN webhook_deliveries d ON d.webhook_id = w.id
+                         WHERE d.delivered_at_ms IS NULL
+                         GROUP BY w.id, w.url HAVING max(d.attempts) > 0 ORDER BY w.id",
+                    )?
+                    .query_map([], |r| {
+                        Ok(FailingWebhook {
+                            id: r.get(0)?,
+                            url: r.get(1)?,
+                            attempts: r.get(2)?,
+                            pending: r.get::<_, i64>(3)? as u64,
+                            last_error: r.get(4)?,
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                let open_alerts = open_alerts(conn)?;
+                Ok(FleetRead {
+                    locations: Vec::new(),
+                    waiting_requests,
+                    overbooked_pools,
+                    failing_webhooks,
+                    open_alerts,
+                })
+            })
+            .await?;
+        fleet.locations = locations;
+        Ok(fleet)
+    }
+
+    async fn booking_counts(&self) -> StorageResult<Vec<(String, String, u64)>> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT state, channel, count(*) FROM view_bookings GROUP BY state, channel",
+                )?
+                .query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+                })?
+                .collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn record_alerts(
+        &self,
+        current: Vec<Alert>,
+        now_ms: i64,
+    ) -> StorageResult<crate::alerts::Changes> {
+        self.write(move |tx| {
+            let open = open_alerts(tx)?;
+            let changes = crate::alerts::diff(&open, &current);
+            if changes == crate::alerts::Changes::default() {
+                return Ok(changes);
+            }
+            let hooks = tx
+                .prepare_cached("SELECT id FROM webhooks ORDER BY id")?
+                .query_map([], |r| r.get::<_, i64>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            let enqueue = |alert: &OpenAlert, raised: bool| -> StorageResult<()> {
+                for hook in &hooks {
+                    let event_id = uuid::Uuid::now_v7().to_string();
+                    let payload = crate::alerts::payload(&event_id, raised, alert, now_ms);
+                    tx.prepare_cached(
+                        "INSERT INTO webhook_deliveries (webhook_id, event_id, booking_id, payload, next_attempt_at_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![hook, event_id, format!("alert:{}", alert.key), payload.to_string(), now_ms])?;
+                }
+                Ok(())
+            };
+            for alert in &changes.raised {
+                tx.prepare_cached(
+                    "INSERT INTO alerts (key, kind, subject, message, raised_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![alert.key, alert.kind, alert.subject, alert.message, now_ms])?;
+                enqueue(&alert.opened(now_ms), true)?;
+            }
+            for alert in &changes.cleared {
+                tx.prepare_cached(
+                    "UPDATE alerts SET cleared_at_ms = ?2 WHERE key = ?1 AND cleared_at_ms IS NULL",
+                )?
+                .execute(params![alert.key, now_ms])?;
+                enqueue(alert, false)?;
+            }
+            Ok(changes)
+        })
+        .await
+    }
+
+    async fn add_operator(
+        &self,
+        name: &str,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> StorageResult<()> {
+        let (name, hash) = (name.to_owned(), password_hash.to_owned());
+        self.write(move |tx| {
+            let added = tx
+                .prepare_cached(
+                    "INSERT INTO operators (name, password_hash, created_at_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (name) DO NOTHING",
+                )?
+                .execute(params![name, hash, now_ms])?;
+            if added == 0 {
+                return Err(StorageError::Conflict(format!(
+                    "an operator named {name:?} exists already"
+                )));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn operator(&self, name: &str) -> StorageResult<Option<Operator>> {
+        let name = name.to_owned();
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT name, password_hash, failed_attempts, locked_until_ms FROM operators WHERE name = ?1",
+                )?
+                .query_row([name], |r| {
+                    Ok(Operator {
+                        name: r.get(0)?,
+                        password_hash: r.get(1)?,
+                        failed_attempts: r.get(2)?,
+                        locked_until_ms: r.get(3)?,
+                    })
+                })
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn operator_failed(&self, name: &str, lock_until_ms: Option<i64>) -> StorageResult<()> {
+        let name = name.to_owned();
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "UPDATE operators SET failed_attempts = failed_attempts + 1,
+                        locked_until_ms = coalesce(?2, locked_until_ms)
+                 WHERE name = ?1",
+            )?
+            .execute(params![name, lock_until_ms])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn start_operator_session(
+        &self,
+        name: &str,
+        token_hash: &str,
+        csrf: &str,
+        now_ms: i64,
+    ) -> StorageResult<()> {
+        let (name, token_hash, csrf) = (name.to_owned(), token_hash.to_owned(), csrf.to_owned());
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "UPDATE operators SET failed_attempts = 0, locked_until_ms = NULL WHERE name = ?1",
+            )?
+            .execute([&name])?;
+            // Sessions nobody used for a day are gone for good.
+            tx.prepare_cached("DELETE FROM operator_sessions WHERE last_seen_ms < ?1")?
+                .execute([now_ms - 24 * 3600 * 1000])?;
+            tx.prepare_cached(
+                "INSERT INTO operator_sessions (token_hash, operator, csrf, created_at_ms, last_seen_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?4)",
+            )?
+            .execute(params![token_hash, name, csrf, now_ms])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn operator_session(
+        &self,
+        token_hash: &str,
+        idle_ms: i64,
+        now_ms: i64,
+    ) -> StorageResult<Option<OperatorSession>> {
+        let token_hash = token_hash.to_owned();
+        let found: Option<(String, String, i64)> = {
+            let token_hash = token_hash.clone();
+            self.read(move |conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "SELECT operator, csrf, last_seen_ms FROM operator_sessions WHERE token_hash = ?1",
+                    )?
+                    .query_row([token_hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()?)
+            })
+            .await?
+        };
+        let Some((operator, csrf, last_seen)) = found else {
+            return Ok(None);
+        };
+        if now_ms - last_seen > idle_ms {
+            self.end_operator_session(&token_hash).await?;
+            return Ok(None);
+        }
+        if now_ms - last_seen > crate::alerts::SESSION_TOUCH_EVERY_MS {
+            self.write(move |tx| {
+                tx.prepare_cached(
+                    "UPDATE operator_sessions SET last_seen_ms = ?2 WHERE token_hash = ?1",
+                )?
+                .execute(params![token_hash, now_ms])?;
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(Some(OperatorSession { operator, csrf }))
+    }
+
+    async fn end_operator_session(&self, token_hash: &str) -> StorageResult<()> {
+        let token_hash = token_hash.to_owned();
+        self.write(move |tx| {
+            tx.prepare_cached("DELETE FROM operator_sessions WHERE token_hash = ?1")?
+                .execute([token_hash])?;
+            Ok(())
         })
         .await
     }

@@ -1,9 +1,8 @@
 //! How both servers take connections: hyper-util's server with bounds on
 //! how long a client may take to send a request head and how long an idle
 //! connection is kept, and a graceful shutdown with a bound on how long it
-//! waits for requests in flight. The edge node serves through this module
-//! too (it links this crate already, for its demo), so the two servers
-//! cannot drift apart on these limits.
+//! waits for requests in flight. Both servers take connections here, so
+//! they cannot drift apart on these limits.
 
 use std::convert::Infallible;
 use std::future::Future;
