@@ -111,7 +111,8 @@ fn check(loaded: &Loaded<Config>) -> anyhow::Result<()> {
             &format!("a filter such as \"info\" or \"info,edge_node=debug\" is expected ({e})"),
         ));
     }
-    if c.metrics.listen == Some(c.listen) {
+    // Port 0 asks for any free port: two of them never collide.
+    if c.metrics.listen == Some(c.listen) && c.listen.port() != 0 {
         return Err(loaded.invalid(
             "metrics.listen",
             c.listen,

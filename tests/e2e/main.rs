@@ -16,6 +16,7 @@ mod postgres;
 mod protocol;
 mod recovery;
 mod replication;
+mod running;
 mod signin;
 mod timeouts;
 mod webhooks;

@@ -193,6 +193,7 @@ async fn a_replacement_pc_rebuilds_the_same_bookings_and_availability_from_the_h
         token: manager,
         served: None,
         env: Vec::new(),
+        args: Vec::new(),
     };
     replacement.start(&world);
     let after = snapshot(&world, &replacement).await;

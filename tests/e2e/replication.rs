@@ -147,6 +147,7 @@ async fn a_standalone_store_enrolled_later_replays_its_whole_history() {
         token,
         served: None,
         env: Vec::new(),
+        args: Vec::new(),
     };
     store.start(&world);
     store.stock(&world, "late-1:beans", 50).await;

@@ -35,6 +35,8 @@ pub struct World {
     pub http: reqwest::Client,
     /// Extra flags for `sync-hub serve`.
     pub hub_args: Vec<String>,
+    /// Extra environment of `sync-hub serve` (`SYNC_HUB__...` settings).
+    pub hub_env: Vec<(String, String)>,
     /// The PostgreSQL database the hub runs on; SQLite in `hub_dir` if none.
     pub database_url: Option<String>,
     /// Hub processes besides the first, sharing its database and its key.
@@ -96,6 +98,7 @@ impl World {
             api_key: String::new(),
             http: http(),
             hub_args: Vec::new(),
+            hub_env: Vec::new(),
             database_url,
             peers: Vec::new(),
         };
@@ -299,12 +302,17 @@ impl World {
         let listen = format!("127.0.0.1:{}", self.port);
         let args = self.serve_args();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = self
+            .hub_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         self.hub = Some(Served::start(
             &self.bins.hub,
             self.hub_dir.path(),
             &listen,
             &args,
-            &[],
+            &env,
         ));
     }
 
@@ -386,6 +394,8 @@ pub struct Store {
     pub token: String,
     pub served: Option<Served>,
     pub env: Vec<(String, String)>,
+    /// Extra flags for `edge-node serve`.
+    pub args: Vec<String>,
 }
 
 impl Store {
@@ -414,6 +424,7 @@ impl Store {
             token,
             served: None,
             env: Vec::new(),
+            args: Vec::new(),
         }
     }
 
@@ -427,11 +438,12 @@ impl Store {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
         self.served = Some(Served::start(
             &world.bins.edge,
             self.dir.path(),
             "127.0.0.1:0",
-            &[],
+            &args,
             &env,
         ));
     }

@@ -123,6 +123,8 @@ pub fn free_port() -> u16 {
 pub struct Served {
     child: Child,
     pub base: String,
+    /// Every line the process printed on stdout so far.
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Served {
@@ -154,18 +156,43 @@ impl Served {
         let mut child = command.spawn().expect("spawn");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        let lines: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
+        let printed = lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { return };
                 if let Some(addr) = line.strip_prefix("listening on ") {
                     let _ = tx.send(addr.to_owned());
                 }
+                printed.lock().expect("lines").push(line);
             }
         });
         let base = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("the server announces its address");
-        Self { child, base }
+        Self { child, base, lines }
+    }
+
+    /// The rest of the first stdout line starting with `prefix`, waiting
+    /// for it up to 30 s (`metrics on ` gives the metrics URL).
+    pub fn announced(&self, prefix: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(rest) = self
+                .lines
+                .lock()
+                .expect("lines")
+                .iter()
+                .find_map(|l| l.strip_prefix(prefix))
+            {
+                return rest.to_owned();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server never printed a line starting with {prefix:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGTERM, as systemd stops a service; how long the process took to
