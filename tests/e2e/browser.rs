@@ -919,3 +919,144 @@ async fn german_is_served_for_accept_language_de_and_the_switch_changes_it() {
     screenshot(&staff, "staff-de").await;
     let _ = staff.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_fleet_dashboard_shows_a_store_cut_off_going_unreachable_live_with_one_alert() {
+    use crate::running::{add_operator, alert_receiver, alert_types};
+    let mut world = crate::world::World::quick();
+    world
+        .hub_env
+        .push(("SYNC_HUB__ALERTS__UNREACHABLE_FOR_MS".into(), "2500".into()));
+    let (hook, seen) = alert_receiver().await;
+    world.hub_command(&["webhook", "add", "--url", &hook]);
+    add_operator(&world, "Ops", "a long enough password");
+    world.start_hub();
+    let base = world.hub_url();
+    let proxy = e2e::Proxy::start(base.clone()).await;
+    let mut store = crate::world::Store::enroll_via(&world, "store-1", &proxy.url());
+    store.start(&world);
+    store.synced(&world, Duration::from_secs(30)).await;
+
+    let driver = chromedriver();
+    let profiles = tempfile::tempdir().expect("profiles");
+    let client = browser(&driver, &profiles.path().join("operator")).await;
+    client.goto(&format!("{base}/")).await.expect("goto");
+    // Not signed in: the sign-in page; a wrong password is said beside it.
+    fill(&client, "#name", "Ops").await;
+    fill(&client, "#password", "wrong password!").await;
+    click(&client, "button[type=submit]").await;
+    let error = client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#signin-error"))
+        .await;
+    let error = match error {
+        Ok(error) => error,
+        Err(e) => panic!(
+            "no refusal shown ({e}): {}",
+            client.source().await.unwrap_or_default()
+        ),
+    };
+    assert!(error.text().await.expect("text").contains("do not match"));
+    fill(&client, "#password", "a long enough password").await;
+    click(&client, "button[type=submit]").await;
+    let row = r#"tr[data-location="store-1"]"#;
+    let state_of = |client: Client| async move {
+        client
+            .find(Locator::Css(r#"tr[data-location="store-1"]"#))
+            .await
+            .ok()?
+            .attr("data-state")
+            .await
+            .ok()?
+    };
+    client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(row))
+        .await
+        .expect("the store is listed");
+    eventually(Duration::from_secs(10), "the store shows connected", || {
+        let client = client.clone();
+        async move { (state_of(client).await.as_deref() == Some("connected")).then_some(()) }
+    })
+    .await;
+    let mut faults = Vec::new();
+    for (width, height) in [(390, 844), (820, 1180), (1280, 900)] {
+        client.set_window_size(width, height).await.expect("size");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let found = layout_faults(&client).await;
+        if found["wide"] == json!(true) || found["small"] != json!([]) {
+            faults.push(format!("dashboard at {width} px: {found}"));
+        }
+        screenshot(&client, &format!("hub-dashboard-{width}")).await;
+    }
+    assert!(faults.is_empty(), "{faults:#?}");
+
+    // The store is cut off: the open page turns it unreachable by itself
+    // (no reload) and lists the alert; the receiver gets it once.
+    proxy.set(e2e::Link::Cut);
+    eventually(
+        Duration::from_secs(20),
+        "the store shows unreachable",
+        || {
+            let client = client.clone();
+            async move { (state_of(client).await.as_deref() == Some("unreachable")).then_some(()) }
+        },
+    )
+    .await;
+    let alert = client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(
+            r#"li[data-alert="store_unreachable:store-1"]"#,
+        ))
+        .await
+        .expect("the alert is on the dashboard");
+    assert!(
+        alert
+            .text()
+            .await
+            .expect("text")
+            .contains("Store unreachable")
+    );
+    screenshot(&client, "hub-dashboard-alert").await;
+    eventually(Duration::from_secs(10), "the alert webhook", || {
+        let seen = seen.clone();
+        async move { (!alert_types(&seen, "store_unreachable:store-1").is_empty()).then_some(()) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        alert_types(&seen, "store_unreachable:store-1"),
+        ["alert.raised"]
+    );
+
+    // Healed: connected again, the alert gone from the page and cleared.
+    proxy.set(e2e::Link::Open);
+    eventually(
+        Duration::from_secs(20),
+        "the store shows connected again",
+        || {
+            let client = client.clone();
+            async move { (state_of(client).await.as_deref() == Some("connected")).then_some(()) }
+        },
+    )
+    .await;
+    eventually(Duration::from_secs(20), "the alert is cleared", || {
+        let (client, seen) = (client.clone(), seen.clone());
+        async move {
+            let gone = client
+                .find(Locator::Css(
+                    r#"li[data-alert="store_unreachable:store-1"]"#,
+                ))
+                .await
+                .is_err();
+            let cleared = alert_types(&seen, "store_unreachable:store-1")
+                == ["alert.raised", "alert.cleared"];
+            (gone && cleared).then_some(())
+        }
+    })
+    .await;
+    let _ = client.close().await;
+}

@@ -801,3 +801,72 @@ async fn a_store_cut_off_raises_one_alert_and_clears_it_when_it_is_back() {
     let open: Vec<_> = world.hub_rows("SELECT key FROM alerts WHERE cleared_at_ms IS NULL", &[]);
     assert!(open.is_empty(), "{open:?}");
 }
+
+/// What a server tells systemd, read from a notify socket of our own.
+fn notifications(socket: &std::os::unix::net::UnixDatagram, for_at_most: Duration) -> Vec<String> {
+    let deadline = std::time::Instant::now() + for_at_most;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    while std::time::Instant::now() < deadline {
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        if let Ok(n) = socket.recv(&mut buf) {
+            got.extend(
+                String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .map(str::to_owned),
+            );
+        }
+    }
+    got
+}
+
+#[test]
+fn both_servers_say_ready_to_systemd_and_feed_its_watchdog_only_while_ready() {
+    let bins = bins();
+    let sockets = tempfile::tempdir().expect("tempdir");
+    let dir = standalone_store();
+    let hub_dir = tempfile::tempdir().expect("tempdir");
+    run(&bins.hub, hub_dir.path(), &["init"]);
+    for (bin, data, db) in [
+        (&bins.edge, dir.path(), "edge.db"),
+        (&bins.hub, hub_dir.path(), "hub.db"),
+    ] {
+        let path = sockets.path().join(format!("{db}.sock"));
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("bind");
+        let server = Process::start(
+            bin,
+            &[
+                "--data-dir",
+                data.to_str().expect("path"),
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            // A watchdog of 400 ms: pinged every 200 ms.
+            &[
+                ("NOTIFY_SOCKET", path.to_str().expect("path")),
+                ("WATCHDOG_USEC", "400000"),
+            ],
+        );
+        server.announced("listening on http://");
+        let said = notifications(&socket, Duration::from_secs(2));
+        assert_eq!(
+            said.first().map(String::as_str),
+            Some("READY=1"),
+            "{db}: {said:?}"
+        );
+        let pings = said.iter().filter(|l| *l == "WATCHDOG=1").count();
+        assert!(pings >= 3, "{db}: {said:?}");
+        // The database no longer holds this binary's schema: the pings stop,
+        // so systemd would restart the service.
+        let conn = rusqlite::Connection::open(data.join(db)).expect("db");
+        conn.busy_timeout(Duration::from_secs(5)).expect("busy");
+        conn.pragma_update(None, "user_version", 1)
+            .expect("downgrade");
+        notifications(&socket, Duration::from_millis(500));
+        let said = notifications(&socket, Duration::from_secs(1));
+        assert!(!said.iter().any(|l| l == "WATCHDOG=1"), "{db}: {said:?}");
+    }
+}

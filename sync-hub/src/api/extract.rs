@@ -138,12 +138,13 @@ const REFUSAL_TEXT_MAX_BYTES: usize = 1024;
 /// own errors are JSON already and pass through untouched, as do successes.
 pub async fn json_refusals(response: Response) -> Response {
     let status = response.status();
-    let is_json = response
+    let is_ours = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    // A page of the dashboard says what went wrong on the page itself.
+    if !(status.is_client_error() || status.is_server_error()) || is_ours {
         return response;
     }
     let (parts, body) = response.into_parts();
