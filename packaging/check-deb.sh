@@ -50,6 +50,16 @@ check_one() {
     fail "usr/bin/$name is missing or not executable"
   fi
 
+  # The store's package must not carry the hub (the `demo` feature is
+  # off): no symbol of the sync_hub crate in its binary.
+  if [ "$name" = edge-node ] && [ -f "$bin" ]; then
+    if grep -qa 'sync_hub' "$bin"; then
+      fail "usr/bin/edge-node carries the hub (build it with --no-default-features)"
+    else
+      ok "usr/bin/edge-node carries no sync_hub code"
+    fi
+  fi
+
   # The systemd unit (cargo-deb 3 installs units under usr/lib, older
   # releases under lib).
   local unit="" candidate
