@@ -109,6 +109,8 @@ enum Command {
     /// Print a complete, commented configuration file with the defaults
     /// (and --data-dir, when given).
     DefaultConfig,
+    /// Print the LAN API's OpenAPI document, as served at /openapi.json.
+    Openapi,
     /// Manage LAN API tokens.
     Token {
         #[command(subcommand)]
@@ -214,6 +216,10 @@ pub fn main() -> std::process::ExitCode {
         print!("{}", crate::config::render(cli.data_dir.as_deref()));
         return std::process::ExitCode::SUCCESS;
     }
+    if let Command::Openapi = cli.command {
+        print!("{}", ops_kit::openapi::to_json(&crate::server::openapi()));
+        return std::process::ExitCode::SUCCESS;
+    }
     let result = crate::config::load(cli.config.as_deref(), &flags(&cli)).and_then(|config| {
         ops_kit::log::init(&config.log);
         run(cli, config)
@@ -295,6 +301,10 @@ fn run(cli: Cli, config: Config) -> Result<()> {
         }
         Command::DefaultConfig => {
             print!("{}", crate::config::render(Some(&data_dir)));
+            Ok(())
+        }
+        Command::Openapi => {
+            print!("{}", ops_kit::openapi::to_json(&crate::server::openapi()));
             Ok(())
         }
         Command::Token {

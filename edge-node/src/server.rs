@@ -6,15 +6,17 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::Router;
+use axum::extract::State;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde_json::json;
 use shared::limits::REQUEST_BODY_MAX_BYTES;
+use shared::protocol::ErrorBody;
 use tokio::net::TcpListener;
 use tower::{Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::api;
 use crate::error::ApiError;
@@ -35,15 +37,11 @@ pub fn app(
 + Send
 + Sync
 + 'static {
-    let store = state.store.clone();
-    let routes = Router::new()
-        .merge(api::router(state.clone()))
+    let (documented, document) = documented().split_for_parts();
+    let routes = documented
+        .with_state(state.clone())
         .merge(web::router(state))
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(json!({ "status": "ok" })) }),
-        )
-        .route("/readyz", get(move || readyz(store.clone())));
+        .merge(ops_kit::openapi::routes(&document));
     // Counted per route (the pattern, not the path), inside the routing.
     let routes = ops_kit::http::route_metrics(routes, crate::metrics::REQUESTS)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
@@ -65,10 +63,48 @@ pub fn app(
         .service(routes)
 }
 
+/// What the OpenAPI document describes: the JSON API and the health
+/// checks, routed from the same list the document is collected from.
+fn documented() -> OpenApiRouter<AppState> {
+    api::routes()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+}
+
+/// The node's OpenAPI document, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented().into_openapi()
+}
+
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    summary = "The process is up",
+    description = "Answers while the process runs, whatever the state of its database.",
+    responses((status = 200, description = "Up", body = Object, example = json!({"status": "ok"}))),
+    security(())
+)]
+async fn healthz() -> Response {
+    axum::Json(json!({ "status": "ok" })).into_response()
+}
+
 /// Ready to serve: the database answers and holds this binary's schema.
 /// Without credentials; the reason goes to the log, not to whoever asks.
-async fn readyz(store: Store) -> Response {
-    if is_ready(&store).await {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    summary = "Ready to serve",
+    description = "The database answers and holds this binary's schema.",
+    responses(
+        (status = 200, description = "Ready", body = Object, example = json!({"status": "ready"})),
+        (status = 503, description = "The database is not reachable or not migrated", body = ErrorBody)
+    ),
+    security(())
+)]
+async fn readyz(State(state): State<AppState>) -> Response {
+    if is_ready(&state.store).await {
         axum::Json(json!({ "status": "ready" })).into_response()
     } else {
         ApiError::new(

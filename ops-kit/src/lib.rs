@@ -13,5 +13,6 @@ pub mod http;
 pub mod log;
 pub mod metrics;
 pub mod notify;
+pub mod openapi;
 pub mod prompt;
 pub mod serve;

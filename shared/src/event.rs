@@ -87,7 +87,7 @@ impl<'de> Deserialize<'de> for Hash {
 }
 
 /// What kind of thing a resource is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ResourceKind {
     /// Countable items, one pool (e.g. a SKU for in-store pickup).
@@ -277,7 +277,7 @@ impl EventBody {
 }
 
 /// One event of one participant's log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Event {
     pub origin: ParticipantId,

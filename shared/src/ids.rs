@@ -38,7 +38,7 @@ fn excerpt(value: &str) -> String {
 /// The id of the central hub as a participant.
 pub const HUB: &str = "hub";
 
-const LOCATION_PATTERN: &str = "^[a-z0-9][a-z0-9-]{0,62}$";
+pub(crate) const LOCATION_PATTERN: &str = "^[a-z0-9][a-z0-9-]{0,62}$";
 
 /// A location id: `^[a-z0-9][a-z0-9-]{0,62}$`, and never `hub`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -110,7 +110,7 @@ impl From<LocationId> for ParticipantId {
     }
 }
 
-const CATALOG_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$";
+pub(crate) const CATALOG_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$";
 
 fn parse_catalog_id(what: &'static str, value: &str) -> Result<String, IdError> {
     let mut chars = value.chars();

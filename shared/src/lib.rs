@@ -15,6 +15,7 @@ pub mod ids;
 pub mod json;
 pub mod limits;
 pub mod protocol;
+pub mod schema;
 pub mod signin;
 pub mod signing;
 pub mod slots;

@@ -8,7 +8,7 @@ use crate::ids::{LocationId, ParticipantId};
 use crate::booking::{Customer, Line};
 
 /// `POST /bookings` on the edge (and, with more fields, on the hub).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBooking {
     pub lines: Vec<Line>,
@@ -23,12 +23,12 @@ pub struct CreateBooking {
 }
 
 /// The JSON error shape of every API: `{"error": {"code", "message"}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
@@ -50,7 +50,7 @@ impl ErrorBody {
 }
 
 /// A point in a log: its last `seq` and that event's hash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HeadRef {
     pub seq: u64,
     pub hash: Hash,
@@ -76,7 +76,7 @@ impl From<HeadRef> for crate::event::ChainHead {
 
 /// `POST /v1/sync/enroll`: a device presents a one-time token and its new
 /// public key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollRequest {
     pub token: String,
@@ -93,7 +93,7 @@ pub struct EnrollRequest {
     pub restore: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EnrollResponse {
     pub location: LocationId,
     pub name: String,
@@ -107,7 +107,7 @@ pub struct EnrollResponse {
 }
 
 /// `POST /v1/sync/push`: the next events of the device's own log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PushRequest {
     pub origin: ParticipantId,
@@ -117,14 +117,14 @@ pub struct PushRequest {
     pub head_signature: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PushResponse {
     /// The hub's head of this log after the push.
     pub acked: HeadRef,
 }
 
 /// `GET /v1/sync/head`: what the hub holds of the caller's log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HeadResponse {
     pub location: LocationId,
     pub epoch: u32,
@@ -133,7 +133,7 @@ pub struct HeadResponse {
 }
 
 /// One event of the hub's log addressed to the puller, with its position.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InboxEvent {
     pub hub_seq: u64,
     pub event: Event,
@@ -167,7 +167,7 @@ pub fn event_protocol(event: &Event) -> u32 {
 }
 
 /// `GET /v1/sync/pull?after=N&wait_ms=M&protocol=P`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PullResponse {
     pub events: Vec<InboxEvent>,
     /// Set when the next event needs a newer protocol than the caller
@@ -178,14 +178,14 @@ pub struct PullResponse {
 }
 
 /// `GET /v1/sync/log?after=N`: the caller's own log as the hub holds it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogResponse {
     pub events: Vec<Event>,
     pub head: HeadRef,
 }
 
 /// `POST /v1/sync/reset`: the device starts a new epoch after the hub's head.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ResetResponse {
     pub epoch: u32,
     pub epoch_start_seq: u64,

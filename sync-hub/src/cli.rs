@@ -73,6 +73,8 @@ enum Command {
     /// Print a complete, commented configuration file with the defaults
     /// (and --data-dir, when given).
     DefaultConfig,
+    /// Print the hub's OpenAPI document, as served at /openapi.json.
+    Openapi,
     /// Make a hub in the data directory (or on --database-url): its
     /// database and its signing key, so that locations and API keys can be
     /// added before it first serves. `serve` does the same when needed.
@@ -167,6 +169,10 @@ pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     if let Command::DefaultConfig = cli.command {
         print!("{}", crate::config::render(cli.data_dir.as_deref()));
+        return std::process::ExitCode::SUCCESS;
+    }
+    if let Command::Openapi = cli.command {
+        print!("{}", ops_kit::openapi::to_json(&crate::api::openapi()));
         return std::process::ExitCode::SUCCESS;
     }
     let result = crate::config::load(cli.config.as_deref(), &flags(&cli)).and_then(|config| {
@@ -279,6 +285,10 @@ fn run(cli: Cli, config: Config) -> Result<()> {
         }
         Command::DefaultConfig => {
             print!("{}", crate::config::render(Some(&data_dir)));
+            Ok(())
+        }
+        Command::Openapi => {
+            print!("{}", ops_kit::openapi::to_json(&crate::api::openapi()));
             Ok(())
         }
         Command::Init => {

@@ -8,7 +8,7 @@ use shared::LocationId;
 
 use crate::working::DeviceStatus;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LocationHealth {
     pub id: LocationId,
     pub name: String,

@@ -24,7 +24,7 @@ use shared::{
 use crate::error::{StorageError, StorageResult};
 
 /// Where an enrolled device stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceStatus {
     Pending,
@@ -673,7 +673,7 @@ pub fn timestamp(ms: i64) -> jiff::Timestamp {
 }
 
 /// A booking as the public API and webhooks show it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HubBooking {
     pub id: BookingId,
     pub code: String,

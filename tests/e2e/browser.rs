@@ -618,6 +618,7 @@ async fn every_page_fits_a_phone_a_tablet_and_a_desktop_without_sideways_scrolli
             format!("{base}/staff/slots/cafe-1:class-10"),
         ),
         (&manager, "manager", format!("{base}/manager")),
+        (&visitor, "api-docs", format!("{base}/docs")),
     ];
     let mut faults = Vec::new();
     for (width, height) in [(390, 844), (820, 1180), (1280, 900)] {

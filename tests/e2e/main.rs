@@ -10,6 +10,7 @@ mod enrollment;
 mod fleet;
 mod hub_input;
 mod inbox;
+mod openapi;
 mod operations;
 mod partition;
 mod postgres;

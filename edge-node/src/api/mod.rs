@@ -6,17 +6,16 @@ use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
+use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use shared::booking::Action;
 use shared::event::{ResourceKind, canonical_json};
 use shared::limits::{BOOKING_LIST_MAX, IDEMPOTENCY_KEY_MAX_CHARS};
-use shared::protocol::CreateBooking;
+use shared::protocol::{CreateBooking, ErrorBody};
 use shared::{BookingId, BookingState, ParticipantId, PoolId, ResourceId};
 
 use crate::auth::{Role, hash_token};
@@ -26,46 +25,99 @@ use crate::store::StoreError;
 use crate::store::ops::{self, NewBooking, NewPool, NewResource};
 use crate::store::queries::{
     self, BookingFilter, BookingView, PoolFilter, PoolView, ResourceView, SEARCH_MAX_CHARS, Search,
+    SyncStatus,
 };
 use extract::{IdPath, JsonBody, QueryParams, RawBody, parse_bytes};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-/// The JSON API's routes, under `/api/v1/`. They are written out in full
-/// rather than nested: a nested router rewrites every request's URI to
-/// strip its prefix.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route(
-            "/api/v1/resources",
-            post(create_resource).get(list_resources),
-        )
-        .route("/api/v1/pools", post(create_pool).get(list_pools))
-        .route("/api/v1/pools/{id}", get(get_pool))
-        .route("/api/v1/pools/{id}/adjust", post(adjust_pool))
-        .route("/api/v1/pools/{id}/allotments", post(grant_allotment))
-        .route("/api/v1/pools/{id}/return", post(return_allotment))
-        .route("/api/v1/bookings", post(create_booking).get(list_bookings))
-        .route("/api/v1/bookings/{id}", get(get_booking))
-        .route("/api/v1/bookings/{id}/confirm", post(confirm_booking))
-        .route("/api/v1/bookings/{id}/cancel", post(cancel_booking))
-        .route("/api/v1/bookings/{id}/fulfil", post(fulfil_booking))
-        .route("/api/v1/bookings/{id}/no-show", post(no_show_booking))
-        .route("/api/v1/sync/status", get(sync_status))
-        .route("/api/v1/quarantine", get(list_quarantine))
-        .route("/api/v1/sync/set-aside", get(list_set_aside))
-        .with_state(state)
+/// The JSON API's routes, under `/api/v1/`, each with its OpenAPI
+/// operation: the document is collected from the same list that routes, so
+/// it cannot name a path the server does not answer. They are written out
+/// in full rather than nested: a nested router rewrites every request's URI
+/// to strip its prefix.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(create_resource, list_resources))
+        .routes(routes!(create_pool, list_pools))
+        .routes(routes!(get_pool))
+        .routes(routes!(adjust_pool))
+        .routes(routes!(grant_allotment))
+        .routes(routes!(return_allotment))
+        .routes(routes!(create_booking, list_bookings))
+        .routes(routes!(get_booking))
+        .routes(routes!(confirm_booking))
+        .routes(routes!(cancel_booking))
+        .routes(routes!(fulfil_booking))
+        .routes(routes!(no_show_booking))
+        .routes(routes!(sync_status))
+        .routes(routes!(list_quarantine))
+        .routes(routes!(list_set_aside))
 }
 
-#[derive(Debug, Serialize)]
+/// The document's frame: what the API is, its tags and its credentials.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "edge-node",
+        description = "The LAN API of one store: its catalog, its bookings and its sync health. \
+Every answer is JSON; every refusal is `{\"error\": {\"code\", \"message\"}}` with the HTTP status \
+that fits. A booking is acknowledged only once it is on disk, and the store answers with the \
+internet down."
+    ),
+    tags(
+        (name = "catalog", description = "Resources and their pools of capacity."),
+        (name = "allotments", description = "Escrow: moving units of a pool between participants, so each unit belongs to one at a time."),
+        (name = "bookings", description = "Booking, holding, confirming, cancelling, fulfilling."),
+        (name = "sync", description = "This store's replication to the hub, as it sees it."),
+        (name = "health", description = "For load balancers and supervisors; no credentials."),
+    ),
+    modifiers(&Credentials),
+    components(schemas(ErrorBody))
+)]
+pub struct ApiDoc;
+
+/// The two ways to call the API: a token, or a signed-in UI session.
+#[derive(Debug)]
+struct Credentials;
+
+impl Modify for Credentials {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "`Authorization: Bearer TOKEN` with a token from `edge-node token create --role kiosk|staff|manager`.",
+                    ))
+                    .build(),
+            ),
+        );
+        let mut session = ApiKeyValue::new(crate::state::COOKIE);
+        session.description = Some(
+            "The LAN UI's session cookie, after signing in with a PIN; requests that change \
+             anything also need the page's CSRF token."
+                .into(),
+        );
+        components.add_security_scheme("session", SecurityScheme::ApiKey(ApiKey::Cookie(session)));
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct ResourceList {
     resources: Vec<ResourceView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct PoolList {
     pools: Vec<PoolView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct BookingList {
     bookings: Vec<BookingView>,
     /// Pass as `after` for the next page; absent on the last one.
@@ -77,7 +129,7 @@ fn created<T: Serialize>(body: T) -> Response {
     (StatusCode::CREATED, Json(body)).into_response()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateResourceBody {
     name: String,
@@ -86,6 +138,16 @@ struct CreateResourceBody {
     id: Option<ResourceId>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/resources",
+    tag = "catalog",
+    summary = "Create a resource",
+    description = "A resource is something bookable: `stock` (countable items) or `slot` (time-bound capacity, one pool per slot). An id, when given, must be a UUID or `location:slug` in this store's namespace.\n\nRole: manager or above.",
+    request_body = CreateResourceBody,
+    responses((status = 201, description = "Created", body = ResourceView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 409, description = "A resource with this id exists", body = ErrorBody)),
+    security(("token" = []), ("session" = []))
+)]
 async fn create_resource(
     principal: Principal,
     State(state): State<AppState>,
@@ -104,6 +166,15 @@ async fn create_resource(
     Ok(created(view))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/resources",
+    tag = "catalog",
+    summary = "List resources",
+    description = "Every resource this store knows: its own and those shared with it.\n\nRole: kiosk or above.",
+    responses((status = 200, description = "The resources", body = ResourceList), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody)),
+    security(("token" = []), ("session" = []))
+)]
 async fn list_resources(
     principal: Principal,
     State(state): State<AppState>,
@@ -113,7 +184,7 @@ async fn list_resources(
     Ok(Json(ResourceList { resources }).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreatePoolBody {
     resource_id: ResourceId,
@@ -126,6 +197,16 @@ struct CreatePoolBody {
     id: Option<PoolId>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/pools",
+    tag = "catalog",
+    summary = "Create a pool",
+    description = "A pool holds the capacity of one resource (for a slot resource, of one slot between `starts_at` and `ends_at`). This store owns it and its whole capacity starts as its own allotment.\n\nRole: manager or above.",
+    request_body = CreatePoolBody,
+    responses((status = 201, description = "Created", body = PoolView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "A pool with this id exists", body = ErrorBody)),
+    security(("token" = []), ("session" = []))
+)]
 async fn create_pool(
     principal: Principal,
     State(state): State<AppState>,
@@ -146,15 +227,20 @@ async fn create_pool(
     Ok(created(view))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct PoolQuery {
+    /// Only the pools of this resource.
     #[serde(default)]
     resource_id: Option<ResourceId>,
+    /// Only slot pools ending after this instant.
     #[serde(default)]
     from: Option<jiff::Timestamp>,
+    /// Only slot pools starting before this instant.
     #[serde(default)]
     to: Option<jiff::Timestamp>,
+    /// At most this many pools (and never more than 1000).
     #[serde(default)]
     limit: Option<usize>,
 }
@@ -162,6 +248,16 @@ struct PoolQuery {
 /// Pools listed by one call at most.
 const POOL_LIST_MAX: usize = 1000;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/pools",
+    tag = "catalog",
+    summary = "List pools",
+    description = "Pools with what this store may still book of each, optionally of one resource and overlapping a time range.\n\nRole: kiosk or above.",
+    params(PoolQuery),
+    responses((status = 200, description = "The pools", body = PoolList), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody)),
+    security(("token" = []), ("session" = []))
+)]
 async fn list_pools(
     principal: Principal,
     State(state): State<AppState>,
@@ -181,6 +277,16 @@ async fn list_pools(
     Ok(Json(PoolList { pools }).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/pools/{id}",
+    tag = "catalog",
+    summary = "One pool",
+    description = "\n\nRole: kiosk or above.",
+    params(("id" = String, Path, description = "The pool id")),
+    responses((status = 200, description = "The pool", body = PoolView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such pool", body = ErrorBody)),
+    security(("token" = []), ("session" = []))
+)]
 async fn get_pool(
     principal: Principal,
     State(state): State<AppState>,
@@ -196,12 +302,24 @@ async fn get_pool(
     Ok(Json(pool).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AdjustBody {
+    /// Units to add; negative removes them.
     delta: i64,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/pools/{id}/adjust",
+    tag = "allotments",
+    summary = "Change a pool's capacity",
+    description = "Adds `delta` units (negative removes them). Only the owner adjusts; a decrease below what is booked marks the pool overbooked rather than cancelling anyone.\n\nRole: manager or above.",
+    params(("id" = String, Path, description = "The pool id")),
+    request_body = AdjustBody,
+    responses((status = 200, description = "The pool after the change", body = PoolView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such pool", body = ErrorBody), (status = 409, description = "Not this store's pool, or the change is not possible", body = ErrorBody)),
+    security(("token" = []), ("session" = []))
+)]
 async fn adjust_pool(
     principal: Principal,
     State(state): State<AppState>,
@@ -216,13 +334,25 @@ async fn adjust_pool(
     Ok(Json(view).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AllotmentBody {
+    /// Who receives the units: another location, or `hub` for the website.
     to: ParticipantId,
     units: i64,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/pools/{id}/allotments",
+    tag = "allotments",
+    summary = "Grant units to another participant",
+    description = "Moves `units` of the owner's free allotment to `to` (another location or `hub`, for the website). Escrow: the units are then theirs alone to book.\n\nRole: manager or above.",
+    params(("id" = String, Path, description = "The pool id")),
+    request_body = AllotmentBody,
+    responses((status = 201, description = "The pool after the grant", body = PoolView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such pool", body = ErrorBody), (status = 409, description = "Not enough free units, or not this store's pool", body = ErrorBody)),
+    security(("token" = []), ("session" = []))
+)]
 async fn grant_allotment(
     principal: Principal,
     State(state): State<AppState>,
@@ -237,12 +367,23 @@ async fn grant_allotment(
     Ok(created(view))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReturnBody {
     units: i64,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/pools/{id}/return",
+    tag = "allotments",
+    summary = "Return units to the owner",
+    description = "A grantee gives `units` of its unused allotment back to the pool's owner.\n\nRole: manager or above.",
+    params(("id" = String, Path, description = "The pool id")),
+    request_body = ReturnBody,
+    responses((status = 200, description = "The pool after the return", body = PoolView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such pool", body = ErrorBody), (status = 409, description = "Not that many unused units", body = ErrorBody)),
+    security(("token" = []), ("session" = []))
+)]
 /// A grantee gives unused units back to the owner.
 async fn return_allotment(
     principal: Principal,
@@ -332,6 +473,17 @@ impl Drop for InFlight {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/bookings",
+    tag = "bookings",
+    summary = "Book",
+    description = "Takes units of one or more pools for a customer. Acknowledged only once committed to disk. With `hold_seconds`, a pending hold that frees its units unless confirmed in time. A booking of units this store does not own becomes a request the owner decides (202). With an `Idempotency-Key` header, a retry of the same request gets the first answer again (header `idempotent-replayed: true`).\n\nRole: kiosk or above.",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: 1 to 255 printable ASCII characters")),
+    request_body = CreateBooking,
+    responses((status = 201, description = "Booked (confirmed or held)", body = BookingView), (status = 202, description = "Requested: the owner of the units decides", body = BookingView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such pool", body = ErrorBody), (status = 409, description = "Not enough units left, or a request with this Idempotency-Key is in flight", body = ErrorBody), (status = 422, description = "This Idempotency-Key was used for a different request", body = ErrorBody)),
+    security(("token" = []), ("session" = []))
+)]
 async fn create_booking(
     principal: Principal,
     State(state): State<AppState>,
@@ -399,19 +551,35 @@ async fn create_booking(
     Ok(response)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct BookingQuery {
+    /// Only bookings in this state (`requested`, `held`, `confirmed`,
+    /// `rejected`, `cancelled`, `fulfilled`, `expired`, `no_show`).
     #[serde(default)]
     state: Option<String>,
+    /// Search by booking code, customer name, phone or email.
     #[serde(default)]
     q: Option<String>,
+    /// At most this many bookings on the page.
     #[serde(default)]
     limit: Option<usize>,
+    /// The `next` of the previous page.
     #[serde(default)]
     after: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/bookings",
+    tag = "bookings",
+    summary = "List bookings",
+    description = "Newest first, a page at a time; filter by state, or search by code, name, phone or email.\n\nRole: staff or above.",
+    params(BookingQuery),
+    responses((status = 200, description = "A page of bookings", body = BookingList), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody)),
+    security(("token" = []), ("session" = []))
+)]
 async fn list_bookings(
     principal: Principal,
     State(state): State<AppState>,
@@ -462,6 +630,16 @@ async fn list_bookings(
     .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/bookings/{id}",
+    tag = "bookings",
+    summary = "One booking",
+    description = "Booking ids are unguessable, so a kiosk may show the booking it just made.\n\nRole: kiosk or above.",
+    params(("id" = String, Path, description = "The booking id")),
+    responses((status = 200, description = "The booking", body = BookingView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such booking", body = ErrorBody)),
+    security(("token" = []), ("session" = []))
+)]
 async fn get_booking(
     principal: Principal,
     State(state): State<AppState>,
@@ -491,6 +669,16 @@ async fn act_on_booking(
     Ok(Json(view).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/bookings/{id}/confirm",
+    tag = "bookings",
+    summary = "Confirm a held or requested booking",
+    description = "\n\nRole: staff or above.",
+    params(("id" = String, Path, description = "The booking id")),
+    responses((status = 200, description = "The booking after the change", body = BookingView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such booking", body = ErrorBody), (status = 409, description = "The booking's state does not allow this", body = ErrorBody)),
+    security(("token" = []), ("session" = []))
+)]
 async fn confirm_booking(
     principal: Principal,
     State(state): State<AppState>,
@@ -499,6 +687,16 @@ async fn confirm_booking(
     act_on_booking(principal, state, id, Action::Confirm).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/bookings/{id}/cancel",
+    tag = "bookings",
+    summary = "Cancel a booking, freeing its units",
+    description = "\n\nRole: staff or above.",
+    params(("id" = String, Path, description = "The booking id")),
+    responses((status = 200, description = "The booking after the change", body = BookingView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such booking", body = ErrorBody), (status = 409, description = "The booking's state does not allow this", body = ErrorBody)),
+    security(("token" = []), ("session" = []))
+)]
 async fn cancel_booking(
     principal: Principal,
     State(state): State<AppState>,
@@ -507,6 +705,16 @@ async fn cancel_booking(
     act_on_booking(principal, state, id, Action::Cancel).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/bookings/{id}/fulfil",
+    tag = "bookings",
+    summary = "Mark a booking collected or served",
+    description = "\n\nRole: staff or above.",
+    params(("id" = String, Path, description = "The booking id")),
+    responses((status = 200, description = "The booking after the change", body = BookingView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such booking", body = ErrorBody), (status = 409, description = "The booking's state does not allow this", body = ErrorBody)),
+    security(("token" = []), ("session" = []))
+)]
 async fn fulfil_booking(
     principal: Principal,
     State(state): State<AppState>,
@@ -515,6 +723,16 @@ async fn fulfil_booking(
     act_on_booking(principal, state, id, Action::Fulfil).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/bookings/{id}/no-show",
+    tag = "bookings",
+    summary = "Mark a slot booking a no-show",
+    description = "\n\nRole: staff or above.",
+    params(("id" = String, Path, description = "The booking id")),
+    responses((status = 200, description = "The booking after the change", body = BookingView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such booking", body = ErrorBody), (status = 409, description = "The booking's state does not allow this", body = ErrorBody)),
+    security(("token" = []), ("session" = []))
+)]
 async fn no_show_booking(
     principal: Principal,
     State(state): State<AppState>,
@@ -523,6 +741,15 @@ async fn no_show_booking(
     act_on_booking(principal, state, id, Action::NoShow).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/sync/status",
+    tag = "sync",
+    summary = "Sync health",
+    description = "Whether this store is enrolled and reaching the hub, how many events wait to be replayed, when it last pushed and pulled, and its clock offset.\n\nRole: kiosk or above.",
+    responses((status = 200, description = "Sync health", body = SyncStatus), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody)),
+    security(("token" = []), ("session" = []))
+)]
 async fn sync_status(principal: Principal, State(state): State<AppState>) -> ApiResult<Response> {
     principal.require(Role::Kiosk)?;
     let enrolled = state.store.node().hub.is_some();
@@ -534,11 +761,20 @@ async fn sync_status(principal: Principal, State(state): State<AppState>) -> Api
     Ok(Json(status).into_response())
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct QuarantineList {
     events: Vec<queries::QuarantinedEvent>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/quarantine",
+    tag = "sync",
+    summary = "Quarantined events",
+    description = "Events of this store's own log set aside by a fork recovery (`edge-node reset`), for review.\n\nRole: manager or above.",
+    responses((status = 200, description = "The quarantined events", body = QuarantineList), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody)),
+    security(("token" = []), ("session" = []))
+)]
 async fn list_quarantine(
     principal: Principal,
     State(state): State<AppState>,
@@ -548,11 +784,20 @@ async fn list_quarantine(
     Ok(Json(QuarantineList { events }).into_response())
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct SetAsideList {
     events: Vec<queries::SetAsideEvent>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/sync/set-aside",
+    tag = "sync",
+    summary = "Events set aside",
+    description = "Events from the hub this store could not apply, newest first, with the reason; the rest of sync goes on past them.\n\nRole: manager or above.",
+    responses((status = 200, description = "The events set aside", body = SetAsideList), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody)),
+    security(("token" = []), ("session" = []))
+)]
 /// Inbox events this node could not apply, newest first.
 async fn list_set_aside(
     principal: Principal,

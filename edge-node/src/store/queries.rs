@@ -26,7 +26,7 @@ fn participant(value: &str) -> StoreResult<ParticipantId> {
     ParticipantId::parse(value).map_err(|_| corrupt("participant", value))
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ResourceView {
     pub id: ResourceId,
     pub owner: ParticipantId,
@@ -35,13 +35,13 @@ pub struct ResourceView {
     pub created_at: Timestamp,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AllotmentView {
     pub to: ParticipantId,
     pub units: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PoolView {
     pub id: PoolId,
     pub resource_id: ResourceId,
@@ -64,7 +64,7 @@ pub struct PoolView {
     pub updated_at: Timestamp,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BookingView {
     pub id: BookingId,
     pub code: String,
@@ -780,7 +780,7 @@ pub fn sync_row(conn: &Connection) -> StoreResult<SyncRow> {
 }
 
 /// Quarantined events, newest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct QuarantinedEvent {
     pub id: String,
     pub seq: u64,
@@ -848,7 +848,7 @@ pub fn known_locations(conn: &Connection) -> StoreResult<Vec<KnownLocation>> {
 }
 
 /// An inbox event this node could not apply.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SetAsideEvent {
     pub hub_seq: u64,
     pub origin: String,
@@ -885,7 +885,7 @@ pub fn set_aside_count(conn: &Connection) -> StoreResult<u64> {
     Ok(count as u64)
 }
 /// Sync health as staff and the manager see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SyncStatus {
     pub enrolled: bool,
     pub state: String,

@@ -30,7 +30,7 @@ use crate::storage::{HubBooking, WebOrder};
 /// How long a cancellation waits for the store to carry it out.
 const CANCEL_WAIT: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct OrderBody {
     lines: Vec<Line>,
@@ -41,9 +41,12 @@ struct OrderBody {
     request_ttl_seconds: Option<i64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct OrderQuery {
+    /// Wait up to this long (at most 30 s) for the store's decision when the
+    /// order must be decided by it.
     #[serde(default)]
     wait_ms: Option<u64>,
 }
@@ -79,7 +82,7 @@ fn claim(keys: &Arc<InFlight>, key: &str) -> Option<Claim> {
     })
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Rejected<'a> {
     #[serde(flatten)]
     error: ErrorBody,
@@ -145,6 +148,17 @@ async fn wait_while(
     Ok(booking)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/bookings",
+    tag = "bookings",
+    summary = "Place a web order",
+    description = "Decided by the store that owns the units when it is reachable, from the hub's own allotment when it is not. 201 when decided, 202 while the store has yet to decide (poll `GET /v1/bookings/{id}`, or pass `wait_ms`), 409 when refused. With an `Idempotency-Key` header a retry gets the first answer again (header `idempotent-replayed: true`).",
+    params(OrderQuery, ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: 1 to 255 printable characters")),
+    request_body = OrderBody,
+    responses((status = 201, description = "Booked", body = HubBooking), (status = 202, description = "Waiting for the store's decision", body = HubBooking), (status = 400, description = "The request is not valid: the message says what and why", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 409, description = "Refused by the store, out of units, or expired undecided", body = Rejected), (status = 413, description = "The body is too large", body = ErrorBody), (status = 422, description = "This Idempotency-Key was used for a different order", body = ErrorBody)),
+    security(("api_key" = []))
+)]
 pub async fn create(
     _key: ApiKey,
     State(state): State<AppState>,
@@ -242,6 +256,16 @@ pub async fn create(
     Ok(answer(&booking, placed.replayed))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/bookings/{id}/cancel",
+    tag = "bookings",
+    summary = "Cancel a booking",
+    description = "The store the booking is charged to carries the cancellation out; the answer waits briefly for it.",
+    params(("id" = String, Path, description = "The booking id")),
+    responses((status = 200, description = "The booking as it is now", body = HubBooking), (status = 400, description = "The request is not valid: the message says what and why", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, description = "No such booking", body = ErrorBody), (status = 409, description = "The booking's state does not allow this", body = ErrorBody)),
+    security(("api_key" = []))
+)]
 pub async fn cancel(
     _key: ApiKey,
     State(state): State<AppState>,

@@ -12,11 +12,15 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde_json::json;
 use shared::limits::SYNC_BODY_MAX_BYTES;
+use shared::protocol::ErrorBody;
 use shared::signing::SigningKey;
 use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::notify::Inboxes;
 use crate::storage::HubStorage;
@@ -84,29 +88,103 @@ async fn stamp_hub_time(mut response: Response) -> Response {
     response
 }
 
+/// The hub's API routes, each with its OpenAPI operation: the document is
+/// collected from the same list that routes, so it cannot name a path the
+/// hub does not answer.
+fn documented() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(sync::enroll))
+        .routes(routes!(sync::head))
+        .routes(routes!(sync::push))
+        .routes(routes!(sync::pull))
+        .routes(routes!(sync::own_log))
+        .routes(routes!(sync::reset))
+        .routes(routes!(public::pools))
+        .routes(routes!(public::return_allotment))
+        .routes(routes!(bookings::create))
+        .routes(routes!(public::booking))
+        .routes(routes!(bookings::cancel))
+        .routes(routes!(public::locations))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+}
+
+/// The hub's OpenAPI document, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented().into_openapi()
+}
+
+/// The document's frame: what the API is, its tags and its credentials.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "sync-hub",
+        description = "The centre of the fleet. Stores replay their signed, ordered event logs to it and \
+pull what is addressed to them (`/v1/sync/`); the website and dashboards place web orders and read the \
+fleet with API keys (`/v1/`). Every refusal is `{\"error\": {\"code\", \"message\"}}` with the HTTP \
+status that fits, and every answer carries the hub's clock in `x-hub-time`."
+    ),
+    tags(
+        (name = "sync", description = "The signed replication protocol between stores and the hub."),
+        (name = "bookings", description = "Web orders, decided by the store that owns the units."),
+        (name = "catalog", description = "What the hub knows of the stores' pools."),
+        (name = "fleet", description = "The stores and their sync health."),
+        (name = "health", description = "For load balancers and supervisors; no credentials."),
+    ),
+    modifiers(&Credentials),
+    components(schemas(ErrorBody))
+)]
+pub struct ApiDoc;
+
+/// API keys for the public API; device signatures for sync.
+#[derive(Debug)]
+struct Credentials;
+
+impl Modify for Credentials {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "`Authorization: Bearer KEY` with a key from `sync-hub api-key create`.",
+                    ))
+                    .build(),
+            ),
+        );
+        let mut device = ApiKeyValue::new(shared::signing::HEADER_SIGNATURE);
+        device.description = Some(
+            "The device's Ed25519 signature (base64) over the method, the path with its query, \
+             `x-timestamp` (Unix milliseconds, within the freshness window), `x-nonce` (never \
+             reused) and the SHA-256 of the body; `x-device` names the location. The hub \
+             signs its answer over the nonce, its time, the status and the body in \
+             `x-hub-signature`."
+                .into(),
+        );
+        components.add_security_scheme("device", SecurityScheme::ApiKey(ApiKey::Header(device)));
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    summary = "The process is up",
+    description = "Answers while the process runs, whatever the state of its database.",
+    responses((status = 200, description = "Up", body = Object, example = json!({"status": "ok"}))),
+    security(())
+)]
+async fn healthz() -> Response {
+    axum::Json(json!({ "status": "ok" })).into_response()
+}
+
 pub fn router(state: AppState) -> Router {
-    let routes = Router::new()
-        .route("/v1/sync/enroll", post(sync::enroll))
-        .route("/v1/sync/head", get(sync::head))
-        .route("/v1/sync/push", post(sync::push))
-        .route("/v1/sync/pull", get(sync::pull))
-        .route("/v1/sync/log", get(sync::own_log))
-        .route("/v1/sync/reset", post(sync::reset))
-        .route("/v1/pools", get(public::pools))
-        .route(
-            "/v1/pools/{id}/allotment/return",
-            post(public::return_allotment),
-        )
-        .route("/v1/bookings", post(bookings::create))
-        .route("/v1/bookings/{id}", get(public::booking))
-        .route("/v1/bookings/{id}/cancel", post(bookings::cancel))
-        .route("/v1/locations", get(public::locations))
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(json!({ "status": "ok" })) }),
-        )
-        .route("/readyz", get(readyz))
-        .merge(crate::dashboard::router());
+    let (routes, document) = documented().split_for_parts();
+    let routes = routes
+        .merge(crate::dashboard::router())
+        .merge(ops_kit::openapi::routes(&document));
     // Counted per route (the pattern, not the path), inside the routing.
     ops_kit::http::route_metrics(routes, crate::metrics::REQUESTS)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
@@ -133,6 +211,18 @@ pub fn router(state: AppState) -> Router {
 /// Ready to serve: the database answers and holds this binary's schema.
 /// Without credentials, for load balancers and orchestrators; the reason
 /// goes to the log, not to whoever asks.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    summary = "Ready to serve",
+    description = "The database answers and holds this binary's schema.",
+    responses(
+        (status = 200, description = "Ready", body = Object, example = json!({"status": "ready"})),
+        (status = 503, description = "The database is not reachable or not migrated", body = ErrorBody)
+    ),
+    security(())
+)]
 async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
     match state.storage.ready().await {
         Ok(()) => axum::Json(json!({ "status": "ready" })).into_response(),

@@ -13,7 +13,8 @@ use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{IdPath, JsonBody, QueryParams};
 use crate::keys::hash_secret;
-use crate::storage::{LocationHealth, PoolSummary};
+use crate::storage::{HubBooking, LocationHealth, PoolSummary};
+use shared::protocol::ErrorBody;
 
 /// A caller holding a valid API key.
 #[derive(Debug, Clone, Copy)]
@@ -39,17 +40,29 @@ impl FromRequestParts<AppState> for ApiKey {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PoolsQuery {
+    /// The location whose pools to list.
     location: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct PoolList {
     pools: Vec<PoolSummary>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/pools",
+    tag = "catalog",
+    summary = "A location's pools",
+    description = "What the hub knows of one location's pools, as of the store's last push: `stale` when the store has not been heard from lately or has events still to push.",
+    params(PoolsQuery),
+    responses((status = 200, description = "The pools", body = PoolList), (status = 400, description = "The request is not valid: the message says what and why", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody)),
+    security(("api_key" = []))
+)]
 pub async fn pools(
     _key: ApiKey,
     State(state): State<AppState>,
@@ -68,6 +81,16 @@ pub async fn pools(
     Ok(Json(PoolList { pools }).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/bookings/{id}",
+    tag = "bookings",
+    summary = "One booking",
+    description = "As the hub last heard of it.",
+    params(("id" = String, Path, description = "The booking id")),
+    responses((status = 200, description = "The booking", body = HubBooking), (status = 400, description = "The request is not valid: the message says what and why", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, description = "No such booking", body = ErrorBody)),
+    security(("api_key" = []))
+)]
 pub async fn booking(
     _key: ApiKey,
     State(state): State<AppState>,
@@ -81,7 +104,7 @@ pub async fn booking(
     Ok(Json(booking).into_response())
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct LocationView {
     #[serde(flatten)]
     health: LocationHealth,
@@ -91,11 +114,20 @@ struct LocationView {
     clock_alert: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct LocationList {
     locations: Vec<LocationView>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/locations",
+    tag = "fleet",
+    summary = "Every location with its sync health",
+    description = "Reachable or not, last seen, backlog, clock offset, epoch.",
+    responses((status = 200, description = "The locations", body = LocationList), (status = 401, description = "No valid API key", body = ErrorBody)),
+    security(("api_key" = []))
+)]
 pub async fn locations(_key: ApiKey, State(state): State<AppState>) -> ApiResult<Response> {
     let now = state.now_ms();
     let locations = state
@@ -116,19 +148,30 @@ pub async fn locations(_key: ApiKey, State(state): State<AppState>) -> ApiResult
     Ok(Json(LocationList { locations }).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReturnBody {
     units: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Returned {
     pool: PoolId,
     returned: i64,
     to: LocationId,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/pools/{id}/allotment/return",
+    tag = "catalog",
+    summary = "Give the hub's unused units back",
+    description = "Returns `units` of the website's allotment of a pool to the store that owns it.",
+    params(("id" = String, Path, description = "The pool id")),
+    request_body = ReturnBody,
+    responses((status = 200, description = "Returned", body = Returned), (status = 400, description = "The request is not valid: the message says what and why", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, description = "No such pool", body = ErrorBody), (status = 409, description = "The hub holds fewer unused units", body = ErrorBody)),
+    security(("api_key" = []))
+)]
 /// The hub gives unused units of its allotment back to the pool's owner.
 pub async fn return_allotment(
     _key: ApiKey,

@@ -13,7 +13,7 @@ use shared::limits::{
     LOG_PAGE_EVENTS_MAX, PULL_EVENTS_MAX, PUSH_BATCH_EVENTS_MAX, SYNC_BODY_MAX_BYTES,
 };
 use shared::protocol::{
-    EnrollRequest, EnrollResponse, HeadResponse, LogResponse, PullResponse, PushRequest,
+    EnrollRequest, EnrollResponse, ErrorBody, HeadResponse, LogResponse, PullResponse, PushRequest,
     PushResponse, ResetResponse,
 };
 use shared::signing::{
@@ -243,6 +243,16 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     super::extract::parse_json(body)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/sync/enroll",
+    tag = "sync",
+    summary = "Enroll a device",
+    description = "A store's device presents a one-time token from `sync-hub location add` and its new Ed25519 public key; the hub binds the key to the location. The only sync request that is not signed.",
+    request_body = EnrollRequest,
+    responses((status = 200, description = "Enrolled", body = EnrollResponse), (status = 400, description = "The request is not valid: the message says what and why", body = ErrorBody), (status = 401, description = "The token is unknown or spent", body = ErrorBody), (status = 409, description = "The token is for another location than the device already is", body = ErrorBody)),
+    security(())
+)]
 pub async fn enroll(State(state): State<AppState>, request: Request) -> Response {
     let result: ApiResult<Response> = async {
         let (_, _, _, body) = body_of(request).await?;
@@ -270,6 +280,15 @@ pub async fn enroll(State(state): State<AppState>, request: Request) -> Response
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/sync/head",
+    tag = "sync",
+    summary = "What the hub holds of the caller's log",
+    description = "The device's epoch, status and the head (`seq`, hash) of its log at the hub, to resume replay from. Signed by the device (see the `device` credentials); the answer is signed by the hub in `x-hub-signature`.",
+    responses((status = 200, description = "The head", body = HeadResponse), (status = 401, description = "The signature, device, timestamp or nonce does not check out", body = ErrorBody)),
+    security(("device" = []))
+)]
 pub async fn head(State(state): State<AppState>, request: Request) -> Response {
     signed(state, request, |state, signed| async move {
         let d = signed.device;
@@ -287,6 +306,17 @@ pub async fn head(State(state): State<AppState>, request: Request) -> Response {
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/sync/push",
+    tag = "sync",
+    summary = "Replay the next events of the caller's log",
+    description = "Ordered and idempotent: events the hub already holds are skipped, a gap is refused with `expected_seq`, a divergent chain is a fork. Every event is checked for who may author it and what it may touch before any is applied; the batch is applied in one transaction. Signed by the device (see the `device` credentials); the answer is signed by the hub in `x-hub-signature`.",
+    params(("backlog" = Option<u64>, Query, description = "Events the device still has to push after this batch, for the fleet dashboard")),
+    request_body = PushRequest,
+    responses((status = 200, description = "Applied (or already held)", body = PushResponse), (status = 400, description = "The request is not valid: the message says what and why", body = ErrorBody), (status = 401, description = "The signature, device, timestamp or nonce does not check out", body = ErrorBody), (status = 403, description = "An event touches what this location may not", body = ErrorBody), (status = 409, description = "A gap (`expected_seq` says where to resume), a fork, a fenced epoch or a quarantined device", body = ErrorBody), (status = 413, description = "The batch is too large", body = ErrorBody)),
+    security(("device" = []))
+)]
 pub async fn push(State(state): State<AppState>, request: Request) -> Response {
     let backlog = request
         .uri()
@@ -351,9 +381,13 @@ fn verify_head(device: &Device, batch: &PushRequest) -> ApiResult<()> {
     .map_err(|_| ApiError::from(StorageError::from(Refusal::BadHeadSignature)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PullQuery {
+    /// The last `hub_seq` the device has applied.
     after: u64,
+    /// Hold the request open this long when nothing is waiting (capped by
+    /// the hub's `long_poll_max_ms`).
     #[serde(default)]
     wait_ms: Option<u64>,
     /// The sync protocol the device speaks; devices that do not say speak
@@ -362,6 +396,16 @@ struct PullQuery {
     protocol: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/sync/pull",
+    tag = "sync",
+    summary = "Events addressed to the caller",
+    description = "The hub's log as it concerns this location, after `after`; a long poll when `wait_ms` is given and nothing is waiting. Signed by the device (see the `device` credentials); the answer is signed by the hub in `x-hub-signature`.",
+    params(PullQuery),
+    responses((status = 200, description = "The next events (maybe none)", body = PullResponse), (status = 400, description = "The request is not valid: the message says what and why", body = ErrorBody), (status = 401, description = "The signature, device, timestamp or nonce does not check out", body = ErrorBody)),
+    security(("device" = []))
+)]
 pub async fn pull(State(state): State<AppState>, request: Request) -> Response {
     let started = std::time::Instant::now();
     let answer = pull_signed(state, request).await;
@@ -456,13 +500,26 @@ fn parse_query<T: serde::de::DeserializeOwned>(query: &str) -> ApiResult<T> {
         .map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct LogQuery {
+    /// The last `seq` the device already has.
     after: u64,
+    /// At most this many events.
     #[serde(default)]
     limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/sync/log",
+    tag = "sync",
+    summary = "The caller's own log as the hub holds it",
+    description = "For a replacement device rebuilding its store (`edge-node enroll --restore`) and for fork recovery. Signed by the device (see the `device` credentials); the answer is signed by the hub in `x-hub-signature`.",
+    params(LogQuery),
+    responses((status = 200, description = "A page of the log", body = LogResponse), (status = 400, description = "The request is not valid: the message says what and why", body = ErrorBody), (status = 401, description = "The signature, device, timestamp or nonce does not check out", body = ErrorBody)),
+    security(("device" = []))
+)]
 pub async fn own_log(State(state): State<AppState>, request: Request) -> Response {
     let query = request.uri().query().unwrap_or_default().to_owned();
     signed(state, request, |state, signed| async move {
@@ -484,6 +541,15 @@ pub async fn own_log(State(state): State<AppState>, request: Request) -> Respons
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/sync/reset",
+    tag = "sync",
+    summary = "Start a new epoch after the hub's head",
+    description = "Fork recovery (`edge-node reset`): the device takes the hub's copy of its log and continues under a new epoch. Signed by the device (see the `device` credentials); the answer is signed by the hub in `x-hub-signature`.",
+    responses((status = 200, description = "The new epoch", body = ResetResponse), (status = 401, description = "The signature, device, timestamp or nonce does not check out", body = ErrorBody)),
+    security(("device" = []))
+)]
 pub async fn reset(State(state): State<AppState>, request: Request) -> Response {
     signed(state, request, |state, signed| async move {
         let location = signed.device.location;

@@ -63,7 +63,7 @@ pub struct Seen {
     pub synced_at_ms: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PoolSummary {
     pub id: PoolId,
     pub resource_id: String,
