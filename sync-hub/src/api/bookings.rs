@@ -45,7 +45,7 @@ struct OrderBody {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct OrderQuery {
-    /// Wait up to this long (at most 30 s) for the store's decision when the
+    /// Wait up to this long (at most 10 s) for the store's decision when the
     /// order must be decided by it.
     #[serde(default)]
     wait_ms: Option<u64>,
