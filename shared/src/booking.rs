@@ -280,6 +280,8 @@ impl Channel {
 #[serde(deny_unknown_fields)]
 pub struct Line {
     pub pool_id: PoolId,
+    /// 1 to 1,000,000 units.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub quantity: i64,
 }
 
@@ -287,10 +289,14 @@ pub struct Line {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Customer {
+    /// Not blank, and without control or text-direction characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 40)]
     pub phone: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 254)]
     pub email: Option<String>,
 }
 

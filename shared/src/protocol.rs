@@ -11,14 +11,19 @@ use crate::booking::{Customer, Line};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBooking {
+    /// 1 to 100 lines.
+    #[schema(min_items = 1, max_items = 100)]
     pub lines: Vec<Line>,
     pub customer: Customer,
-    /// A pending hold for this many seconds instead of a confirmation.
+    /// A pending hold for this many seconds instead of a confirmation (at
+    /// most 7 days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 604_800)]
     pub hold_seconds: Option<i64>,
     /// For a booking the owner must decide: how long the request may wait
-    /// for it (default [`crate::limits::REQUEST_TTL_DEFAULT_S`]).
+    /// for it (15 minutes unless given, at most 24 hours).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 86_400)]
     pub request_ttl_seconds: Option<i64>,
 }
 

@@ -175,3 +175,105 @@ async fn both_servers_serve_their_documents_and_answer_every_documented_operatio
         assert!(!style.text().await.expect("css").contains("url("));
     }
 }
+
+/// The bounds the documents state are literals in `#[schema(...)]`
+/// attributes (the derive takes no constants): each must be the limit the
+/// code enforces, or a client built from the document is refused, or
+/// sends what it was told it could not.
+#[test]
+fn the_documented_bounds_are_the_limits_the_servers_enforce() {
+    use shared::limits::*;
+    let edge: Value = serde_json::from_str(&committed("edge-node").1).expect("JSON");
+    let hub: Value = serde_json::from_str(&committed("sync-hub").1).expect("JSON");
+    let schemas = "/components/schemas";
+    let cases: Vec<(&Value, String, i64)> = vec![
+        (
+            &edge,
+            format!("{schemas}/Line/properties/quantity/minimum"),
+            1,
+        ),
+        (
+            &edge,
+            format!("{schemas}/Line/properties/quantity/maximum"),
+            LINE_QUANTITY_MAX,
+        ),
+        (
+            &edge,
+            format!("{schemas}/CreateBooking/properties/lines/maxItems"),
+            BOOKING_LINES_MAX as i64,
+        ),
+        (
+            &edge,
+            format!("{schemas}/CreateBooking/properties/hold_seconds/maximum"),
+            HOLD_SECONDS_MAX,
+        ),
+        (
+            &edge,
+            format!("{schemas}/CreateBooking/properties/request_ttl_seconds/maximum"),
+            REQUEST_TTL_MAX_S,
+        ),
+        (
+            &edge,
+            format!("{schemas}/Customer/properties/name/maxLength"),
+            CUSTOMER_NAME_MAX_CHARS as i64,
+        ),
+        (
+            &edge,
+            format!("{schemas}/Customer/properties/phone/maxLength"),
+            CUSTOMER_PHONE_MAX_CHARS as i64,
+        ),
+        (
+            &edge,
+            format!("{schemas}/Customer/properties/email/maxLength"),
+            CUSTOMER_EMAIL_MAX_CHARS as i64,
+        ),
+        (
+            &edge,
+            format!("{schemas}/CreateResourceBody/properties/name/maxLength"),
+            RESOURCE_NAME_MAX_CHARS as i64,
+        ),
+        (
+            &edge,
+            format!("{schemas}/CreatePoolBody/properties/capacity/maximum"),
+            POOL_CAPACITY_MAX,
+        ),
+        (
+            &edge,
+            format!("{schemas}/AllotmentBody/properties/units/maximum"),
+            ALLOTMENT_UNITS_MAX,
+        ),
+        (
+            &edge,
+            format!("{schemas}/ReturnBody/properties/units/maximum"),
+            ALLOTMENT_UNITS_MAX,
+        ),
+        (
+            &hub,
+            format!("{schemas}/ReturnBody/properties/units/maximum"),
+            ALLOTMENT_UNITS_MAX,
+        ),
+        (
+            &edge,
+            "/paths/~1api~1v1~1bookings/post/parameters/0/schema/maxLength".to_owned(),
+            IDEMPOTENCY_KEY_MAX_CHARS as i64,
+        ),
+        (
+            &hub,
+            "/paths/~1v1~1bookings/post/parameters/1/schema/maxLength".to_owned(),
+            IDEMPOTENCY_KEY_MAX_CHARS as i64,
+        ),
+    ];
+    let wrong: Vec<String> = cases
+        .into_iter()
+        .filter(|(document, pointer, limit)| {
+            document.pointer(pointer).and_then(Value::as_i64) != Some(*limit)
+        })
+        .map(|(document, pointer, limit)| {
+            format!(
+                "{pointer}: documented {:?}, enforced {limit}",
+                document.pointer(&pointer)
+            )
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}

@@ -132,6 +132,8 @@ fn created<T: Serialize>(body: T) -> Response {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateResourceBody {
+    /// Not blank, and without control or text-direction characters.
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
     kind: ResourceKind,
     #[serde(default)]
@@ -145,7 +147,7 @@ struct CreateResourceBody {
     summary = "Create a resource",
     description = "A resource is something bookable: `stock` (countable items) or `slot` (time-bound capacity, one pool per slot). An id, when given, must be a UUID or `location:slug` in this store's namespace.\n\nRole: manager or above.",
     request_body = CreateResourceBody,
-    responses((status = 201, description = "Created", body = ResourceView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 409, description = "A resource with this id exists", body = ErrorBody)),
+    responses((status = 415, description = "The body is not sent as `Content-Type: application/json`", body = ErrorBody), (status = 201, description = "Created", body = ResourceView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 409, description = "A resource with this id exists", body = ErrorBody)),
     security(("token" = []), ("session" = []))
 )]
 async fn create_resource(
@@ -188,6 +190,8 @@ async fn list_resources(
 #[serde(deny_unknown_fields)]
 struct CreatePoolBody {
     resource_id: ResourceId,
+    /// 0 to 1,000,000,000 units.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     capacity: i64,
     #[serde(default)]
     starts_at: Option<jiff::Timestamp>,
@@ -204,7 +208,7 @@ struct CreatePoolBody {
     summary = "Create a pool",
     description = "A pool holds the capacity of one resource (for a slot resource, of one slot between `starts_at` and `ends_at`). This store owns it and its whole capacity starts as its own allotment.\n\nRole: manager or above.",
     request_body = CreatePoolBody,
-    responses((status = 201, description = "Created", body = PoolView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "A pool with this id exists", body = ErrorBody)),
+    responses((status = 415, description = "The body is not sent as `Content-Type: application/json`", body = ErrorBody), (status = 201, description = "Created", body = PoolView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "A pool with this id exists", body = ErrorBody)),
     security(("token" = []), ("session" = []))
 )]
 async fn create_pool(
@@ -283,7 +287,7 @@ async fn list_pools(
     tag = "catalog",
     summary = "One pool",
     description = "\n\nRole: kiosk or above.",
-    params(("id" = String, Path, description = "The pool id")),
+    params(("id" = PoolId, Path, description = "The pool id")),
     responses((status = 200, description = "The pool", body = PoolView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such pool", body = ErrorBody)),
     security(("token" = []), ("session" = []))
 )]
@@ -315,9 +319,9 @@ struct AdjustBody {
     tag = "allotments",
     summary = "Change a pool's capacity",
     description = "Adds `delta` units (negative removes them). Only the owner adjusts; a decrease below what is booked marks the pool overbooked rather than cancelling anyone.\n\nRole: manager or above.",
-    params(("id" = String, Path, description = "The pool id")),
+    params(("id" = PoolId, Path, description = "The pool id")),
     request_body = AdjustBody,
-    responses((status = 200, description = "The pool after the change", body = PoolView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such pool", body = ErrorBody), (status = 409, description = "Not this store's pool, or the change is not possible", body = ErrorBody)),
+    responses((status = 415, description = "The body is not sent as `Content-Type: application/json`", body = ErrorBody), (status = 200, description = "The pool after the change", body = PoolView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such pool", body = ErrorBody), (status = 409, description = "Not this store's pool, or the change is not possible", body = ErrorBody)),
     security(("token" = []), ("session" = []))
 )]
 async fn adjust_pool(
@@ -339,6 +343,7 @@ async fn adjust_pool(
 struct AllotmentBody {
     /// Who receives the units: another location, or `hub` for the website.
     to: ParticipantId,
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     units: i64,
 }
 
@@ -348,9 +353,9 @@ struct AllotmentBody {
     tag = "allotments",
     summary = "Grant units to another participant",
     description = "Moves `units` of the owner's free allotment to `to` (another location or `hub`, for the website). Escrow: the units are then theirs alone to book.\n\nRole: manager or above.",
-    params(("id" = String, Path, description = "The pool id")),
+    params(("id" = PoolId, Path, description = "The pool id")),
     request_body = AllotmentBody,
-    responses((status = 201, description = "The pool after the grant", body = PoolView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such pool", body = ErrorBody), (status = 409, description = "Not enough free units, or not this store's pool", body = ErrorBody)),
+    responses((status = 415, description = "The body is not sent as `Content-Type: application/json`", body = ErrorBody), (status = 201, description = "The pool after the grant", body = PoolView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such pool", body = ErrorBody), (status = 409, description = "Not enough free units, or not this store's pool", body = ErrorBody)),
     security(("token" = []), ("session" = []))
 )]
 async fn grant_allotment(
@@ -370,6 +375,7 @@ async fn grant_allotment(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReturnBody {
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     units: i64,
 }
 
@@ -379,9 +385,9 @@ struct ReturnBody {
     tag = "allotments",
     summary = "Return units to the owner",
     description = "A grantee gives `units` of its unused allotment back to the pool's owner.\n\nRole: manager or above.",
-    params(("id" = String, Path, description = "The pool id")),
+    params(("id" = PoolId, Path, description = "The pool id")),
     request_body = ReturnBody,
-    responses((status = 200, description = "The pool after the return", body = PoolView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such pool", body = ErrorBody), (status = 409, description = "Not that many unused units", body = ErrorBody)),
+    responses((status = 415, description = "The body is not sent as `Content-Type: application/json`", body = ErrorBody), (status = 200, description = "The pool after the return", body = PoolView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such pool", body = ErrorBody), (status = 409, description = "Not that many unused units", body = ErrorBody)),
     security(("token" = []), ("session" = []))
 )]
 /// A grantee gives unused units back to the owner.
@@ -479,9 +485,9 @@ impl Drop for InFlight {
     tag = "bookings",
     summary = "Book",
     description = "Takes units of one or more pools for a customer. Acknowledged only once committed to disk. With `hold_seconds`, a pending hold that frees its units unless confirmed in time. A booking of units this store does not own becomes a request the owner decides (202). With an `Idempotency-Key` header, a retry of the same request gets the first answer again (header `idempotent-replayed: true`).\n\nRole: kiosk or above.",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: 1 to 255 printable ASCII characters")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: 1 to 255 printable ASCII characters", min_length = 1, max_length = 255)),
     request_body = CreateBooking,
-    responses((status = 201, description = "Booked (confirmed or held)", body = BookingView), (status = 202, description = "Requested: the owner of the units decides", body = BookingView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such pool", body = ErrorBody), (status = 409, description = "Not enough units left, or a request with this Idempotency-Key is in flight", body = ErrorBody), (status = 422, description = "This Idempotency-Key was used for a different request", body = ErrorBody)),
+    responses((status = 415, description = "The body is not sent as `Content-Type: application/json`", body = ErrorBody), (status = 201, description = "Booked (confirmed or held)", body = BookingView), (status = 202, description = "Requested: the owner of the units decides", body = BookingView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such pool", body = ErrorBody), (status = 409, description = "Not enough units left, or a request with this Idempotency-Key is in flight", body = ErrorBody), (status = 422, description = "This Idempotency-Key was used for a different request", body = ErrorBody)),
     security(("token" = []), ("session" = []))
 )]
 async fn create_booking(
@@ -562,11 +568,13 @@ struct BookingQuery {
     /// Search by booking code, customer name, phone or email.
     #[serde(default)]
     q: Option<String>,
-    /// At most this many bookings on the page.
+    /// At most this many bookings on the page (and never more than 500).
     #[serde(default)]
+    #[param(minimum = 1)]
     limit: Option<usize>,
     /// The `next` of the previous page.
     #[serde(default)]
+    #[param(value_type = Option<BookingId>)]
     after: Option<String>,
 }
 
@@ -636,7 +644,7 @@ async fn list_bookings(
     tag = "bookings",
     summary = "One booking",
     description = "Booking ids are unguessable, so a kiosk may show the booking it just made.\n\nRole: kiosk or above.",
-    params(("id" = String, Path, description = "The booking id")),
+    params(("id" = BookingId, Path, description = "The booking id")),
     responses((status = 200, description = "The booking", body = BookingView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such booking", body = ErrorBody)),
     security(("token" = []), ("session" = []))
 )]
@@ -675,7 +683,7 @@ async fn act_on_booking(
     tag = "bookings",
     summary = "Confirm a held or requested booking",
     description = "\n\nRole: staff or above.",
-    params(("id" = String, Path, description = "The booking id")),
+    params(("id" = BookingId, Path, description = "The booking id")),
     responses((status = 200, description = "The booking after the change", body = BookingView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such booking", body = ErrorBody), (status = 409, description = "The booking's state does not allow this", body = ErrorBody)),
     security(("token" = []), ("session" = []))
 )]
@@ -693,7 +701,7 @@ async fn confirm_booking(
     tag = "bookings",
     summary = "Cancel a booking, freeing its units",
     description = "\n\nRole: staff or above.",
-    params(("id" = String, Path, description = "The booking id")),
+    params(("id" = BookingId, Path, description = "The booking id")),
     responses((status = 200, description = "The booking after the change", body = BookingView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such booking", body = ErrorBody), (status = 409, description = "The booking's state does not allow this", body = ErrorBody)),
     security(("token" = []), ("session" = []))
 )]
@@ -711,7 +719,7 @@ async fn cancel_booking(
     tag = "bookings",
     summary = "Mark a booking collected or served",
     description = "\n\nRole: staff or above.",
-    params(("id" = String, Path, description = "The booking id")),
+    params(("id" = BookingId, Path, description = "The booking id")),
     responses((status = 200, description = "The booking after the change", body = BookingView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such booking", body = ErrorBody), (status = 409, description = "The booking's state does not allow this", body = ErrorBody)),
     security(("token" = []), ("session" = []))
 )]
@@ -729,7 +737,7 @@ async fn fulfil_booking(
     tag = "bookings",
     summary = "Mark a slot booking a no-show",
     description = "\n\nRole: staff or above.",
-    params(("id" = String, Path, description = "The booking id")),
+    params(("id" = BookingId, Path, description = "The booking id")),
     responses((status = 200, description = "The booking after the change", body = BookingView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such booking", body = ErrorBody), (status = 409, description = "The booking's state does not allow this", body = ErrorBody)),
     security(("token" = []), ("session" = []))
 )]

@@ -17,8 +17,8 @@ use shared::limits::{
     HOLD_SECONDS_MAX, IDEMPOTENCY_KEY_MAX_CHARS, REQUEST_BODY_MAX_BYTES, REQUEST_TTL_DEFAULT_S,
     REQUEST_TTL_MAX_S, WAIT_MS_MAX,
 };
-use shared::protocol::ErrorBody;
-use shared::{BookingId, BookingState, Customer, Line};
+use shared::protocol::{CreateBooking, ErrorBody};
+use shared::{BookingId, BookingState};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
@@ -29,17 +29,6 @@ use crate::storage::{HubBooking, WebOrder};
 
 /// How long a cancellation waits for the store to carry it out.
 const CANCEL_WAIT: Duration = Duration::from_secs(5);
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct OrderBody {
-    lines: Vec<Line>,
-    customer: Customer,
-    #[serde(default)]
-    hold_seconds: Option<i64>,
-    #[serde(default)]
-    request_ttl_seconds: Option<i64>,
-}
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -154,9 +143,9 @@ async fn wait_while(
     tag = "bookings",
     summary = "Place a web order",
     description = "Decided by the store that owns the units when it is reachable, from the hub's own allotment when it is not. 201 when decided, 202 while the store has yet to decide (poll `GET /v1/bookings/{id}`, or pass `wait_ms`), 409 when refused. With an `Idempotency-Key` header a retry gets the first answer again (header `idempotent-replayed: true`).",
-    params(OrderQuery, ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: 1 to 255 printable characters")),
-    request_body = OrderBody,
-    responses((status = 201, description = "Booked", body = HubBooking), (status = 202, description = "Waiting for the store's decision", body = HubBooking), (status = 400, description = "The request is not valid: the message says what and why", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 409, description = "Refused by the store, out of units, or expired undecided", body = Rejected), (status = 413, description = "The body is too large", body = ErrorBody), (status = 422, description = "This Idempotency-Key was used for a different order", body = ErrorBody)),
+    params(OrderQuery, ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: 1 to 255 printable characters", min_length = 1, max_length = 255)),
+    request_body = CreateBooking,
+    responses((status = 201, description = "Booked", body = HubBooking), (status = 202, description = "Waiting for the store's decision", body = HubBooking), (status = 400, description = "The request is not valid: the message says what and why", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, description = "A line names a pool the hub does not know", body = ErrorBody), (status = 409, description = "Refused by the store, out of units, or expired undecided", body = Rejected), (status = 413, description = "The body is too large", body = ErrorBody), (status = 422, description = "This Idempotency-Key was used for a different order", body = ErrorBody)),
     security(("api_key" = []))
 )]
 pub async fn create(
@@ -178,7 +167,7 @@ pub async fn create(
     // the idempotency hash below would then be of another body than sent.
     let raw: serde_json::Value = parse_json(&body)?;
     let request_hash = hash_secret(&canonical_json(&raw));
-    let order: OrderBody = serde_path_to_error::deserialize(raw).map_err(|e| {
+    let order: CreateBooking = serde_path_to_error::deserialize(raw).map_err(|e| {
         ApiError::bad_request(format!("invalid request at {}: {}", e.path(), e.inner()))
     })?;
     validate_request(&order.lines, &order.customer)
@@ -262,7 +251,7 @@ pub async fn create(
     tag = "bookings",
     summary = "Cancel a booking",
     description = "The store the booking is charged to carries the cancellation out; the answer waits briefly for it.",
-    params(("id" = String, Path, description = "The booking id")),
+    params(("id" = BookingId, Path, description = "The booking id")),
     responses((status = 200, description = "The booking as it is now", body = HubBooking), (status = 400, description = "The request is not valid: the message says what and why", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, description = "No such booking", body = ErrorBody), (status = 409, description = "The booking's state does not allow this", body = ErrorBody)),
     security(("api_key" = []))
 )]

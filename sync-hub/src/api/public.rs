@@ -45,6 +45,7 @@ impl FromRequestParts<AppState> for ApiKey {
 #[serde(deny_unknown_fields)]
 pub struct PoolsQuery {
     /// The location whose pools to list.
+    #[param(value_type = LocationId)]
     location: String,
 }
 
@@ -87,7 +88,7 @@ pub async fn pools(
     tag = "bookings",
     summary = "One booking",
     description = "As the hub last heard of it.",
-    params(("id" = String, Path, description = "The booking id")),
+    params(("id" = BookingId, Path, description = "The booking id")),
     responses((status = 200, description = "The booking", body = HubBooking), (status = 400, description = "The request is not valid: the message says what and why", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, description = "No such booking", body = ErrorBody)),
     security(("api_key" = []))
 )]
@@ -151,6 +152,7 @@ pub async fn locations(_key: ApiKey, State(state): State<AppState>) -> ApiResult
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReturnBody {
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     units: i64,
 }
 
@@ -167,7 +169,7 @@ struct Returned {
     tag = "catalog",
     summary = "Give the hub's unused units back",
     description = "Returns `units` of the website's allotment of a pool to the store that owns it.",
-    params(("id" = String, Path, description = "The pool id")),
+    params(("id" = PoolId, Path, description = "The pool id")),
     request_body = ReturnBody,
     responses((status = 200, description = "Returned", body = Returned), (status = 400, description = "The request is not valid: the message says what and why", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, description = "No such pool", body = ErrorBody), (status = 409, description = "The hub holds fewer unused units", body = ErrorBody)),
     security(("api_key" = []))
