@@ -16,6 +16,10 @@
 //! server and of the load generator spent per booking, read from `/proc`:
 //! when every core is busy, that bounds the rate.
 //!
+//! With `BENCH_BASELINE_BIN=PATH` (another build of `edge-node`, say one of
+//! an earlier commit), (b, 64) also runs against a node served by that
+//! binary in every round, and the two are reported side by side.
+//!
 //! `cargo bench -p edge-node --bench commit_throughput`
 //! (`BENCH_SECONDS`, `BENCH_ROUNDS` and `BENCH_WARMUP_SECONDS` change the run
 //! length.)
@@ -122,8 +126,8 @@ impl Drop for Served {
     }
 }
 
-fn edge_node(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(BIN)
+fn edge_node(bin: &Path, dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(bin)
         .arg("--data-dir")
         .arg(dir)
         .args(args)
@@ -140,8 +144,8 @@ fn edge_node(dir: &Path, args: &[&str]) -> String {
         .to_owned()
 }
 
-fn serve(dir: &Path) -> Served {
-    let mut child = Command::new(BIN)
+fn serve(bin: &Path, dir: &Path) -> Served {
+    let mut child = Command::new(bin)
         .arg("--data-dir")
         .arg(dir)
         .args(["serve", "--listen", "127.0.0.1:0"])
@@ -409,23 +413,16 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-fn main() {
-    // `cargo test --benches` runs benches with `--bench` absent; do nothing then.
-    if !std::env::args().any(|a| a == "--bench") {
-        return;
-    }
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let run_for = Duration::from_secs(env_or("BENCH_SECONDS", 5));
-    let rounds = env_or("BENCH_ROUNDS", 3) as usize;
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
-    let node_dir = dir.path().join("node");
+/// A node in `dir` served by `bin`, with one stock pool to book from, and
+/// its manager token.
+fn node(bin: &Path, dir: &Path, runtime: &tokio::runtime::Runtime) -> (Served, String) {
     edge_node(
-        &node_dir,
+        bin,
+        dir,
         &["init", "--location", "bench", "--timezone", "UTC"],
     );
-    let token = edge_node(&node_dir, &["token", "create", "--role", "manager"]);
-    let served = serve(&node_dir);
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let token = edge_node(bin, dir, &["token", "create", "--role", "manager"]);
+    let served = serve(bin, dir);
     runtime.block_on(async {
         let http = reqwest::Client::new();
         for (path, body) in [
@@ -449,16 +446,37 @@ fn main() {
             assert_eq!(status, 201);
         }
     });
+    (served, token)
+}
+
+fn main() {
+    // `cargo test --benches` runs benches with `--bench` absent; do nothing then.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let run_for = Duration::from_secs(env_or("BENCH_SECONDS", 5));
+    let rounds = env_or("BENCH_ROUNDS", 3) as usize;
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (served, token) = node(Path::new(BIN), &dir.path().join("node"), &runtime);
+    // The same node served by another build, when one is given.
+    let baseline = std::env::var_os("BENCH_BASELINE_BIN")
+        .map(|bin| node(Path::new(&bin), &dir.path().join("baseline"), &runtime));
     // Warm up to the steady state of a store that has been open a while:
     // the WAL file grown to its working size and reused after each
     // checkpoint, caches filled. Until then every commit also extends the
     // WAL file, which a store pays once, not per booking.
     let warm_up = Duration::from_secs(env_or("BENCH_WARMUP_SECONDS", 3));
     api(&served.base, &token, 64, warm_up);
+    if let Some((served, token)) = &baseline {
+        api(&served.base, token, 64, warm_up);
+    }
 
     // A second node for (c), opened in this process.
     let direct_dir = dir.path().join("direct");
     edge_node(
+        Path::new(BIN),
         &direct_dir,
         &["init", "--location", "bench", "--timezone", "UTC"],
     );
@@ -495,6 +513,7 @@ fn main() {
     let mut one = Vec::new();
     let mut many = Vec::new();
     let mut direct = Vec::new();
+    let mut before_builds = Vec::new();
     let mut server_cpu = Vec::new();
     let mut client_cpu = Vec::new();
     // Bytes written to disk per commit of (a) and per booking of (b, 64)
@@ -514,6 +533,9 @@ fn main() {
         many_disk.push(disk_per_op(before, disk_bytes(&server_pid), ops));
         server_cpu.push(cpu_per_op(&server_before, &cpu_ticks(&server_pid), ops));
         client_cpu.push(cpu_per_op(&client_before, &cpu_ticks("self"), ops));
+        if let Some((served, token)) = &baseline {
+            before_builds.push(api(&served.base, token, 64, run_for));
+        }
         let before = disk_bytes("self");
         direct.push(runtime.block_on(store_direct(&store, 64, run_for)));
         direct_disk.push(disk_per_op(
@@ -546,6 +568,7 @@ fn main() {
         "api_1": figures(&one),
         "api_64": figures(&many),
         "store_64": figures(&direct),
+        "api_64_baseline_build": (!before_builds.is_empty()).then(|| figures(&before_builds)),
         "sqlite_version": rusqlite::version(),
     });
     let report = |name: &str, samples: &[Sample]| -> f64 {
@@ -575,6 +598,23 @@ fn main() {
     let one_rate = report("(b) edge API, 1 client", &one);
     let many_rate = report("(b) edge API, 64 clients", &many);
     let direct_rate = report("(c) store writer, 64 tasks, no HTTP", &direct);
+    if !before_builds.is_empty() {
+        let baseline_rate = report("(b) baseline build's edge API, 64 clients", &before_builds);
+        let paired: Vec<f64> = many
+            .iter()
+            .zip(&before_builds)
+            .map(|(this, baseline)| this.per_second() / baseline.per_second())
+            .collect();
+        println!(
+            "\nthis build / baseline build at 64 clients: {:.3} (medians); round by round {}",
+            many_rate / baseline_rate,
+            paired
+                .iter()
+                .map(|r| format!("{r:.3}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     // Where the CPU of (b, 64 clients) goes: with every core busy, the rate
     // cannot exceed cores / (CPU per booking).
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
