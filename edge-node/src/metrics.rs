@@ -34,8 +34,9 @@ pub const PULLED_EVENTS: &str = "edge_node_sync_pulled_events_total";
 /// Refusals of what this store sent, by code (fork, fenced, quarantined,
 /// forbidden, invalid_event).
 pub const SYNC_REFUSALS: &str = "edge_node_sync_refusals_total";
-/// Events set aside by a reset, waiting for review.
-pub const SET_ASIDE: &str = "edge_node_quarantined_events";
+/// Events from the hub this store could not apply and set aside
+/// (`GET /api/v1/sync/set-aside`).
+pub const SET_ASIDE: &str = "edge_node_sync_set_aside_events";
 
 /// The request layer's names.
 pub const REQUESTS: ops_kit::http::RequestMetrics = ops_kit::http::RequestMetrics {

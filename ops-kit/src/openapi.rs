@@ -19,6 +19,9 @@ pub const DOCUMENT_PATH: &str = "/openapi.json";
 pub const PAGE_PATH: &str = "/docs";
 pub const STYLE_PATH: &str = "/docs/style.css";
 
+/// Browsers take each answer for the type it says, nothing else.
+const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
+
 /// What the reference page may load: its own style sheet, nothing else.
 const PAGE_POLICY: &str =
     "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -44,10 +47,13 @@ pub fn routes<S: Clone + Send + Sync + 'static>(api: &OpenApi) -> Router<S> {
                 let json = json.clone();
                 async move {
                     (
-                        [(
-                            header::CONTENT_TYPE,
-                            HeaderValue::from_static("application/json"),
-                        )],
+                        [
+                            (
+                                header::CONTENT_TYPE,
+                                HeaderValue::from_static("application/json"),
+                            ),
+                            (header::X_CONTENT_TYPE_OPTIONS, NOSNIFF),
+                        ],
                         json,
                     )
                         .into_response()
@@ -60,10 +66,13 @@ pub fn routes<S: Clone + Send + Sync + 'static>(api: &OpenApi) -> Router<S> {
                 let page = page.clone();
                 async move {
                     (
-                        [(
-                            header::CONTENT_SECURITY_POLICY,
-                            HeaderValue::from_static(PAGE_POLICY),
-                        )],
+                        [
+                            (
+                                header::CONTENT_SECURITY_POLICY,
+                                HeaderValue::from_static(PAGE_POLICY),
+                            ),
+                            (header::X_CONTENT_TYPE_OPTIONS, NOSNIFF),
+                        ],
                         axum::response::Html(page),
                     )
                         .into_response()
@@ -76,6 +85,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(api: &OpenApi) -> Router<S> {
                 (
                     [
                         (header::CONTENT_TYPE, HeaderValue::from_static("text/css")),
+                        (header::X_CONTENT_TYPE_OPTIONS, NOSNIFF),
                         (
                             header::CACHE_CONTROL,
                             HeaderValue::from_static("public, max-age=3600"),
@@ -189,12 +199,42 @@ fn type_of(schema: &Value) -> String {
     if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
         let _ = write!(out, " matching <code>{}</code>", escape(pattern));
     }
-    for (key, word) in [("minimum", "at least"), ("maximum", "at most")] {
+    for (key, words) in [
+        ("minimum", "at least"),
+        ("maximum", "at most"),
+        ("minLength", "at least {} characters"),
+        ("maxLength", "at most {} characters"),
+        ("minItems", "at least {} items"),
+        ("maxItems", "at most {} items"),
+    ] {
         if let Some(bound) = schema.get(key) {
-            let _ = write!(out, ", {word} {}", escape(&bound.to_string()));
+            let bound = escape(&bound.to_string());
+            let _ = match words.split_once("{}") {
+                Some((before, after)) => write!(out, ", {before}{bound}{after}"),
+                None => write!(out, ", {words} {bound}"),
+            };
         }
     }
     out
+}
+
+/// A schema's description, or that of its first alternative (an optional
+/// reference is written as `oneOf` of it and `null`, with the text inside).
+fn description(schema: &Value) -> &str {
+    let own = text(schema, "description");
+    if !own.is_empty() {
+        return own;
+    }
+    schema
+        .get("oneOf")
+        .and_then(Value::as_array)
+        .and_then(|options| {
+            options
+                .iter()
+                .map(|o| text(o, "description"))
+                .find(|d| !d.is_empty())
+        })
+        .unwrap_or_default()
 }
 
 /// The schemas of a request or response body, by media type.
@@ -312,7 +352,7 @@ fn fields(out: &mut String, schema: &Value) {
                 ""
             },
             type_of(property),
-            prose(text(property, "description")),
+            prose(description(property)),
         );
     }
     out.push_str("</tbody></table></div>");
@@ -505,7 +545,9 @@ mod tests {
             },
             "components": {"schemas": {"Thing": {
                 "type": "object", "required": ["name"],
-                "properties": {"name": {"type": "string", "description": "Its\n`name`"},
+                "properties": {"name": {"type": "string", "description": "Its\n`name`", "maxLength": 20},
+                               "other": {"oneOf": [{"$ref": "#/components/schemas/Thing"}, {"type": "null"}],
+                                         "description": ""},
                                "tags": {"type": ["array", "null"], "items": {"type": "string"}}}
             }}}
         })
@@ -532,6 +574,7 @@ mod tests {
         assert!(page.contains("<code>name</code> <em>required</em>"));
         assert!(page.contains("array of string or null"));
         assert!(page.contains("Its <code>name</code>"));
+        assert!(page.contains("string, at most 20 characters"), "{page}");
         assert!(!page.contains("<script"), "the page needs no script");
         assert!(
             !page.contains("<style") && !page.contains("style="),

@@ -88,8 +88,13 @@ pub fn evaluate(
             kind: kind.to_owned(),
             subject: subject.to_owned(),
             message,
+            undecided: false,
         });
     };
+    // Stores silent since before this process watched, not yet for long
+    // enough by its own count: another process, watching longer, may have
+    // raised their alert, and this one must not clear it.
+    let mut undecided = Vec::new();
     for location in &fleet.locations {
         let id = location.id.as_str();
         if location.status == DeviceStatus::Quarantined {
@@ -119,6 +124,20 @@ pub fn evaluate(
                 ),
             );
             // A silent store's other readings are as old as its silence.
+            continue;
+        }
+        if now_ms - seen.as_millisecond() > settings.alerts.unreachable_for_ms {
+            undecided.push(Alert {
+                key: format!("store_unreachable:{id}"),
+                kind: "store_unreachable".to_owned(),
+                subject: id.to_owned(),
+                message: format!(
+                    "{} has not been heard from for {} s",
+                    location.name,
+                    (now_ms - seen.as_millisecond()) / 1000
+                ),
+                undecided: true,
+            });
             continue;
         }
         if let Some(offset) = location.clock_offset_ms
@@ -184,12 +203,14 @@ pub fn evaluate(
             );
         }
     }
+    alerts.extend(undecided);
     alerts
 }
 
-/// What to raise (conditions with no open alert) and what to clear (open
-/// alerts whose condition is gone). An alert already open stays as it is,
-/// even when its message changed (the seconds of silence grow).
+/// What to raise (conditions with no open alert, unless undecided) and what
+/// to clear (open alerts whose condition is gone). An alert already open
+/// stays as it is, even when its message changed (the seconds of silence
+/// grow).
 pub fn diff(open: &[OpenAlert], current: &[Alert]) -> Changes {
     let open_keys: std::collections::HashSet<&str> = open.iter().map(|a| a.key.as_str()).collect();
     let current_keys: std::collections::HashSet<&str> =
@@ -197,7 +218,7 @@ pub fn diff(open: &[OpenAlert], current: &[Alert]) -> Changes {
     Changes {
         raised: current
             .iter()
-            .filter(|a| !open_keys.contains(a.key.as_str()))
+            .filter(|a| !a.undecided && !open_keys.contains(a.key.as_str()))
             .cloned()
             .collect(),
         cleared: open
@@ -360,8 +381,22 @@ mod tests {
             locations: vec![gone],
             ..FleetRead::default()
         };
-        assert_eq!(evaluate(&fleet, &settings, 0, now).len(), 1);
-        assert!(evaluate(&fleet, &settings, now - 1000, now).is_empty());
+        let decided = evaluate(&fleet, &settings, 0, now);
+        assert_eq!(decided.len(), 1);
+        assert!(!decided[0].undecided);
+        // A process that started watching a second ago cannot tell yet: it
+        // raises nothing, and keeps open what a process watching for longer
+        // raised (several processes share one database).
+        let young = evaluate(&fleet, &settings, now - 1000, now);
+        assert_eq!(young.len(), 1);
+        assert!(young[0].undecided);
+        assert_eq!(diff(&[], &young), Changes::default());
+        let open = decided[0].opened(now - 1);
+        assert_eq!(
+            diff(std::slice::from_ref(&open), &young),
+            Changes::default()
+        );
+        assert_eq!(diff(std::slice::from_ref(&open), &[]).cleared, vec![open]);
     }
 
     #[test]
@@ -371,6 +406,7 @@ mod tests {
             kind: "k".into(),
             subject: "s".into(),
             message: "now".into(),
+            undecided: false,
         };
         let open = |k: &str| OpenAlert {
             key: k.into(),

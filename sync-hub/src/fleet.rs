@@ -64,6 +64,10 @@ pub struct Alert {
     pub kind: String,
     pub subject: String,
     pub message: String,
+    /// The condition may hold, but this process cannot tell yet (a store
+    /// already silent when it started watching, within its grace period):
+    /// an open alert of this key stays open, and none is raised.
+    pub undecided: bool,
 }
 
 /// An alert raised and not yet cleared.

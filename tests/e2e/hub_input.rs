@@ -160,6 +160,14 @@ async fn every_refusal_of_the_public_api_is_json_with_its_status() {
             "invalid_json",
         ),
         (
+            "more units than any pool holds",
+            "POST",
+            "/v1/pools/store-1:beans/allotment/return".into(),
+            Some(br#"{"units": 1000000001}"#.to_vec()),
+            400,
+            "invalid_request",
+        ),
+        (
             "malformed JSON for a return",
             "POST",
             "/v1/pools/store-1:beans/allotment/return".into(),

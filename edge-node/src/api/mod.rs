@@ -99,8 +99,9 @@ impl Modify for Credentials {
         );
         let mut session = ApiKeyValue::new(crate::state::COOKIE);
         session.description = Some(
-            "The LAN UI's session cookie, after signing in with a PIN; requests that change \
-             anything also need the page's CSRF token."
+            "The LAN UI's session cookie, after signing in with a PIN. A request that carries \
+             it and no token must come from the store's own pages: its `Origin` (or `Referer`) \
+             must name the host it is sent to, or it is refused with 403 `cross_site_request`."
                 .into(),
         );
         components.add_security_scheme("session", SecurityScheme::ApiKey(ApiKey::Cookie(session)));
@@ -147,7 +148,7 @@ struct CreateResourceBody {
     summary = "Create a resource",
     description = "A resource is something bookable: `stock` (countable items) or `slot` (time-bound capacity, one pool per slot). An id, when given, must be a UUID or `location:slug` in this store's namespace.\n\nRole: manager or above.",
     request_body = CreateResourceBody,
-    responses((status = 415, description = "The body is not sent as `Content-Type: application/json`", body = ErrorBody), (status = 201, description = "Created", body = ResourceView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 409, description = "A resource with this id exists", body = ErrorBody)),
+    responses((status = 201, description = "Created", body = ResourceView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 409, description = "A resource with this id exists", body = ErrorBody), (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody), (status = 415, description = "The body is not sent as `Content-Type: application/json`", body = ErrorBody)),
     security(("token" = []), ("session" = []))
 )]
 async fn create_resource(
@@ -208,7 +209,7 @@ struct CreatePoolBody {
     summary = "Create a pool",
     description = "A pool holds the capacity of one resource (for a slot resource, of one slot between `starts_at` and `ends_at`). This store owns it and its whole capacity starts as its own allotment.\n\nRole: manager or above.",
     request_body = CreatePoolBody,
-    responses((status = 415, description = "The body is not sent as `Content-Type: application/json`", body = ErrorBody), (status = 201, description = "Created", body = PoolView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "A pool with this id exists", body = ErrorBody)),
+    responses((status = 201, description = "Created", body = PoolView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such resource", body = ErrorBody), (status = 409, description = "A pool with this id exists, the resource is another store's, or a stock resource has its pool already", body = ErrorBody), (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody), (status = 415, description = "The body is not sent as `Content-Type: application/json`", body = ErrorBody)),
     security(("token" = []), ("session" = []))
 )]
 async fn create_pool(
@@ -238,10 +239,11 @@ struct PoolQuery {
     /// Only the pools of this resource.
     #[serde(default)]
     resource_id: Option<ResourceId>,
-    /// Only slot pools ending after this instant.
+    /// Slot pools ending after this instant (stock pools are always listed).
     #[serde(default)]
     from: Option<jiff::Timestamp>,
-    /// Only slot pools starting before this instant.
+    /// Slot pools starting before this instant (stock pools are always
+    /// listed).
     #[serde(default)]
     to: Option<jiff::Timestamp>,
     /// At most this many pools (and never more than 1000).
@@ -321,7 +323,7 @@ struct AdjustBody {
     description = "Adds `delta` units (negative removes them). Only the owner adjusts; a decrease below what is booked marks the pool overbooked rather than cancelling anyone.\n\nRole: manager or above.",
     params(("id" = PoolId, Path, description = "The pool id")),
     request_body = AdjustBody,
-    responses((status = 415, description = "The body is not sent as `Content-Type: application/json`", body = ErrorBody), (status = 200, description = "The pool after the change", body = PoolView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such pool", body = ErrorBody), (status = 409, description = "Not this store's pool, or the change is not possible", body = ErrorBody)),
+    responses((status = 200, description = "The pool after the change", body = PoolView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such pool", body = ErrorBody), (status = 409, description = "Not this store's pool", body = ErrorBody), (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody), (status = 415, description = "The body is not sent as `Content-Type: application/json`", body = ErrorBody)),
     security(("token" = []), ("session" = []))
 )]
 async fn adjust_pool(
@@ -355,7 +357,7 @@ struct AllotmentBody {
     description = "Moves `units` of the owner's free allotment to `to` (another location or `hub`, for the website). Escrow: the units are then theirs alone to book.\n\nRole: manager or above.",
     params(("id" = PoolId, Path, description = "The pool id")),
     request_body = AllotmentBody,
-    responses((status = 415, description = "The body is not sent as `Content-Type: application/json`", body = ErrorBody), (status = 201, description = "The pool after the grant", body = PoolView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such pool", body = ErrorBody), (status = 409, description = "Not enough free units, or not this store's pool", body = ErrorBody)),
+    responses((status = 201, description = "The pool after the grant", body = PoolView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such pool", body = ErrorBody), (status = 409, description = "Not enough free units, or not this store's pool", body = ErrorBody), (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody), (status = 415, description = "The body is not sent as `Content-Type: application/json`", body = ErrorBody)),
     security(("token" = []), ("session" = []))
 )]
 async fn grant_allotment(
@@ -387,7 +389,7 @@ struct ReturnBody {
     description = "A grantee gives `units` of its unused allotment back to the pool's owner.\n\nRole: manager or above.",
     params(("id" = PoolId, Path, description = "The pool id")),
     request_body = ReturnBody,
-    responses((status = 415, description = "The body is not sent as `Content-Type: application/json`", body = ErrorBody), (status = 200, description = "The pool after the return", body = PoolView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such pool", body = ErrorBody), (status = 409, description = "Not that many unused units", body = ErrorBody)),
+    responses((status = 200, description = "The pool after the return", body = PoolView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such pool", body = ErrorBody), (status = 409, description = "Not that many unused units", body = ErrorBody), (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody), (status = 415, description = "The body is not sent as `Content-Type: application/json`", body = ErrorBody)),
     security(("token" = []), ("session" = []))
 )]
 /// A grantee gives unused units back to the owner.
@@ -484,10 +486,10 @@ impl Drop for InFlight {
     path = "/api/v1/bookings",
     tag = "bookings",
     summary = "Book",
-    description = "Takes units of one or more pools for a customer. Acknowledged only once committed to disk. With `hold_seconds`, a pending hold that frees its units unless confirmed in time. A booking of units this store does not own becomes a request the owner decides (202). With an `Idempotency-Key` header, a retry of the same request gets the first answer again (header `idempotent-replayed: true`).\n\nRole: kiosk or above.",
+    description = "Takes units of one or more pools for a customer. Acknowledged only once committed to disk. With `hold_seconds`, a pending hold that frees its units unless confirmed in time. A line this store cannot cover from what it holds of a pool (its own units, or units granted to it) becomes a request the pool's owner decides (202). With an `Idempotency-Key` header, a retry of the same request gets the first answer again (header `idempotent-replayed: true`).\n\nRole: kiosk or above.",
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: 1 to 255 printable ASCII characters", min_length = 1, max_length = 255)),
     request_body = CreateBooking,
-    responses((status = 415, description = "The body is not sent as `Content-Type: application/json`", body = ErrorBody), (status = 201, description = "Booked (confirmed or held)", body = BookingView), (status = 202, description = "Requested: the owner of the units decides", body = BookingView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such pool", body = ErrorBody), (status = 409, description = "Not enough units left, or a request with this Idempotency-Key is in flight", body = ErrorBody), (status = 422, description = "This Idempotency-Key was used for a different request", body = ErrorBody)),
+    responses((status = 201, description = "Booked (confirmed or held)", body = BookingView), (status = 202, description = "Requested: the owner of the units decides", body = BookingView), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody), (status = 404, description = "No such pool", body = ErrorBody), (status = 409, description = "Not enough units left, or a request with this Idempotency-Key is in flight", body = ErrorBody), (status = 422, description = "This Idempotency-Key was used for a different request", body = ErrorBody), (status = 413, description = "The body is larger than 64 KiB", body = ErrorBody), (status = 415, description = "The body is not sent as `Content-Type: application/json`", body = ErrorBody)),
     security(("token" = []), ("session" = []))
 )]
 async fn create_booking(
@@ -565,7 +567,8 @@ struct BookingQuery {
     /// `rejected`, `cancelled`, `fulfilled`, `expired`, `no_show`).
     #[serde(default)]
     state: Option<String>,
-    /// Search by booking code, customer name, phone or email.
+    /// Search by booking code, part of the customer's name, or the phone's
+    /// digits however they were written.
     #[serde(default)]
     q: Option<String>,
     /// At most this many bookings on the page (and never more than 500).
@@ -583,7 +586,7 @@ struct BookingQuery {
     path = "/api/v1/bookings",
     tag = "bookings",
     summary = "List bookings",
-    description = "Newest first, a page at a time; filter by state, or search by code, name, phone or email.\n\nRole: staff or above.",
+    description = "Newest first, a page at a time; filter by state, or search by code, name or phone.\n\nRole: staff or above.",
     params(BookingQuery),
     responses((status = 200, description = "A page of bookings", body = BookingList), (status = 400, description = "The request is not valid: the message says which field and why", body = ErrorBody), (status = 401, description = "No valid token or session", body = ErrorBody), (status = 403, description = "The caller's role may not do this", body = ErrorBody)),
     security(("token" = []), ("session" = []))

@@ -72,7 +72,7 @@ fn claim(keys: &Arc<InFlight>, key: &str) -> Option<Claim> {
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-struct Rejected<'a> {
+pub struct Rejected<'a> {
     #[serde(flatten)]
     error: ErrorBody,
     booking: &'a HubBooking,
@@ -142,10 +142,10 @@ async fn wait_while(
     path = "/v1/bookings",
     tag = "bookings",
     summary = "Place a web order",
-    description = "Decided by the store that owns the units when it is reachable, from the hub's own allotment when it is not. 201 when decided, 202 while the store has yet to decide (poll `GET /v1/bookings/{id}`, or pass `wait_ms`), 409 when refused. With an `Idempotency-Key` header a retry gets the first answer again (header `idempotent-replayed: true`).",
+    description = "Decided by the store that owns the units when it is reachable; when it is not, from the hub's own allotment if that covers the order, else it waits (202, `requested`) for the store until `request_ttl_seconds` pass. 201 when decided, 202 while the store has yet to decide (poll `GET /v1/bookings/{id}`, or pass `wait_ms`), 409 when refused. With an `Idempotency-Key` header a retry gets the first answer again (header `idempotent-replayed: true`).",
     params(OrderQuery, ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: 1 to 255 printable characters", min_length = 1, max_length = 255)),
     request_body = CreateBooking,
-    responses((status = 201, description = "Booked", body = HubBooking), (status = 202, description = "Waiting for the store's decision", body = HubBooking), (status = 400, description = "The request is not valid: the message says what and why", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, description = "A line names a pool the hub does not know", body = ErrorBody), (status = 409, description = "Refused by the store, out of units, or expired undecided", body = Rejected), (status = 413, description = "The body is too large", body = ErrorBody), (status = 422, description = "This Idempotency-Key was used for a different order", body = ErrorBody)),
+    responses((status = 201, description = "Booked", body = HubBooking), (status = 202, description = "Waiting for the store's decision", body = HubBooking), (status = 400, description = "The request is not valid: the message says what and why", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, description = "A line names a pool the hub does not know", body = ErrorBody), (status = 409, description = "Refused by the store, out of units or expired undecided (the answer then also carries the `booking`: see `Rejected`), a slot that has ended, or a request with this Idempotency-Key still in flight", body = ErrorBody), (status = 413, description = "The body is too large", body = ErrorBody), (status = 422, description = "This Idempotency-Key was used for a different order", body = ErrorBody)),
     security(("api_key" = []))
 )]
 pub async fn create(

@@ -132,7 +132,7 @@ status that fits, and every answer carries the hub's clock in `x-hub-time`."
         (name = "health", description = "For load balancers and supervisors; no credentials."),
     ),
     modifiers(&Credentials),
-    components(schemas(ErrorBody))
+    components(schemas(ErrorBody, bookings::Rejected))
 )]
 pub struct ApiDoc;
 
@@ -158,9 +158,11 @@ impl Modify for Credentials {
         device.description = Some(
             "The device's Ed25519 signature (base64) over the method, the path with its query, \
              `x-timestamp` (Unix milliseconds, within the freshness window), `x-nonce` (never \
-             reused) and the SHA-256 of the body; `x-device` names the location. The hub \
-             signs its answer over the nonce, its time, the status and the body in \
-             `x-hub-signature`."
+             reused, 16 to 64 hex digits) and the SHA-256 of the body; `x-device` names the \
+             location. Any signed request may report the device's health in its query: \
+             `backlog` (events it has still to push) and `clock_offset_ms` (its clock minus \
+             the hub's, as it measured it). The hub signs its answer over the nonce, its \
+             time, the status and the body in `x-hub-signature`."
                 .into(),
         );
         components.add_security_scheme("device", SecurityScheme::ApiKey(ApiKey::Header(device)));

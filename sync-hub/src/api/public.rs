@@ -14,6 +14,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{IdPath, JsonBody, QueryParams};
 use crate::keys::hash_secret;
 use crate::storage::{HubBooking, LocationHealth, PoolSummary};
+use shared::limits::ALLOTMENT_UNITS_MAX;
 use shared::protocol::ErrorBody;
 
 /// A caller holding a valid API key.
@@ -181,8 +182,10 @@ pub async fn return_allotment(
     IdPath(pool): IdPath<PoolId>,
     JsonBody(body): JsonBody<ReturnBody>,
 ) -> ApiResult<Response> {
-    if body.units <= 0 {
-        return Err(ApiError::bad_request("units must be positive"));
+    if !(1..=ALLOTMENT_UNITS_MAX).contains(&body.units) {
+        return Err(ApiError::bad_request(format!(
+            "units must be between 1 and {ALLOTMENT_UNITS_MAX}"
+        )));
     }
     let owner = state
         .storage
