@@ -695,6 +695,14 @@ pub fn check_next(
     if event.seq <= head.seq {
         return match stored_at_seq {
             Some(hash) if hash == event.hash() => ChainVerdict::Duplicate,
+            // Another event where the receiver holds one of a newer epoch:
+            // an old copy of the device (from before a reset) speaking, not
+            // the device's own log diverging. Fenced, so the device as it
+            // is now is not quarantined for what its old copy says.
+            _ if event.epoch < epoch_floor => ChainVerdict::Fenced {
+                epoch: event.epoch,
+                current: epoch_floor,
+            },
             _ => ChainVerdict::Fork { seq: event.seq },
         };
     }
@@ -882,6 +890,22 @@ mod tests {
                 epoch: 1,
                 current: 2
             }
+        );
+
+        // An old copy's event where the receiver holds a newer epoch's: the
+        // copy is fenced, the log is not called forked.
+        let mut other = events[1].clone();
+        other.body = serde_json::json!({"pool": "p", "delta": 99});
+        assert_eq!(
+            check_next(head, &other, Some(events[1].hash()), 2),
+            ChainVerdict::Fenced {
+                epoch: 1,
+                current: 2
+            }
+        );
+        assert_eq!(
+            check_next(head, &other, Some(events[1].hash()), 1),
+            ChainVerdict::Fork { seq: 2 }
         );
     }
 

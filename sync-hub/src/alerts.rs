@@ -109,6 +109,22 @@ pub fn evaluate(
             );
             continue;
         }
+        // An old copy of the store's device is still trying to sync: it
+        // takes bookings nobody will ever see. Cleared once it has been
+        // quiet for as long as a silent store takes to be called gone.
+        if let Some(fenced) = location.fenced_at
+            && now_ms - fenced.as_millisecond() <= settings.alerts.unreachable_for_ms
+        {
+            raise(
+                "fenced",
+                id,
+                format!(
+                    "an old copy of {} (replaced, or from before a reset) is still trying to \
+                     sync and is refused: find that PC and switch it off",
+                    location.name
+                ),
+            );
+        }
         let Some(seen) = location.last_seen_at else {
             continue;
         };
@@ -305,6 +321,7 @@ mod tests {
             backlog_events: Some(0),
             clock_offset_ms: Some(0),
             set_aside_events: 0,
+            fenced_at: None,
         }
     }
 
@@ -322,6 +339,12 @@ mod tests {
         gone.clock_offset_ms = Some(settings.skew_margin_ms);
         let mut forked = store("forked", Some(100), now);
         forked.status = DeviceStatus::Quarantined;
+        let mut fenced = store("fenced", Some(100), now);
+        fenced.fenced_at = Some(crate::working::timestamp(now - 1000));
+        let mut long_fenced = store("long-fenced", Some(100), now);
+        long_fenced.fenced_at = Some(crate::working::timestamp(
+            now - settings.alerts.unreachable_for_ms - 1,
+        ));
         let fleet = FleetRead {
             locations: vec![
                 store("fine", Some(100), now),
@@ -330,6 +353,8 @@ mod tests {
                 behind,
                 gone,
                 forked,
+                fenced,
+                long_fenced,
             ],
             overbooked_pools: vec![OverbookedPool {
                 id: "p1".into(),
@@ -366,6 +391,7 @@ mod tests {
                 "backlog_growing:behind",
                 "store_unreachable:gone",
                 "fork:forked",
+                "fenced:fenced",
                 "pool_overbooked:p1",
                 "webhook_failing:7"
             ]

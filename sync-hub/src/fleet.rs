@@ -21,6 +21,9 @@ pub struct LocationHealth {
     pub clock_offset_ms: Option<i64>,
     /// Inbox events the location could not apply and set aside.
     pub set_aside_events: u64,
+    /// When the hub last refused a push of an old copy of this location's
+    /// device (one replaced, or from before a reset) as fenced.
+    pub fenced_at: Option<jiff::Timestamp>,
 }
 
 /// One read of the fleet.

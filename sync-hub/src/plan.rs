@@ -134,7 +134,12 @@ pub fn plan_parsed(
             first_new = index;
         }
         if event.seq <= log.head.seq || index == first_new {
-            let floor = if event.seq >= log.epoch_start_seq {
+            // An event the hub holds another of, authored under an older
+            // epoch than the device's: an old copy of the device speaking
+            // (one from before a reset), not the device as it is now, which
+            // took the hub's log when its epoch began. Fenced, so the
+            // device is not quarantined for what an old copy says.
+            let floor = if event.seq <= log.head.seq || event.seq >= log.epoch_start_seq {
                 log.epoch
             } else {
                 0
@@ -282,6 +287,83 @@ mod tests {
                 current: 2
             })
         ));
+    }
+
+    #[test]
+    fn an_old_copy_after_a_reset_is_fenced_not_called_a_fork() {
+        // The hub holds 1..=3 of epoch 1, then the reset device's 4..=5 of
+        // epoch 2; an old copy from before the reset pushes its own 4.
+        let old = chain(5, 1);
+        let mut held = old[..3].to_vec();
+        let mut head = held[2].head();
+        for i in 0..2 {
+            let e = Event::next(
+                head,
+                ParticipantId::Location(origin()),
+                2,
+                100 + i,
+                EventBody::PoolAdjusted {
+                    pool: PoolId::parse("p").expect("id"),
+                    delta: 7,
+                },
+            );
+            head = e.head();
+            held.push(e);
+        }
+        let mut device = log(&held, 5, 2);
+        device.epoch_start_seq = 4;
+        let hash_at = |seq: u64| Some(held[seq as usize - 1].hash());
+        assert!(matches!(
+            first_new(&device, &old[3..], hash_at),
+            Err(Refusal::Fenced {
+                seq: 4,
+                epoch: 1,
+                current: 2
+            })
+        ));
+        // Its events from before the reset are what the hub holds.
+        assert_eq!(first_new(&device, &old[..3], hash_at), Ok(3));
+        // An old copy that diverged before the reset, where the hub holds
+        // epoch 1 too, is fenced as well: the device now is of epoch 2.
+        let diverged = chain(3, 1)
+            .into_iter()
+            .map(|mut e| {
+                e.at_ms += 1;
+                e
+            })
+            .collect::<Vec<_>>();
+        let resealed = {
+            let mut head = ChainHead::EMPTY;
+            diverged
+                .iter()
+                .map(|e| {
+                    let next = Event::next(
+                        head,
+                        e.origin.clone(),
+                        1,
+                        e.at_ms,
+                        e.typed().expect("typed"),
+                    );
+                    head = next.head();
+                    next
+                })
+                .collect::<Vec<_>>()
+        };
+        assert!(matches!(
+            first_new(&device, &resealed, hash_at),
+            Err(Refusal::Fenced {
+                seq: 1,
+                epoch: 1,
+                current: 2
+            })
+        ));
+        // The same divergence under the device's own epoch is a fork.
+        assert_eq!(
+            first_new(&log(&held[..3], 3, 1), &resealed, |seq| Some(
+                held[seq as usize - 1].hash()
+            )),
+            Err(Refusal::Fork { seq: 1 })
+        );
     }
 
     #[test]

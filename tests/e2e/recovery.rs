@@ -79,6 +79,15 @@ async fn a_store_restored_from_an_old_backup_is_quarantined_and_reset_keeps_ever
     let refused = run_failing(&world.bins.edge, store.path(), &["reset"]);
     assert!(refused.contains("in use"), "{refused}");
     store.kill();
+    // A copy of the PC as it is now, before the reset: an old copy that
+    // someone starts again later.
+    let old_copy = tempfile::tempdir().expect("tempdir");
+    for entry in std::fs::read_dir(store.path()).expect("data dir") {
+        let entry = entry.expect("entry");
+        if entry.file_type().expect("type").is_file() {
+            std::fs::copy(entry.path(), old_copy.path().join(entry.file_name())).expect("copy");
+        }
+    }
     let out = run(&world.bins.edge, store.path(), &["reset"]);
     assert!(
         out.contains("1 events of ours quarantined") || out.contains("quarantined"),
@@ -120,6 +129,42 @@ async fn a_store_restored_from_an_old_backup_is_quarantined_and_reset_keeps_ever
     let (_, locations) = world.public("/v1/locations").await;
     assert_eq!(locations["locations"][0]["status"], "active");
     assert_eq!(locations["locations"][0]["epoch"], 2);
+
+    // The old copy comes back: its pushes are fenced, and the hub tells its
+    // operators with one `fenced` alert, however often the copy retries.
+    let mut old = Store {
+        location: "store-1".into(),
+        dir: old_copy,
+        token: store.token.clone(),
+        served: None,
+        env: Vec::new(),
+        args: Vec::new(),
+    };
+    old.start(&world);
+    eventually(
+        Duration::from_secs(30),
+        "a fenced alert at the hub",
+        || async {
+            let open = world.hub_rows(
+                "SELECT key FROM alerts WHERE cleared_at_ms IS NULL AND kind = 'fenced'",
+                &[],
+            );
+            (!open.is_empty()).then_some(open)
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let raised = world.hub_rows("SELECT key FROM alerts WHERE kind = 'fenced'", &[]);
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    let (_, locations) = world.public("/v1/locations").await;
+    assert!(
+        locations["locations"][0]["fenced_at"].is_string(),
+        "{locations}"
+    );
+    // The store itself is untouched by its old copy.
+    assert_eq!(locations["locations"][0]["status"], "active");
+    assert_eq!(locations["locations"][0]["epoch"], 2);
+    old.kill();
 }
 
 async fn snapshot(world: &World, store: &Store) -> (Value, Value) {

@@ -52,6 +52,11 @@ pub struct Delivery {
     pub attempts: u32,
 }
 
+/// How often a fenced location's refusal time is written: an old copy
+/// retrying every second costs one write in this time, and the alert it
+/// raises is as late as this at most.
+pub const FENCED_NOTED_EVERY_MS: i64 = 10_000;
+
 /// Health readings a device reports with every signed request.
 #[derive(Debug, Clone, Copy)]
 pub struct Seen {
@@ -139,6 +144,10 @@ pub trait HubStorage: Send + Sync + std::fmt::Debug + 'static {
     async fn ready(&self) -> StorageResult<()>;
     /// A committed read.
     async fn api_key_exists(&self, key_hash: &str) -> StorageResult<bool>;
+    /// Records that a push of `location` was refused as fenced at `at_ms`,
+    /// at most one write per [`FENCED_NOTED_EVERY_MS`] however often the old
+    /// copy retries.
+    async fn note_fenced(&self, location: &LocationId, at_ms: i64) -> StorageResult<()>;
     async fn add_webhook(&self, url: &str, secret: &str, now_ms: i64) -> StorageResult<i64>;
 
     // Devices.

@@ -19,6 +19,7 @@ use tokio_postgres::{Client, NoTls};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sync-hub/postgres/0001_initial.sql"),
     include_str!("../../../migrations/sync-hub/postgres/0002_operations.sql"),
+    include_str!("../../../migrations/sync-hub/postgres/0003_fenced.sql"),
 ];
 
 /// The schema version this binary writes.

@@ -1041,6 +1041,18 @@ impl HubStorage for PostgresStorage {
         Ok(client.query_opt(&stmt, &[&key_hash]).await?.is_some())
     }
 
+    async fn note_fenced(&self, location: &LocationId, at_ms: i64) -> StorageResult<()> {
+        let client = self.inner.pool.get().await?;
+        client
+            .execute(
+                "UPDATE locations SET fenced_at_ms = $2
+                 WHERE id = $1 AND (fenced_at_ms IS NULL OR fenced_at_ms < $2 - $3)",
+                &[&location.as_str(), &at_ms, &super::FENCED_NOTED_EVERY_MS],
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn add_webhook(&self, url: &str, secret: &str, now_ms: i64) -> StorageResult<i64> {
         let client = self.inner.pool.get().await?;
         let row = client
@@ -1318,7 +1330,8 @@ impl HubStorage for PostgresStorage {
             .query(
                 "SELECT id, name, timezone, status, epoch, head_seq, last_seen_at_ms, backlog_events,
                         clock_offset_ms,
-                        (SELECT count(*) FROM view_set_aside AS s WHERE s.location = locations.id)
+                        (SELECT count(*) FROM view_set_aside AS s WHERE s.location = locations.id),
+                        fenced_at_ms
                  FROM locations ORDER BY id",
                 &[],
             )
@@ -1348,6 +1361,9 @@ impl HubStorage for PostgresStorage {
                     backlog_events: backlog.map(|b| b as u64),
                     clock_offset_ms: offset,
                     set_aside_events: row.try_get::<_, i64>(9)? as u64,
+                    fenced_at: row
+                        .try_get::<_, Option<i64>>(10)?
+                        .map(crate::working::timestamp),
                 })
             })
             .collect()

@@ -48,6 +48,9 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!(
         "../../../migrations/sync-hub/sqlite/0005_operations.sql"
     )),
+    M::up(include_str!(
+        "../../../migrations/sync-hub/sqlite/0006_fenced.sql"
+    )),
 ];
 
 /// The alerts raised and not cleared, oldest first.
@@ -1072,6 +1075,19 @@ impl HubStorage for SqliteStorage {
         .await
     }
 
+    async fn note_fenced(&self, location: &LocationId, at_ms: i64) -> StorageResult<()> {
+        let location = location.as_str().to_owned();
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "UPDATE locations SET fenced_at_ms = ?2
+                 WHERE id = ?1 AND (fenced_at_ms IS NULL OR fenced_at_ms < ?2 - ?3)",
+            )?
+            .execute(params![location, at_ms, super::FENCED_NOTED_EVERY_MS])?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn add_webhook(&self, url: &str, secret: &str, now_ms: i64) -> StorageResult<i64> {
         let (url, secret) = (url.to_owned(), secret.to_owned());
         self.write(move |tx| {
@@ -1312,7 +1328,7 @@ impl HubStorage for SqliteStorage {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT id, name, timezone, status, epoch, head_seq, last_seen_at_ms, backlog_events, clock_offset_ms,
-                        (SELECT count(*) FROM view_set_aside WHERE location = locations.id)
+                        (SELECT count(*) FROM view_set_aside WHERE location = locations.id), fenced_at_ms
                  FROM locations ORDER BY id",
             )?;
             let rows = stmt.query_map([], |r| {
@@ -1327,10 +1343,11 @@ impl HubStorage for SqliteStorage {
                     r.get::<_, Option<i64>>(7)?,
                     r.get::<_, Option<i64>>(8)?,
                     r.get::<_, i64>(9)?,
+                    r.get::<_, Option<i64>>(10)?,
                 ))
             })?;
             rows.map(|row| {
-                let (id, name, timezone, status, epoch, head_seq, last_seen, backlog, offset, set_aside) = row?;
+                let (id, name, timezone, status, epoch, head_seq, last_seen, backlog, offset, set_aside, fenced) = row?;
                 let id = columns::location(&id)?;
                 // Readings in memory are newer than those written.
                 let (last_seen, backlog, offset) = match inner.recent.seen(&id) {
@@ -1352,6 +1369,7 @@ impl HubStorage for SqliteStorage {
                     backlog_events: backlog.map(|b| b as u64),
                     clock_offset_ms: offset,
                     set_aside_events: set_aside as u64,
+                    fenced_at: fenced.map(crate::working::timestamp),
                 })
             })
             .collect()
