@@ -67,26 +67,13 @@ pub fn app(
 /// checks, routed from the same list the document is collected from.
 fn documented() -> OpenApiRouter<AppState> {
     api::routes()
-        .routes(routes!(healthz))
+        .routes(routes!(ops_kit::openapi::healthz))
         .routes(routes!(readyz))
 }
 
 /// The node's OpenAPI document, as served at `/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     documented().into_openapi()
-}
-
-#[utoipa::path(
-    get,
-    path = "/healthz",
-    tag = "health",
-    summary = "The process is up",
-    description = "Answers while the process runs, whatever the state of its database.",
-    responses((status = 200, description = "Up", body = Object, example = json!({"status": "ok"}))),
-    security(())
-)]
-async fn healthz() -> Response {
-    axum::Json(json!({ "status": "ok" })).into_response()
 }
 
 /// Ready to serve: the database answers and holds this binary's schema.

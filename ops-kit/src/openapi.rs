@@ -39,7 +39,7 @@ pub fn to_json(api: &OpenApi) -> String {
 /// The routes serving `api`: both answers are built once, here.
 pub fn routes<S: Clone + Send + Sync + 'static>(api: &OpenApi) -> Router<S> {
     let json = to_json(api);
-    let page = render_page(&serde_json::from_str(&json).unwrap_or(Value::Null));
+    let page = render_page(&serde_json::to_value(api).unwrap_or(Value::Null));
     Router::new()
         .route(
             DOCUMENT_PATH,
@@ -98,24 +98,56 @@ pub fn routes<S: Clone + Send + Sync + 'static>(api: &OpenApi) -> Router<S> {
         )
 }
 
+/// `GET /healthz`, the same on both servers: the process answers,
+/// whatever the state of its database.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    summary = "The process is up",
+    description = "Answers while the process runs, whatever the state of its database.",
+    responses((status = 200, description = "Up", body = Object, example = json!({"status": "ok"}))),
+    security(())
+)]
+pub async fn healthz() -> axum::response::Response {
+    axum::Json(serde_json::json!({ "status": "ok" })).into_response()
+}
+
+/// A credential sent as `Authorization: Bearer ...`, described by `text`.
+pub fn bearer(text: &str) -> utoipa::openapi::security::SecurityScheme {
+    use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+    SecurityScheme::Http(
+        HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(text))
+            .build(),
+    )
+}
+
 /// The HTTP methods an OpenAPI path item may hold, in the order shown.
 const METHODS: [&str; 8] = [
     "get", "post", "put", "patch", "delete", "head", "options", "trace",
 ];
 
+/// Every operation of `document` as (method, path, operation object).
+fn each_operation(document: &Value) -> impl Iterator<Item = (&'static str, &String, &Value)> {
+    document
+        .get("paths")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .flat_map(|(path, item)| {
+            METHODS
+                .iter()
+                .filter_map(move |method| item.get(*method).map(|op| (*method, path, op)))
+        })
+}
+
 /// Every documented operation as (method in capitals, path).
 pub fn operations(document: &Value) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    if let Some(paths) = document.get("paths").and_then(Value::as_object) {
-        for (path, item) in paths {
-            for method in METHODS {
-                if item.get(method).is_some() {
-                    out.push((method.to_ascii_uppercase(), path.clone()));
-                }
-            }
-        }
-    }
-    out
+    each_operation(document)
+        .map(|(method, path, _)| (method.to_ascii_uppercase(), path.clone()))
+        .collect()
 }
 
 fn text<'a>(value: &'a Value, key: &str) -> &'a str {
@@ -199,20 +231,16 @@ fn type_of(schema: &Value) -> String {
     if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
         let _ = write!(out, " matching <code>{}</code>", escape(pattern));
     }
-    for (key, words) in [
-        ("minimum", "at least"),
-        ("maximum", "at most"),
-        ("minLength", "at least {} characters"),
-        ("maxLength", "at most {} characters"),
-        ("minItems", "at least {} items"),
-        ("maxItems", "at most {} items"),
+    for (key, before, after) in [
+        ("minimum", "at least", ""),
+        ("maximum", "at most", ""),
+        ("minLength", "at least", " characters"),
+        ("maxLength", "at most", " characters"),
+        ("minItems", "at least", " items"),
+        ("maxItems", "at most", " items"),
     ] {
         if let Some(bound) = schema.get(key) {
-            let bound = escape(&bound.to_string());
-            let _ = match words.split_once("{}") {
-                Some((before, after)) => write!(out, ", {before}{bound}{after}"),
-                None => write!(out, ", {words} {bound}"),
-            };
+            let _ = write!(out, ", {before} {}{after}", escape(&bound.to_string()));
         }
     }
     out
@@ -395,23 +423,18 @@ pub fn render_page(document: &Value) -> String {
 
     // Operations grouped by their first tag, in the document's order.
     let mut groups: Vec<(String, Vec<Operation>)> = Vec::new();
-    if let Some(paths) = document.get("paths").and_then(Value::as_object) {
-        for (path, item) in paths {
-            for method in METHODS {
-                let Some(op) = item.get(method) else { continue };
-                let tag = op
-                    .get("tags")
-                    .and_then(Value::as_array)
-                    .and_then(|t| t.first())
-                    .and_then(Value::as_str)
-                    .unwrap_or("other")
-                    .to_owned();
-                let entry = (method.to_owned(), path.clone(), op.clone());
-                match groups.iter_mut().find(|(name, _)| *name == tag) {
-                    Some((_, ops)) => ops.push(entry),
-                    None => groups.push((tag, vec![entry])),
-                }
-            }
+    for (method, path, op) in each_operation(document) {
+        let tag = op
+            .get("tags")
+            .and_then(Value::as_array)
+            .and_then(|t| t.first())
+            .and_then(Value::as_str)
+            .unwrap_or("other")
+            .to_owned();
+        let entry = (method.to_owned(), path.clone(), op.clone());
+        match groups.iter_mut().find(|(name, _)| *name == tag) {
+            Some((_, ops)) => ops.push(entry),
+            None => groups.push((tag, vec![entry])),
         }
     }
     // In the order the document lists its tags (its paths come sorted).

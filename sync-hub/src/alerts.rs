@@ -83,13 +83,7 @@ pub fn evaluate(
 ) -> Vec<Alert> {
     let mut alerts = Vec::new();
     let mut raise = |kind: &str, subject: &str, message: String| {
-        alerts.push(Alert {
-            key: format!("{kind}:{subject}"),
-            kind: kind.to_owned(),
-            subject: subject.to_owned(),
-            message,
-            undecided: false,
-        });
+        alerts.push(Alert::new(kind, subject, message))
     };
     // Stores silent since before this process watched, not yet for long
     // enough by its own count: another process, watching longer, may have
@@ -144,15 +138,16 @@ pub fn evaluate(
         }
         if now_ms - seen.as_millisecond() > settings.alerts.unreachable_for_ms {
             undecided.push(Alert {
-                key: format!("store_unreachable:{id}"),
-                kind: "store_unreachable".to_owned(),
-                subject: id.to_owned(),
-                message: format!(
-                    "{} has not been heard from for {} s",
-                    location.name,
-                    (now_ms - seen.as_millisecond()) / 1000
-                ),
                 undecided: true,
+                ..Alert::new(
+                    "store_unreachable",
+                    id,
+                    format!(
+                        "{} has not been heard from for {} s",
+                        location.name,
+                        (now_ms - seen.as_millisecond()) / 1000
+                    ),
+                )
             });
             continue;
         }
@@ -263,6 +258,17 @@ pub fn payload(event_id: &str, raised: bool, alert: &OpenAlert, now_ms: i64) -> 
 }
 
 impl Alert {
+    /// The alert of `kind` about `subject`, keyed `kind:subject`.
+    pub fn new(kind: &str, subject: &str, message: String) -> Self {
+        Self {
+            key: format!("{kind}:{subject}"),
+            kind: kind.to_owned(),
+            subject: subject.to_owned(),
+            message,
+            undecided: false,
+        }
+    }
+
     /// The alert as it is once raised at `now_ms`.
     pub fn opened(&self, now_ms: i64) -> OpenAlert {
         OpenAlert {

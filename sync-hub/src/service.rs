@@ -52,7 +52,8 @@ impl dyn HubStorage {
     /// verified by the caller. `backlog_before` is what the device said it
     /// had waiting before this batch, so the hub can record what remains. A
     /// fork quarantines the device, in a transaction of its own (the
-    /// refused batch rolled back).
+    /// refused batch rolled back); a fenced push (an old copy of the device)
+    /// is recorded for its alert.
     pub async fn push(
         &self,
         location: &LocationId,
@@ -90,6 +91,12 @@ impl dyn HubStorage {
                 self.run(working, move |w| view::quarantine(w, &at, seq))
                     .await?;
                 tracing::warn!(%location, seq, "fork detected; device quarantined");
+            }
+            Err(StorageError::Refused(Refusal::Fenced { .. })) => {
+                // For the `fenced` alert; the refusal is the answer either way.
+                if let Err(e) = self.note_fenced(location, now_ms).await {
+                    tracing::warn!(%location, error = %e, "cannot record a fenced push");
+                }
             }
             Err(_) => {}
         }

@@ -28,7 +28,7 @@ use crate::store::queries::{
     SyncStatus,
 };
 use extract::{IdPath, JsonBody, QueryParams, RawBody, parse_bytes};
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -88,13 +88,8 @@ impl Modify for Credentials {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "token",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some(
-                        "`Authorization: Bearer TOKEN` with a token from `edge-node token create --role kiosk|staff|manager`.",
-                    ))
-                    .build(),
+            ops_kit::openapi::bearer(
+                "`Authorization: Bearer TOKEN` with a token from `edge-node token create --role kiosk|staff|manager`.",
             ),
         );
         let mut session = ApiKeyValue::new(crate::state::COOKIE);

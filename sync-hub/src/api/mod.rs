@@ -17,7 +17,7 @@ use shared::limits::SYNC_BODY_MAX_BYTES;
 use shared::protocol::ErrorBody;
 use shared::signing::SigningKey;
 use tower_http::catch_panic::CatchPanicLayer;
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -105,7 +105,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(public::booking))
         .routes(routes!(bookings::cancel))
         .routes(routes!(public::locations))
-        .routes(routes!(healthz))
+        .routes(routes!(ops_kit::openapi::healthz))
         .routes(routes!(readyz))
 }
 
@@ -145,13 +145,8 @@ impl Modify for Credentials {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "api_key",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some(
-                        "`Authorization: Bearer KEY` with a key from `sync-hub api-key create`.",
-                    ))
-                    .build(),
+            ops_kit::openapi::bearer(
+                "`Authorization: Bearer KEY` with a key from `sync-hub api-key create`.",
             ),
         );
         let mut device = ApiKeyValue::new(shared::signing::HEADER_SIGNATURE);
@@ -167,19 +162,6 @@ impl Modify for Credentials {
         );
         components.add_security_scheme("device", SecurityScheme::ApiKey(ApiKey::Header(device)));
     }
-}
-
-#[utoipa::path(
-    get,
-    path = "/healthz",
-    tag = "health",
-    summary = "The process is up",
-    description = "Answers while the process runs, whatever the state of its database.",
-    responses((status = 200, description = "Up", body = Object, example = json!({"status": "ok"}))),
-    security(())
-)]
-async fn healthz() -> Response {
-    axum::Json(json!({ "status": "ok" })).into_response()
 }
 
 pub fn router(state: AppState) -> Router {

@@ -353,11 +353,6 @@ pub async fn push(State(state): State<AppState>, request: Request) -> Response {
             Err(e) => {
                 if let StorageError::Refused(refusal) = &e {
                     metrics::counter!(crate::metrics::PUSH_REFUSALS, "code" => refusal.code()).increment(1);
-                    if matches!(refusal, Refusal::Fenced { .. })
-                        && let Err(noted) = state.storage.note_fenced(&location, state.now_ms()).await
-                    {
-                        tracing::warn!(%location, error = %noted, "cannot record a fenced push");
-                    }
                 }
                 return Err(e.into());
             }
